@@ -1,0 +1,207 @@
+//! The command line: subcommands, their options, and exit codes (sysexits).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::sim::{self, SimConfig, Transport, UserSpec, faults::FaultSettings};
+
+/// Exit code for an invalid configuration (sysexits `EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit code for a failure of the operating system, such as a port that cannot be bound
+/// (sysexits `EX_OSERR`).
+pub const EXIT_OSERR: u8 = 71;
+
+/// qftpd: an FTP/FTPS gateway to the file system of a Qumulo cluster.
+#[derive(Debug, Parser)]
+#[command(name = "qftpd", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Qumulo REST API simulator backed by a local directory (for tests and demos).
+    Sim(SimArgs),
+}
+
+/// Options of `qftpd sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Directory holding the simulated cluster's files (created if missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// A local user, NAME:PASSWORD; users get ids from 500 in the order given.
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user, required = true)]
+    pub users: Vec<(String, String)>,
+    /// Make NAME (one of --user) an administrator.
+    #[arg(long = "admin", value_name = "NAME")]
+    pub admins: Vec<String>,
+    /// Give user NAME the home directory PATH (created when missing).
+    #[arg(long = "home", value_name = "NAME:PATH", value_parser = parse_user)]
+    pub homes: Vec<(String, String)>,
+    /// Certificate chain (PEM) to serve instead of a generated self-signed one.
+    #[arg(long, requires = "tls_key", conflicts_with = "plain_http")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Write the served certificate in PEM to FILE, for clients to trust exactly it.
+    #[arg(long, value_name = "FILE", conflicts_with = "plain_http")]
+    pub cert_out: Option<PathBuf>,
+    /// Serve plain HTTP instead of HTTPS (for measurements without TLS).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Lifetime of bearer tokens, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = sim::DEFAULT_TOKEN_LIFETIME.as_secs())]
+    pub token_lifetime: u64,
+    /// Cluster name reported by /v1/cluster/settings.
+    #[arg(long, default_value = "qftpd-sim")]
+    pub cluster_name: String,
+    /// Fault: milliseconds added to every API request.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fault: share (0 to 1) of API requests answered 503.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Fault: share (0 to 1) of API requests whose connection is dropped without an answer.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub drop_rate: f64,
+    /// Fault: start in a full outage (every API request dropped) until switched off.
+    #[arg(long)]
+    pub outage: bool,
+}
+
+fn parse_user(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((name, rest)) if !name.is_empty() && !rest.is_empty() => {
+            Ok((name.to_string(), rest.to_string()))
+        }
+        _ => Err(format!("{s:?} is not NAME:VALUE with both parts non-empty")),
+    }
+}
+
+impl SimArgs {
+    /// The simulator configuration these options describe.
+    pub fn to_config(&self) -> Result<SimConfig, String> {
+        for admin in &self.admins {
+            if !self.users.iter().any(|(n, _)| n == admin) {
+                return Err(format!("--admin {admin}: no --user of that name"));
+            }
+        }
+        for (name, _) in &self.homes {
+            if !self.users.iter().any(|(n, _)| n == name) {
+                return Err(format!("--home {name}: no --user of that name"));
+            }
+        }
+        let transport = match (&self.tls_cert, &self.tls_key, self.plain_http) {
+            (_, _, true) => Transport::Plain,
+            (Some(cert), Some(key), false) => Transport::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => Transport::GeneratedTls,
+        };
+        Ok(SimConfig {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            users: self
+                .users
+                .iter()
+                .map(|(name, password)| UserSpec {
+                    name: name.clone(),
+                    password: password.clone(),
+                    admin: self.admins.contains(name),
+                    home: self
+                        .homes
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, h)| h.clone()),
+                })
+                .collect(),
+            transport,
+            token_lifetime: Duration::from_secs(self.token_lifetime),
+            faults: FaultSettings {
+                latency_ms: self.latency_ms,
+                error_rate: self.error_rate,
+                drop_rate: self.drop_rate,
+                outage: self.outage,
+            },
+            cluster_name: self.cluster_name.clone(),
+        })
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::logging::init("info");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("qftpd: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_OSERR);
+        }
+    };
+    match cli.command {
+        Command::Sim(args) => runtime.block_on(run_sim(args)),
+    }
+}
+
+async fn run_sim(args: SimArgs) -> ExitCode {
+    let cfg = match args.to_config() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("qftpd sim: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let handle = match sim::start(cfg).await {
+        Ok(h) => h,
+        Err(e @ sim::SimError::Bind { .. }) => {
+            eprintln!("qftpd sim: {e}");
+            return ExitCode::from(EXIT_OSERR);
+        }
+        Err(e) => {
+            eprintln!("qftpd sim: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let (Some(path), Some(pem)) = (&args.cert_out, handle.cert_pem())
+        && let Err(e) = std::fs::write(path, pem)
+    {
+        eprintln!("qftpd sim: --cert-out {}: {e}", path.display());
+        return ExitCode::from(EXIT_OSERR);
+    }
+    println!("qftpd sim listening on {}", handle.url());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    handle.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

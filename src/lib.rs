@@ -1,0 +1,14 @@
+//! qftpd: an FTP/FTPS gateway to the file system of a Qumulo cluster.
+//!
+//! Every FTP login is a Qumulo login, and every file operation runs on the cluster through its
+//! REST API with that user's bearer token, so the cluster enforces permissions.
+//!
+//! # Architecture
+//! - [`cli`]: the command line (`sim`, …); maps failures to sysexits exit codes.
+//! - [`logging`]: tracing subscriber set-up.
+//! - [`sim`]: a faithful Qumulo REST API simulator backed by a real directory, used by tests,
+//!   benchmarks and `qftpd demo`. It shares no types with the production client.
+
+pub mod cli;
+pub mod logging;
+pub mod sim;

@@ -1,0 +1,214 @@
+//! The `/v1/files` endpoints. Data is streamed both ways: reads are a file stream with a
+//! Content-Length, writes copy the (usually chunked) request body to disk as it arrives.
+
+use axum::Json;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio_util::io::ReaderStream;
+
+use super::{Caller, JsonBody, P, Q, State, blocking};
+use crate::sim::error::{ApiError, ApiResult, ErrorClass};
+use crate::sim::store::{AttrPatch, CreateRequest, ReadPlan};
+
+/// Read and write buffer size of data transfers.
+const IO_BUF: usize = 256 * 1024;
+
+/// Refuses `?snapshot=`: the simulator keeps no snapshots.
+fn no_snapshots(snapshot: Option<&String>) -> ApiResult<()> {
+    match snapshot {
+        Some(s) => Err(ApiError::new(
+            ErrorClass::NoSuchEntry,
+            format!("No snapshot {s}: the simulator keeps none"),
+        )),
+        None => Ok(()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct AttrQuery {
+    snapshot: Option<String>,
+}
+
+pub(super) async fn get_attrs(
+    state: State,
+    Caller(user): Caller,
+    P(r): P<String>,
+    Q(q): Q<AttrQuery>,
+) -> ApiResult<Json<Value>> {
+    no_snapshots(q.snapshot.as_ref())?;
+    blocking(move || state.store.get_attributes(&user, &r))
+        .await
+        .map(Json)
+}
+
+pub(super) async fn patch_attrs(
+    state: State,
+    Caller(user): Caller,
+    P(r): P<String>,
+    JsonBody(patch): JsonBody<AttrPatch>,
+) -> ApiResult<Json<Value>> {
+    blocking(move || state.store.set_attributes(&user, &r, &patch))
+        .await
+        .map(Json)
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+    snapshot: Option<String>,
+    #[serde(rename = "smb-pattern")]
+    smb_pattern: Option<String>,
+}
+
+pub(super) async fn list(
+    state: State,
+    Caller(user): Caller,
+    P(r): P<String>,
+    Q(q): Q<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    no_snapshots(q.snapshot.as_ref())?;
+    if q.smb_pattern.is_some() {
+        return Err(ApiError::new(
+            ErrorClass::Decode,
+            "smb-pattern is not supported by the simulator",
+        ));
+    }
+    blocking(move || state.store.list(&user, &r, q.after.as_deref(), q.limit))
+        .await
+        .map(Json)
+}
+
+pub(super) async fn create(
+    state: State,
+    Caller(user): Caller,
+    P(r): P<String>,
+    JsonBody(req): JsonBody<CreateRequest>,
+) -> ApiResult<Json<Value>> {
+    blocking(move || state.store.create(&user, &r, &req))
+        .await
+        .map(Json)
+}
+
+pub(super) async fn delete(
+    state: State,
+    Caller(user): Caller,
+    P(r): P<String>,
+) -> ApiResult<StatusCode> {
+    blocking(move || state.store.delete(&user, &r))
+        .await
+        .map(|()| StatusCode::OK)
+}
+
+pub(super) async fn unlink(
+    state: State,
+    Caller(user): Caller,
+    P((r, name)): P<(String, String)>,
+) -> ApiResult<StatusCode> {
+    blocking(move || state.store.unlink(&user, &r, &name))
+        .await
+        .map(|()| StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReadQuery {
+    offset: Option<u64>,
+    length: Option<u64>,
+    snapshot: Option<String>,
+}
+
+pub(super) async fn read(
+    state: State,
+    Caller(user): Caller,
+    P(r): P<String>,
+    Q(q): Q<ReadQuery>,
+) -> ApiResult<Response> {
+    no_snapshots(q.snapshot.as_ref())?;
+    let offset = q.offset.unwrap_or(0);
+    let (plan, etag) = blocking(move || state.store.open_read(&user, &r, offset, q.length)).await?;
+    let (body, len) = match plan {
+        ReadPlan::Bytes(b) => {
+            let len = b.len() as u64;
+            (Body::from(b), len)
+        }
+        ReadPlan::File(file, len) => {
+            let reader = tokio::fs::File::from_std(file).take(len);
+            (
+                Body::from_stream(ReaderStream::with_capacity(reader, IO_BUF)),
+                len,
+            )
+        }
+    };
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+        headers.insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub(super) struct WriteQuery {
+    offset: Option<u64>,
+}
+
+/// `PUT …/data`: replaces the whole content.
+pub(super) async fn replace(
+    state: State,
+    caller: Caller,
+    P(r): P<String>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    write(state, caller, r, 0, true, body).await
+}
+
+/// `PATCH …/data?offset=O`: writes at O, zero-extending past the end.
+pub(super) async fn write_at(
+    state: State,
+    caller: Caller,
+    P(r): P<String>,
+    Q(q): Q<WriteQuery>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let offset = q
+        .offset
+        .ok_or_else(|| ApiError::new(ErrorClass::Decode, "PATCH of data needs ?offset="))?;
+    write(state, caller, r, offset, false, body).await
+}
+
+async fn write(
+    state: State,
+    Caller(user): Caller,
+    r: String,
+    offset: u64,
+    replace: bool,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let st = state.clone();
+    let (file, obj) = blocking(move || st.store.open_write(&user, &r, offset, replace)).await?;
+    let io = |e: std::io::Error| ApiError::io(&e, &obj.path);
+    let mut out = BufWriter::with_capacity(IO_BUF, tokio::fs::File::from_std(file));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::new(ErrorClass::Decode, format!("request body: {e}")))?;
+        out.write_all(&chunk).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)?;
+    blocking(move || {
+        let fresh = state.store.load(&obj.fs, &obj.path)?;
+        Ok(state.store.attributes(&fresh))
+    })
+    .await
+    .map(Json)
+}

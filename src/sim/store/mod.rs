@@ -1,0 +1,342 @@
+//! The simulated file system, backed by a real directory so gigabytes stream through without
+//! being held in memory.
+//!
+//! Ids are the backing file system's inode numbers, so they are stable across renames and
+//! restarts; the root answers as `"2"` as on Qumulo (an object that really has inode 2 takes the
+//! root's inode number in exchange). An index from inode to (parent inode, name) answers id
+//! references; it is filled as objects are met and rebuilt by a walk when it misses. Mount points
+//! below the data directory are not supported: inode numbers are only unique on one device.
+//!
+//! Path references are resolved component by component, without the OS following links:
+//! `.` and `..` are resolved logically (never above the root) and a symlink met before the last
+//! component is followed within the cluster's namespace (an absolute target starts again at the
+//! cluster root), so nothing outside the data directory can be reached.
+
+mod attrs;
+mod ops;
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use attrs::Obj;
+pub use ops::{AttrPatch, CreateRequest, ReadPlan};
+
+use super::error::{ApiError, ApiResult, ErrorClass};
+use super::users::{Directory, User};
+
+/// The id the root directory answers to.
+pub const ROOT_ID: u64 = 2;
+/// How many symlinks one path resolution may follow before giving up (as Linux's ELOOP).
+const MAX_LINKS: usize = 40;
+
+/// Permission bits asked of an object.
+#[derive(Debug, Clone, Copy)]
+pub enum Access {
+    /// Read data or list entries.
+    Read = 4,
+    /// Write data, or create and remove entries.
+    Write = 2,
+    /// Search a directory.
+    Search = 1,
+    /// Add or remove entries of a directory: write and search.
+    Modify = 3,
+}
+
+/// The file system: the data directory plus the id index.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    root_ino: u64,
+    /// The users, to name owners in attributes.
+    users: std::sync::Arc<Directory>,
+    /// inode → (parent inode, name). A std mutex: never held across an await.
+    index: Mutex<HashMap<u64, (u64, String)>>,
+    /// Owners of symlinks (`user.` extended attributes cannot be set on links): inode → ids.
+    link_owners: Mutex<HashMap<u64, (u64, u64)>>,
+}
+
+impl Store {
+    /// Opens the data directory `root` (created if missing).
+    pub fn open(root: &Path, users: std::sync::Arc<Directory>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        let root = root.canonicalize()?;
+        let meta = std::fs::metadata(&root)?;
+        if !meta.is_dir() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a directory",
+                root.display()
+            )));
+        }
+        Ok(Self {
+            root,
+            root_ino: meta.ino(),
+            users,
+            index: Mutex::new(HashMap::new()),
+            link_owners: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The users known to the cluster.
+    pub fn users(&self) -> &Directory {
+        &self.users
+    }
+
+    /// The API id of an inode (an involution: also maps ids back to inodes).
+    pub fn id_of(&self, ino: u64) -> u64 {
+        if ino == self.root_ino {
+            ROOT_ID
+        } else if ino == ROOT_ID {
+            self.root_ino
+        } else {
+            ino
+        }
+    }
+
+    /// Whether `user` has `access` on `obj`: owner bits for the owner, group bits for members
+    /// of the object's group, other bits for the rest; administrators pass every check.
+    pub fn allowed(&self, user: &User, obj: &Obj, access: Access) -> bool {
+        if user.admin {
+            return true;
+        }
+        let mode = obj.meta.mode();
+        let bits = if obj.owner == user.id {
+            mode >> 6
+        } else if user.groups().contains(&obj.group) {
+            mode >> 3
+        } else {
+            mode
+        };
+        let want = access as u32;
+        bits & want == want
+    }
+
+    /// Fails with `fs_access_denied_error` unless `user` has `access` on `obj`.
+    pub fn check(&self, user: &User, obj: &Obj, access: Access) -> ApiResult<()> {
+        if self.allowed(user, obj, access) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorClass::AccessDenied,
+                format!("{} may not access {}", user.name, obj.path),
+            ))
+        }
+    }
+
+    /// Resolves a reference: a decimal id, or an absolute path (a trailing `/` is allowed).
+    /// Path references need search permission on every directory passed through.
+    pub fn resolve(&self, reference: &str, user: &User) -> ApiResult<Obj> {
+        if reference.starts_with('/') {
+            self.resolve_path(reference, user)
+        } else if !reference.is_empty() && reference.bytes().all(|b| b.is_ascii_digit()) {
+            let id: u64 = reference.parse().map_err(|_| {
+                ApiError::new(ErrorClass::NoSuchEntry, format!("No id {reference}"))
+            })?;
+            self.resolve_id(id)
+        } else {
+            Err(ApiError::new(
+                ErrorClass::Decode,
+                format!("Reference {reference:?} is neither an id nor an absolute path"),
+            ))
+        }
+    }
+
+    /// Resolves an absolute API path as described in the module docs.
+    pub fn resolve_path(&self, path: &str, user: &User) -> ApiResult<Obj> {
+        let mut pending: VecDeque<String> = components(path).map(String::from).collect();
+        let mut dirs: Vec<Obj> = vec![self.load_root()?];
+        let mut links = 0;
+        while let Some(name) = pending.pop_front() {
+            match name.as_str() {
+                "." => continue,
+                ".." => {
+                    if dirs.len() > 1 {
+                        dirs.pop();
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let parent = dirs.last().expect("the root is never popped");
+            if !parent.meta.is_dir() {
+                return Err(ApiError::new(
+                    ErrorClass::NotADirectory,
+                    format!("{} is not a directory", parent.path),
+                ));
+            }
+            self.check(user, parent, Access::Search)?;
+            let obj = self.load_child(parent, &name)?;
+            if obj.meta.file_type().is_symlink() && !pending.is_empty() {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(ApiError::new(
+                        ErrorClass::InvalidArgument,
+                        format!("Too many levels of symbolic links in {path}"),
+                    ));
+                }
+                let target = std::fs::read_link(&obj.fs)
+                    .map_err(|e| ApiError::io(&e, &obj.path))?
+                    .to_string_lossy()
+                    .into_owned();
+                if target.starts_with('/') {
+                    dirs.truncate(1);
+                }
+                for c in components(&target).rev() {
+                    pending.push_front(c.to_string());
+                }
+                continue;
+            }
+            dirs.push(obj);
+        }
+        Ok(dirs.pop().expect("at least the root"))
+    }
+
+    /// Resolves an id through the index, rebuilding it once when it misses or is stale.
+    fn resolve_id(&self, id: u64) -> ApiResult<Obj> {
+        if id == ROOT_ID {
+            return self.load_root();
+        }
+        let ino = self.id_of(id);
+        for attempt in 0..2 {
+            if attempt == 1 {
+                self.rebuild_index();
+            }
+            if let Some(path) = self.indexed_path(ino) {
+                let fs = self.fs_path(&path);
+                if let Ok(obj) = self.load(&fs, &path)
+                    && obj.meta.ino() == ino
+                {
+                    return Ok(obj);
+                }
+            }
+        }
+        Err(ApiError::new(
+            ErrorClass::NoSuchEntry,
+            format!("No file with id {id}"),
+        ))
+    }
+
+    /// The API path of an indexed inode, walking up the parent links.
+    fn indexed_path(&self, ino: u64) -> Option<String> {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names = Vec::new();
+        let mut cur = ino;
+        while cur != self.root_ino {
+            let (parent, name) = index.get(&cur)?;
+            names.push(name.as_str());
+            cur = *parent;
+            if names.len() > 4096 {
+                return None;
+            }
+        }
+        names.reverse();
+        Some(format!("/{}", names.join("/")))
+    }
+
+    /// Records that `ino` is called `name` in directory `parent_ino`.
+    pub fn remember(&self, ino: u64, parent_ino: u64, name: &str) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        match index.get(&ino) {
+            Some((p, n)) if *p == parent_ino && n == name => {}
+            _ => {
+                index.insert(ino, (parent_ino, name.to_string()));
+            }
+        }
+    }
+
+    /// Forgets an inode that was removed.
+    pub fn forget(&self, ino: u64) {
+        self.index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ino);
+        self.link_owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ino);
+    }
+
+    /// Walks the whole tree and rebuilds the index from what is there now.
+    fn rebuild_index(&self) {
+        let mut fresh = HashMap::new();
+        let mut stack = vec![(self.root.clone(), self.root_ino)];
+        while let Some((dir, dir_ino)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let (Ok(meta), Some(name)) = (
+                    entry.metadata(),
+                    entry.file_name().to_str().map(String::from),
+                ) else {
+                    continue;
+                };
+                fresh.insert(meta.ino(), (dir_ino, name));
+                if meta.is_dir() {
+                    stack.push((entry.path(), meta.ino()));
+                }
+            }
+        }
+        *self.index.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    /// The backing path of an API path.
+    pub fn fs_path(&self, api_path: &str) -> PathBuf {
+        let mut p = self.root.clone();
+        p.extend(components(api_path));
+        p
+    }
+
+    /// Loads the root directory.
+    pub fn load_root(&self) -> ApiResult<Obj> {
+        self.load(&self.root, "/")
+    }
+
+    /// Loads the entry `name` of directory `dir` (no link following) and indexes it.
+    pub fn load_child(&self, dir: &Obj, name: &str) -> ApiResult<Obj> {
+        let path = child_path(&dir.path, name);
+        let obj = self.load(&dir.fs.join(name), &path)?;
+        self.remember(obj.meta.ino(), dir.meta.ino(), name);
+        Ok(obj)
+    }
+}
+
+/// The non-empty components of an API path.
+pub fn components(path: &str) -> impl DoubleEndedIterator<Item = &str> {
+    path.split('/').filter(|c| !c.is_empty())
+}
+
+/// The API path of `name` inside the directory at `dir`.
+pub fn child_path(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{}/{name}", dir.trim_end_matches('/'))
+    }
+}
+
+/// Checks a new entry name as the cluster does.
+pub fn validate_name(name: &str) -> ApiResult<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(ApiError::new(
+            ErrorClass::InvalidName,
+            format!("Invalid name {name:?}"),
+        ));
+    }
+    if name.len() > 255 {
+        return Err(ApiError::new(
+            ErrorClass::NameSize,
+            format!("Name of {} bytes is longer than 255", name.len()),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,599 @@
+//! The operations of the file-system endpoints, each checking the caller's permissions.
+//! All of them block on local I/O: the routes run them on tokio's blocking pool.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use chrono::DateTime;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use rustix::fs::{CWD, RenameFlags, Timespec, Timestamps, UTIME_OMIT};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::super::error::{ApiError, ApiResult, ErrorClass};
+use super::super::users::{USERS_GROUP, User, group_name};
+use super::attrs::{XATTR_BTIME, data_revision, write_xattr};
+use super::{Access, Obj, Store, child_path, components, validate_name};
+
+/// Mode of a file created through the API (Qumulo's default for POSIX-style creation).
+const NEW_FILE_MODE: u32 = 0o644;
+/// Mode of a directory created through the API.
+const NEW_DIR_MODE: u32 = 0o755;
+/// Page size of a listing when the client gives no `limit`. The reference leaves the cluster's
+/// default open; 1000 is what the SDK's own bulk readers ask for.
+pub const DEFAULT_PAGE: usize = 1000;
+/// The largest page the simulator returns ("the system may choose a smaller limit").
+pub const MAX_PAGE: usize = 10_000;
+
+/// Body of `POST /v1/files/{ref}/entries/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// Name of the new entry in the directory.
+    pub name: String,
+    /// `CREATE_FILE`, `CREATE_DIRECTORY`, `CREATE_SYMLINK`, `CREATE_LINK` or `RENAME`.
+    pub action: String,
+    /// Symlink target, link source or rename source.
+    pub old_path: Option<String>,
+    /// RENAME onto an existing name replaces it.
+    #[serde(default)]
+    pub clobber: bool,
+    /// Accepted for symlinks; the simulator reports the target type as unknown.
+    pub symlink_target_type: Option<String>,
+}
+
+/// Body of `PATCH /v1/files/{ref}/info/attributes`: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttrPatch {
+    /// Octal mode, e.g. `"0755"`.
+    pub mode: Option<String>,
+    /// Owner auth id.
+    pub owner: Option<String>,
+    /// Group auth id.
+    pub group: Option<String>,
+    /// Owner as `{id_type, id_value}`.
+    pub owner_details: Option<Identity>,
+    /// Group as `{id_type, id_value}`.
+    pub group_details: Option<Identity>,
+    /// New size in bytes (truncates or zero-extends).
+    pub size: Option<String>,
+    /// RFC 3339 times.
+    pub access_time: Option<String>,
+    /// RFC 3339 times.
+    pub modification_time: Option<String>,
+    /// RFC 3339 times.
+    pub creation_time: Option<String>,
+    /// Accepted and ignored: the change time moves by itself on every change.
+    pub change_time: Option<String>,
+    /// Accepted and ignored: the simulator keeps no SMB attribute bits.
+    pub extended_attributes: Option<Value>,
+}
+
+/// Qumulo's `FSIdentity`.
+#[derive(Debug, Deserialize)]
+pub struct Identity {
+    /// `LOCAL_USER`, `LOCAL_GROUP`, …
+    pub id_type: String,
+    /// The name (for local ids) or number.
+    pub id_value: String,
+}
+
+/// What a data read streams.
+#[derive(Debug)]
+pub enum ReadPlan {
+    /// A regular file, positioned at the offset, with the number of bytes to send.
+    File(File, u64),
+    /// A symlink's target text.
+    Bytes(Vec<u8>),
+}
+
+fn parse_time(field: &str, text: &str) -> ApiResult<(i64, u32)> {
+    let t = DateTime::parse_from_rfc3339(text)
+        .map_err(|e| ApiError::new(ErrorClass::Decode, format!("{field}: {text:?}: {e}")))?;
+    Ok((t.timestamp(), t.timestamp_subsec_nanos()))
+}
+
+fn timespec(t: Option<(i64, u32)>) -> Timespec {
+    match t {
+        Some((s, n)) => Timespec {
+            tv_sec: s,
+            tv_nsec: i64::from(n),
+        },
+        None => Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+    }
+}
+
+impl Store {
+    /// Attributes of a reference.
+    pub fn get_attributes(&self, user: &User, reference: &str) -> ApiResult<Value> {
+        Ok(self.attributes(&self.resolve(reference, user)?))
+    }
+
+    /// One page of a directory listing, in name order, continuing after `after`.
+    pub fn list(
+        &self,
+        user: &User,
+        reference: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> ApiResult<Value> {
+        let dir = self.resolve(reference, user)?;
+        if !dir.meta.is_dir() {
+            return Err(ApiError::new(
+                ErrorClass::NotADirectory,
+                format!("{} is not a directory", dir.path),
+            ));
+        }
+        self.check(user, &dir, Access::Read)?;
+        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let mut names: Vec<String> = std::fs::read_dir(&dir.fs)
+            .map_err(|e| ApiError::io(&e, &dir.path))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        let total = names.len();
+        names.retain(|n| after.is_none_or(|a| n.as_str() > a));
+        names.sort_unstable();
+        let more = names.len() > limit;
+        names.truncate(limit);
+        let files: Vec<Value> = names
+            .iter()
+            .filter_map(|n| self.load_child(&dir, n).ok())
+            .map(|o| self.attributes(&o))
+            .collect();
+        let id = self.id_of(dir.meta.ino());
+        let next = match names.last() {
+            Some(last) if more => format!(
+                "/v1/files/{id}/entries/?after={}&limit={limit}",
+                utf8_percent_encode(last, NON_ALPHANUMERIC)
+            ),
+            _ => String::new(),
+        };
+        let path = if dir.path == "/" {
+            "/".to_string()
+        } else {
+            format!("{}/", dir.path)
+        };
+        Ok(
+            json!({"path": path, "id": id.to_string(), "child_count": total, "files": files, "paging": {"next": next}}),
+        )
+    }
+
+    /// The directory at `reference` and the caller's right to add or remove entries in it.
+    fn writable_dir(&self, user: &User, reference: &str) -> ApiResult<Obj> {
+        let dir = self.resolve(reference, user)?;
+        if !dir.meta.is_dir() {
+            return Err(ApiError::new(
+                ErrorClass::NotADirectory,
+                format!("{} is not a directory", dir.path),
+            ));
+        }
+        self.check(user, &dir, Access::Modify)?;
+        Ok(dir)
+    }
+
+    /// `POST …/entries/`: creates a file, directory or link, or renames into the directory.
+    pub fn create(&self, user: &User, reference: &str, req: &CreateRequest) -> ApiResult<Value> {
+        let name = req.name.trim_end_matches('/');
+        validate_name(name)?;
+        let dir = self.writable_dir(user, reference)?;
+        let fs = dir.fs.join(name);
+        let path = child_path(&dir.path, name);
+        let old_path = || {
+            req.old_path.as_deref().ok_or_else(|| {
+                ApiError::new(ErrorClass::Decode, format!("{} needs old_path", req.action))
+            })
+        };
+        let created = match req.action.as_str() {
+            "CREATE_FILE" => OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&fs)
+                .and_then(|f| f.set_permissions(PermissionsExt::from_mode(NEW_FILE_MODE))),
+            "CREATE_DIRECTORY" => std::fs::create_dir(&fs).and_then(|()| {
+                std::fs::set_permissions(&fs, PermissionsExt::from_mode(NEW_DIR_MODE))
+            }),
+            "CREATE_SYMLINK" => std::os::unix::fs::symlink(old_path()?, &fs),
+            "CREATE_LINK" => {
+                let source = self.resolve(old_path()?, user)?;
+                if !source.meta.is_file() {
+                    return Err(ApiError::new(
+                        ErrorClass::NotAFile,
+                        format!("{} is not a file", source.path),
+                    ));
+                }
+                std::fs::hard_link(&source.fs, &fs)
+            }
+            "RENAME" => return self.rename(user, &dir, name, old_path()?, req.clobber),
+            other => {
+                return Err(ApiError::new(
+                    ErrorClass::Decode,
+                    format!("Unknown action {other:?}"),
+                ));
+            }
+        };
+        created.map_err(|e| ApiError::io(&e, &path))?;
+        let obj = self.load_child(&dir, name)?;
+        if req.action != "CREATE_LINK" {
+            self.set_owner(&obj, user.id, USERS_GROUP)?;
+        }
+        Ok(self.attributes(&self.load(&obj.fs, &obj.path)?))
+    }
+
+    /// The parent directory of an absolute path and the last component's name.
+    fn parent_of(&self, user: &User, path: &str) -> ApiResult<(Obj, String)> {
+        let parts: Vec<&str> = components(path).collect();
+        let Some((name, parents)) = parts.split_last() else {
+            return Err(ApiError::new(
+                ErrorClass::InvalidArgument,
+                "The root cannot be moved or removed",
+            ));
+        };
+        let parent = self.resolve_path(&format!("/{}", parents.join("/")), user)?;
+        Ok((parent, (*name).to_string()))
+    }
+
+    /// RENAME of `old_path` to `name` in `dir`; without clobber an existing name is kept.
+    fn rename(
+        &self,
+        user: &User,
+        dir: &Obj,
+        name: &str,
+        old_path: &str,
+        clobber: bool,
+    ) -> ApiResult<Value> {
+        if !old_path.starts_with('/') {
+            return Err(ApiError::new(
+                ErrorClass::Decode,
+                format!("old_path {old_path:?} is not absolute"),
+            ));
+        }
+        let (src_dir, src_name) = self.parent_of(user, old_path)?;
+        if !src_dir.meta.is_dir() {
+            return Err(ApiError::new(
+                ErrorClass::NotADirectory,
+                format!("{} is not a directory", src_dir.path),
+            ));
+        }
+        self.check(user, &src_dir, Access::Modify)?;
+        let src = self.load_child(&src_dir, &src_name)?;
+        let dest = dir.fs.join(name);
+        let flags = if clobber {
+            RenameFlags::empty()
+        } else {
+            RenameFlags::NOREPLACE
+        };
+        rustix::fs::renameat_with(CWD, &src.fs, CWD, &dest, flags).map_err(|e| {
+            let path = child_path(&dir.path, name);
+            if e == rustix::io::Errno::EXIST && !clobber {
+                ApiError::new(ErrorClass::EntryExists, format!("{path} already exists"))
+            } else if e == rustix::io::Errno::INVAL {
+                ApiError::new(
+                    ErrorClass::InvalidArgument,
+                    format!("Cannot move {} into itself", src.path),
+                )
+            } else {
+                ApiError::io(&std::io::Error::from(e), &path)
+            }
+        })?;
+        if let Ok(moved) = self.load_child(dir, name) {
+            return Ok(self.attributes(&moved));
+        }
+        Err(ApiError::new(
+            ErrorClass::NoSuchEntry,
+            format!("{} vanished after rename", src.path),
+        ))
+    }
+
+    /// `DELETE /v1/files/{ref}`: removes a file, link or empty directory.
+    pub fn delete(&self, user: &User, reference: &str) -> ApiResult<()> {
+        let obj = self.resolve(reference, user)?;
+        if obj.path == "/" {
+            return Err(ApiError::new(
+                ErrorClass::AccessDenied,
+                "The root cannot be removed",
+            ));
+        }
+        let (dir, name) = self.parent_of(user, &obj.path)?;
+        self.remove(user, &dir, &name)
+    }
+
+    /// `DELETE /v1/files/{dir}/entries/{name}`: removes the entry `name` of a directory.
+    pub fn unlink(&self, user: &User, dir_ref: &str, name: &str) -> ApiResult<()> {
+        let dir = self.resolve(dir_ref, user)?;
+        self.remove(user, &dir, name)
+    }
+
+    fn remove(&self, user: &User, dir: &Obj, name: &str) -> ApiResult<()> {
+        if !dir.meta.is_dir() {
+            return Err(ApiError::new(
+                ErrorClass::NotADirectory,
+                format!("{} is not a directory", dir.path),
+            ));
+        }
+        self.check(user, dir, Access::Modify)?;
+        let obj = self.load_child(dir, name)?;
+        let result = if obj.meta.is_dir() {
+            std::fs::remove_dir(&obj.fs)
+        } else {
+            std::fs::remove_file(&obj.fs)
+        };
+        result.map_err(|e| ApiError::io(&e, &obj.path))?;
+        self.forget(obj.meta.ino());
+        Ok(())
+    }
+
+    /// `PATCH …/info/attributes`. Everything is validated before anything changes.
+    pub fn set_attributes(
+        &self,
+        user: &User,
+        reference: &str,
+        patch: &AttrPatch,
+    ) -> ApiResult<Value> {
+        let obj = self.resolve(reference, user)?;
+        let mode = match &patch.mode {
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|v| *v <= 0o7777)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorClass::Decode,
+                            format!("mode: {m:?} is not an octal mode"),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let size = match &patch.size {
+            Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                ApiError::new(ErrorClass::Decode, format!("size: {s:?} is not a size"))
+            })?),
+            None => None,
+        };
+        let owner = self.patch_owner(patch)?;
+        let group = self.patch_group(patch)?;
+        let atime = patch
+            .access_time
+            .as_deref()
+            .map(|t| parse_time("access_time", t))
+            .transpose()?;
+        let mtime = patch
+            .modification_time
+            .as_deref()
+            .map(|t| parse_time("modification_time", t))
+            .transpose()?;
+        let btime = patch
+            .creation_time
+            .as_deref()
+            .map(|t| parse_time("creation_time", t))
+            .transpose()?;
+
+        let is_owner = user.admin || obj.owner == user.id;
+        let not_owner = || {
+            ApiError::new(
+                ErrorClass::NotOwner,
+                format!("{} does not own {}", user.name, obj.path),
+            )
+        };
+        if (mode.is_some() || atime.is_some() || mtime.is_some() || btime.is_some()) && !is_owner {
+            return Err(not_owner());
+        }
+        if owner.is_some_and(|o| o != obj.owner) && !user.admin {
+            return Err(not_owner());
+        }
+        if let Some(g) = group.filter(|g| *g != obj.group)
+            && !(user.admin || (is_owner && user.groups().contains(&g)))
+        {
+            return Err(not_owner());
+        }
+        if size.is_some() {
+            if !obj.meta.is_file() {
+                return Err(ApiError::new(
+                    ErrorClass::NotAFile,
+                    format!("{} is not a file", obj.path),
+                ));
+            }
+            self.check(user, &obj, Access::Write)?;
+        }
+
+        let io = |e: std::io::Error| ApiError::io(&e, &obj.path);
+        if let Some(size) = size {
+            OpenOptions::new()
+                .write(true)
+                .open(&obj.fs)
+                .and_then(|f| f.set_len(size))
+                .map_err(io)?;
+        }
+        if let Some(mode) = mode
+            && !obj.meta.file_type().is_symlink()
+        {
+            std::fs::set_permissions(&obj.fs, PermissionsExt::from_mode(mode)).map_err(io)?;
+        }
+        if owner.is_some() || group.is_some() {
+            self.set_owner(&obj, owner.unwrap_or(obj.owner), group.unwrap_or(obj.group))?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            let times = Timestamps {
+                last_access: timespec(atime),
+                last_modification: timespec(mtime),
+            };
+            rustix::fs::utimensat(CWD, &obj.fs, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io(e.into()))?;
+        }
+        if let Some((s, n)) = btime {
+            let ns = u64::try_from(s).unwrap_or(0) * 1_000_000_000 + u64::from(n);
+            write_xattr(&obj.fs, XATTR_BTIME, ns).map_err(io)?;
+        }
+        Ok(self.attributes(&self.load(&obj.fs, &obj.path)?))
+    }
+
+    fn patch_owner(&self, patch: &AttrPatch) -> ApiResult<Option<u64>> {
+        let by_id = patch.owner.as_deref().map(|o| {
+            o.parse::<u64>()
+                .ok()
+                .filter(|id| self.users().by_id(*id).is_some())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorClass::NoSuchIdentity,
+                        format!("owner: no local user {o:?}"),
+                    )
+                })
+        });
+        let by_name = patch
+            .owner_details
+            .as_ref()
+            .map(|d| match d.id_type.as_str() {
+                "LOCAL_USER" => self
+                    .users()
+                    .by_name(&d.id_value)
+                    .map(|u| u.id)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorClass::NoSuchIdentity,
+                            format!("owner: no local user {:?}", d.id_value),
+                        )
+                    }),
+                other => Err(ApiError::new(
+                    ErrorClass::Decode,
+                    format!("owner_details: unsupported id_type {other}"),
+                )),
+            });
+        by_id.or(by_name).transpose()
+    }
+
+    fn patch_group(&self, patch: &AttrPatch) -> ApiResult<Option<u64>> {
+        let by_id = patch.group.as_deref().map(|g| {
+            g.parse::<u64>()
+                .ok()
+                .filter(|id| group_name(*id).is_some())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorClass::NoSuchIdentity,
+                        format!("group: no local group {g:?}"),
+                    )
+                })
+        });
+        let by_name = patch
+            .group_details
+            .as_ref()
+            .map(|d| match d.id_type.as_str() {
+                "LOCAL_GROUP" => super::super::users::GROUPS
+                    .iter()
+                    .find(|(_, n)| *n == d.id_value)
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorClass::NoSuchIdentity,
+                            format!("group: no local group {:?}", d.id_value),
+                        )
+                    }),
+                other => Err(ApiError::new(
+                    ErrorClass::Decode,
+                    format!("group_details: unsupported id_type {other}"),
+                )),
+            });
+        by_id.or(by_name).transpose()
+    }
+
+    /// Opens a data read at `offset` for at most `length` bytes, with the file's ETag.
+    pub fn open_read(
+        &self,
+        user: &User,
+        reference: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> ApiResult<(ReadPlan, String)> {
+        use std::io::{Seek, SeekFrom};
+        let obj = self.resolve(reference, user)?;
+        self.check(user, &obj, Access::Read)?;
+        let etag = data_revision(&obj.meta);
+        if obj.meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&obj.fs).map_err(|e| ApiError::io(&e, &obj.path))?;
+            let bytes = target.into_os_string().into_encoded_bytes();
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let end = length.map_or(bytes.len(), |l| {
+                start
+                    .saturating_add(usize::try_from(l).unwrap_or(usize::MAX))
+                    .min(bytes.len())
+            });
+            return Ok((ReadPlan::Bytes(bytes[start..end].to_vec()), etag));
+        }
+        if !obj.meta.is_file() {
+            return Err(ApiError::new(
+                ErrorClass::NotAFile,
+                format!("{} is not a file", obj.path),
+            ));
+        }
+        let mut file = File::open(&obj.fs).map_err(|e| ApiError::io(&e, &obj.path))?;
+        let size = file
+            .metadata()
+            .map_err(|e| ApiError::io(&e, &obj.path))?
+            .size();
+        let start = offset.min(size);
+        let len = length.map_or(size - start, |l| l.min(size - start));
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| ApiError::io(&e, &obj.path))?;
+        Ok((ReadPlan::File(file, len), etag))
+    }
+
+    /// Opens a regular file for a data write at `offset`; `replace` truncates it first (PUT).
+    pub fn open_write(
+        &self,
+        user: &User,
+        reference: &str,
+        offset: u64,
+        replace: bool,
+    ) -> ApiResult<(File, Obj)> {
+        use std::io::{Seek, SeekFrom};
+        let obj = self.resolve(reference, user)?;
+        if !obj.meta.is_file() {
+            return Err(ApiError::new(
+                ErrorClass::NotAFile,
+                format!("{} is not a file", obj.path),
+            ));
+        }
+        self.check(user, &obj, Access::Write)?;
+        let io = |e: std::io::Error| ApiError::io(&e, &obj.path);
+        let mut file = OpenOptions::new().write(true).open(&obj.fs).map_err(io)?;
+        if replace {
+            file.set_len(0).map_err(io)?;
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        Ok((file, obj))
+    }
+
+    /// Creates `user`'s home directory (and missing parents) when it does not exist yet; a new
+    /// home belongs to the user, with mode 0755.
+    pub fn ensure_home(&self, user: &User, home: &str) -> std::io::Result<()> {
+        if !home.starts_with('/') || components(home).any(|c| c == "." || c == "..") {
+            return Err(std::io::Error::other(format!(
+                "{home:?} is not an absolute, normalized path"
+            )));
+        }
+        let fs = self.fs_path(home);
+        if fs.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&fs)?;
+        std::fs::set_permissions(&fs, PermissionsExt::from_mode(NEW_DIR_MODE))?;
+        write_xattr(&fs, super::attrs::XATTR_OWNER, user.id)?;
+        write_xattr(&fs, super::attrs::XATTR_GROUP, USERS_GROUP)
+    }
+
+    /// `GET /v1/file-system`: capacity of the backing file system, as Qumulo's strings.
+    pub fn fs_stats(&self) -> ApiResult<Value> {
+        let s = rustix::fs::statvfs(self.root()).map_err(|e| ApiError::io(&e.into(), "/"))?;
+        Ok(json!({
+            "block_size_bytes": s.f_frsize,
+            "total_size_bytes": (s.f_blocks * s.f_frsize).to_string(),
+            "free_size_bytes": (s.f_bavail * s.f_frsize).to_string(),
+            "snapshot_size_bytes": "0",
+        }))
+    }
+}
