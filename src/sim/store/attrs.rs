@@ -191,7 +191,7 @@ impl Store {
                 "temporary": false, "compressed": false, "not_content_indexed": false,
                 "sparse_file": false, "offline": false,
             },
-            "directory_entry_hash_policy": if is_dir { Value::from("FS_DIRECTORY_HASH_VERSION_FOLDED") } else { Value::Null },
+            "directory_entry_hash_policy": "FS_DIRECTORY_HASH_VERSION_FOLDED",
             "data_revision": if is_dir { Value::Null } else { Value::from(data_revision(m)) },
             "user_metadata_revision": "0",
         })

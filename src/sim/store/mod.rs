@@ -24,10 +24,12 @@ pub use attrs::Obj;
 pub use ops::{AttrPatch, CreateRequest, ReadPlan};
 
 use super::error::{ApiError, ApiResult, ErrorClass};
-use super::users::{Directory, User};
+use super::users::{Directory, FIRST_USER_ID, USERS_GROUP, User};
 
 /// The id the root directory answers to.
 pub const ROOT_ID: u64 = 2;
+/// Mode of the root of a new data directory.
+const ROOT_MODE: u32 = 0o777;
 /// How many symlinks one path resolution may follow before giving up (as Linux's ELOOP).
 const MAX_LINKS: usize = 40;
 
@@ -68,6 +70,15 @@ impl Store {
                 "{} is not a directory",
                 root.display()
             )));
+        }
+        if attrs::read_xattr(&root, attrs::XATTR_OWNER).is_none() {
+            // A data directory the simulator has not used yet becomes a fresh cluster's root:
+            // owned by the first user (admin), group Users, mode 0777 so every user can create
+            // entries in it (inferred: the mode of a new Qumulo cluster's root).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(ROOT_MODE))?;
+            attrs::write_xattr(&root, attrs::XATTR_OWNER, FIRST_USER_ID)?;
+            attrs::write_xattr(&root, attrs::XATTR_GROUP, USERS_GROUP)?;
         }
         Ok(Self {
             root,
