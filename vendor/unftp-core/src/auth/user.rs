@@ -30,6 +30,12 @@ pub trait UserDetail: Send + Sync + Display + Debug {
     fn home(&self) -> Option<&Path> {
         None
     }
+
+    /// The text of the 230 reply after a successful login. `None` keeps the default text.
+    /// (qftpd patch)
+    fn welcome(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Provides a way to convert a [`Principal`] (authenticated identity) into a full [`UserDetail`]

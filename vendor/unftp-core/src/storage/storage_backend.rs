@@ -71,6 +71,13 @@ pub trait Metadata {
     fn readlink(&self) -> Option<&Path> {
         None
     }
+
+    /// The complete RFC 3659 fact string that MLST and MLSD send for this entry, e.g.
+    /// `type=file;size=5;modify=20240517132340;perm=adfrw;unique=10;`. `None` keeps the
+    /// default facts. (qftpd patch)
+    fn mlst_facts(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Unix-style read, write, and execute permission bits used when formatting a file listing.

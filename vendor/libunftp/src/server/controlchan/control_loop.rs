@@ -392,27 +392,41 @@ where
             AuthSuccess { .. } => {
                 let mut session = self.session.lock().await;
                 session.state = WaitCmd;
-                Ok(Reply::new(ReplyCode::UserLoggedIn, "User logged in, proceed"))
+                // qftpd patch: the user detail may provide the 230 text.
+                let text = (*session.user)
+                    .as_ref()
+                    .and_then(|user| user.welcome())
+                    .unwrap_or_else(|| "User logged in, proceed".to_string());
+                Ok(Reply::new_with_string(ReplyCode::UserLoggedIn, one_line(&text)))
             }
             AuthFailed => {
                 let mut session = self.session.lock().await;
                 session.state = New; // According to RFC 959, a PASS command MUST precede a USER command
                 Ok(Reply::new(ReplyCode::NotLoggedIn, "Authentication failed"))
             }
-            StorageError(error_type) => match error_type.kind() {
-                ErrorKind::ExceededStorageAllocationError => Ok(Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation")),
-                ErrorKind::FileNameNotAllowedError => Ok(Reply::new(ReplyCode::BadFileName, "File name not allowed")),
-                ErrorKind::InsufficientStorageSpaceError => Ok(Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space")),
-                ErrorKind::LocalError => Ok(Reply::new(ReplyCode::LocalError, "Local error")),
-                ErrorKind::PageTypeUnknown => Ok(Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown")),
-                ErrorKind::TransientFileNotAvailable => Ok(Reply::new(ReplyCode::TransientFileError, "File not found")),
-                ErrorKind::PermanentFileNotAvailable => Ok(Reply::new(ReplyCode::FileError, "File not found")),
-                ErrorKind::PermanentDirectoryNotAvailable => Ok(Reply::new(ReplyCode::FileError, "Directory not found")),
-                ErrorKind::PermanentDirectoryNotEmpty => Ok(Reply::new(ReplyCode::FileError, "Directory not empty")),
-                ErrorKind::PermissionDenied => Ok(Reply::new(ReplyCode::FileError, "Permission denied")),
-                ErrorKind::CommandNotImplemented => Ok(Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented")),
-                ErrorKind::ConnectionClosed => Ok(Reply::new(ReplyCode::ConnectionClosed, "Connection closed")),
-            },
+            StorageError(error_type) => {
+                let (code, default) = match error_type.kind() {
+                    ErrorKind::ExceededStorageAllocationError => (ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation"),
+                    ErrorKind::FileNameNotAllowedError => (ReplyCode::BadFileName, "File name not allowed"),
+                    ErrorKind::InsufficientStorageSpaceError => (ReplyCode::OutOfSpace, "Insufficient storage space"),
+                    ErrorKind::LocalError => (ReplyCode::LocalError, "Local error"),
+                    ErrorKind::PageTypeUnknown => (ReplyCode::PageTypeUnknown, "Page type unknown"),
+                    ErrorKind::TransientFileNotAvailable => (ReplyCode::TransientFileError, "File not found"),
+                    ErrorKind::PermanentFileNotAvailable => (ReplyCode::FileError, "File not found"),
+                    ErrorKind::PermanentDirectoryNotAvailable => (ReplyCode::FileError, "Directory not found"),
+                    ErrorKind::PermanentDirectoryNotEmpty => (ReplyCode::FileError, "Directory not empty"),
+                    ErrorKind::PermissionDenied => (ReplyCode::FileError, "Permission denied"),
+                    ErrorKind::CommandNotImplemented => (ReplyCode::CommandNotImplemented, "Command not implemented"),
+                    ErrorKind::ConnectionClosed => (ReplyCode::ConnectionClosed, "Connection closed"),
+                };
+                // qftpd patch: reply with the back-end's own description of the failure (for
+                // example why the file system refused), on one line, when it gave one.
+                let text = std::error::Error::source(&error_type)
+                    .map(|source| one_line(&source.to_string()))
+                    .filter(|text| !text.is_empty())
+                    .unwrap_or_else(|| default.to_string());
+                Ok(Reply::new_with_string(code, text))
+            }
             CommandChannelReply(reply) => Ok(reply),
         }
     }
@@ -499,4 +513,10 @@ where
             Event::InternalMsg(msg) => self.handle_internal_msg(msg).await,
         }
     }
+}
+
+/// Folds a text into one reply line: CR and LF become spaces, so a message can never inject
+/// a reply line. (qftpd patch)
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
 }

@@ -72,6 +72,10 @@ where
 /// # Returns
 /// A string containing semicolon-separated facts like "type=file;size=1234;modify=20231201120000"
 pub fn format_facts<M: Metadata>(metadata: &M) -> String {
+    // qftpd patch: a storage back-end may provide the whole fact string.
+    if let Some(facts) = metadata.mlst_facts() {
+        return facts;
+    }
     let mut facts = Vec::new();
 
     facts.push(if metadata.is_dir() { "type=dir" } else { "type=file" }.to_string());
