@@ -6,9 +6,11 @@
 //! # Architecture
 //! - [`cli`]: the command line (`sim`, …); maps failures to sysexits exit codes.
 //! - [`logging`]: tracing subscriber set-up.
+//! - [`qumulo`]: the production Qumulo REST API client (knows nothing of FTP).
 //! - [`sim`]: a faithful Qumulo REST API simulator backed by a real directory, used by tests,
 //!   benchmarks and `qftpd demo`. It shares no types with the production client.
 
 pub mod cli;
 pub mod logging;
+pub mod qumulo;
 pub mod sim;

@@ -1,0 +1,19 @@
+//! The production Qumulo REST API client. It knows nothing of FTP: the FTP adapters in
+//! [`crate::ftp`] translate between the two. It must not import [`crate::sim`].
+//!
+//! - [`Client`]: one per process; holds the pooled HTTPS client and the cluster URL.
+//! - [`Session`]: one per logged-in user; holds the bearer token and logs in again on 401.
+//! - `api`: the JSON shapes of the endpoints used, parsed into typed values.
+//! - [`Error`]: every failure, classified by [`Error::kind`] in one place.
+
+mod api;
+mod client;
+mod error;
+mod session;
+
+pub use api::{
+    ApiUser, AttrPatch, ClusterSettings, FileAttr, FileType, IdDetails, Identity, Page, Version,
+};
+pub use client::{Client, ClientConfig};
+pub use error::{Error, ErrorKind};
+pub use session::Session;
