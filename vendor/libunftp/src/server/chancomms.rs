@@ -127,6 +127,9 @@ pub enum ControlChanMsg {
     AuthSuccess { username: String, trace_id: TraceId },
     /// Authentication failed
     AuthFailed,
+    /// Authentication could not be done (not the user's fault, e.g. the back-end is
+    /// unreachable): 530 with this text, and not counted as a failed login. (qftpd patch)
+    AuthUnavailable(String),
     /// Sent to switch the control channel to TLS/SSL mode.
     SecureControlChannel,
     /// Sent to switch the control channel from TLS/SSL mode back to plaintext.

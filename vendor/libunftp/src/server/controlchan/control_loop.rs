@@ -404,6 +404,11 @@ where
                 session.state = New; // According to RFC 959, a PASS command MUST precede a USER command
                 Ok(Reply::new(ReplyCode::NotLoggedIn, "Authentication failed"))
             }
+            AuthUnavailable(reason) => {
+                let mut session = self.session.lock().await;
+                session.state = New;
+                Ok(Reply::new_with_string(ReplyCode::NotLoggedIn, one_line(&reason)))
+            }
             StorageError(error_type) => {
                 let (code, default) = match error_type.kind() {
                     ErrorKind::ExceededStorageAllocationError => (ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation"),

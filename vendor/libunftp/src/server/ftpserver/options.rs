@@ -197,6 +197,8 @@ where
     pub user: Arc<Option<User>>,
     /// The logger associated with the session.
     pub logger: slog::Logger,
+    /// The session's working directory, to resolve relative arguments. (qftpd patch)
+    pub cwd: std::path::PathBuf,
 }
 
 impl<Storage, User> std::fmt::Debug for SiteCommandContext<Storage, User>

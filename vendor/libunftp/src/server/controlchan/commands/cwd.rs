@@ -44,7 +44,9 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let storage: Arc<Storage> = Arc::clone(&session.storage);
-        let path = session.cwd.join(self.path.clone());
+        // qftpd patch: resolve `.` and `..` lexically, never above `/`, so the working
+        // directory (and PWD) is always a clean absolute path.
+        let path = normalize(&session.cwd.join(self.path.clone()));
         let tx_success = args.tx_control_chan.clone();
         let tx_fail = args.tx_control_chan.clone();
         let logger = args.logger;
@@ -59,7 +61,7 @@ where
             }
             _ => {
                 let r = tx_success.send(ControlChanMsg::CwdSuccess).await;
-                session.cwd.push(path);
+                session.cwd = path;
                 if let Err(e) = r {
                     slog::warn!(logger, "CWD: Could not send internal message to notify of CWD success: {}", e);
                 }
@@ -68,4 +70,21 @@ where
 
         Ok(Reply::none())
     }
+}
+
+/// Resolves `.` and `..` in an absolute path without touching any file system; `..` at the
+/// root stays at the root. (qftpd patch)
+fn normalize(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => out.push(name),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }

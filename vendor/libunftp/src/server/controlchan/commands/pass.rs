@@ -136,6 +136,12 @@ where
                             slog::warn!(logger, "PASS: Login attempt for unknown user {}", username);
                             ControlChanMsg::AuthFailed
                         }
+                        // qftpd patch: a failure that is not the user's (e.g. the back-end is
+                        // unreachable) is reported as such and not counted as a failed login.
+                        Err(unftp_core::auth::AuthenticationError::ImplPropagated(reason, _)) => {
+                            slog::warn!(logger, "PASS: Login of user {} could not be checked: {}", username, reason);
+                            ControlChanMsg::AuthUnavailable(reason)
+                        }
                         Err(err) => {
                             slog::warn!(logger, "PASS: Failed login attempt for user {}, reason={}", username, err);
                             if let Some(failed_logins) = failed_logins {

@@ -27,9 +27,8 @@ where
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let session = args.session.lock().await;
-        // TODO: properly escape double quotes in `cwd`
-
-        let result = format!("\"{}\"", session.cwd.as_path().display());
+        // qftpd patch: a double quote in the name is doubled (RFC 959, appendix II).
+        let result = format!("\"{}\"", session.cwd.as_path().display().to_string().replace('"', "\"\""));
 
         // On Windows systems, the path will be formatted with Windows style separators ('\')
         // Most FTP clients expect normal UNIX separators ('/'), and they have trouble handling
