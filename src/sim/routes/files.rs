@@ -165,44 +165,58 @@ pub(super) struct WriteQuery {
 /// `PUT …/data`: replaces the whole content.
 pub(super) async fn replace(
     state: State,
-    caller: Caller,
-    P(r): P<String>,
+    caller: ApiResult<Caller>,
+    r: ApiResult<P<String>>,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    write(state, caller, r, 0, true, body).await
+    write(state, caller, r, Ok(0), true, body).await
 }
 
 /// `PATCH …/data?offset=O`: writes at O, zero-extending past the end.
 pub(super) async fn write_at(
     state: State,
-    caller: Caller,
-    P(r): P<String>,
-    Q(q): Q<WriteQuery>,
+    caller: ApiResult<Caller>,
+    r: ApiResult<P<String>>,
+    q: ApiResult<Q<WriteQuery>>,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let offset = q
-        .offset
-        .ok_or_else(|| ApiError::new(ErrorClass::Decode, "PATCH of data needs ?offset="))?;
+    let offset = q.and_then(|Q(q)| {
+        q.offset
+            .ok_or_else(|| ApiError::new(ErrorClass::Decode, "PATCH of data needs ?offset="))
+    });
     write(state, caller, r, offset, false, body).await
 }
 
+/// Streams the body to disk. A write refused before or during the transfer still reads the
+/// rest of the body before answering, so the client (which sends the whole body before it
+/// reads the answer) sees the error rather than a connection reset.
 async fn write(
     state: State,
-    Caller(user): Caller,
-    r: String,
-    offset: u64,
+    caller: ApiResult<Caller>,
+    r: ApiResult<P<String>>,
+    offset: ApiResult<u64>,
     replace: bool,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let st = state.clone();
-    let (file, obj) = blocking(move || st.store.open_write(&user, &r, offset, replace)).await?;
+    let mut stream = body.into_data_stream();
+    let opened = async {
+        let (Caller(user), P(r), offset) = (caller?, r?, offset?);
+        let st = state.clone();
+        blocking(move || st.store.open_write(&user, &r, offset, replace)).await
+    }
+    .await;
+    let (file, obj) = match opened {
+        Ok(opened) => opened,
+        Err(e) => return Err(drain(stream, e).await),
+    };
     let io = |e: std::io::Error| ApiError::io(&e, &obj.path);
     let mut out = BufWriter::with_capacity(IO_BUF, tokio::fs::File::from_std(file));
-    let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::new(ErrorClass::Decode, format!("request body: {e}")))?;
-        out.write_all(&chunk).await.map_err(io)?;
+        if let Err(e) = out.write_all(&chunk).await {
+            return Err(drain(stream, io(e)).await);
+        }
     }
     out.flush().await.map_err(io)?;
     blocking(move || {
@@ -211,4 +225,10 @@ async fn write(
     })
     .await
     .map(Json)
+}
+
+/// Reads and discards the rest of a request body, then gives back `err`.
+async fn drain(mut stream: axum::body::BodyDataStream, err: ApiError) -> ApiError {
+    while let Some(Ok(_)) = stream.next().await {}
+    err
 }
