@@ -27,8 +27,31 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve FTP in front of the Qumulo cluster named in the configuration.
+    Serve(ServeArgs),
+    /// Run a simulated cluster and the gateway together on loopback, with sample files.
+    Demo(DemoArgs),
     /// Run a Qumulo REST API simulator backed by a local directory (for tests and demos).
-    Sim(SimArgs),
+    Sim(Box<SimArgs>),
+}
+
+/// Options of `qftpd serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); default /etc/qftpd/qftpd.toml when it exists.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of `qftpd demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address the FTP server listens on.
+    #[arg(long, default_value = "127.0.0.1:2121")]
+    pub ftp_listen: SocketAddr,
+    /// Directory of the simulated cluster's files (sample files are added when it is new).
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("qftpd-demo"))]
+    pub data_dir: PathBuf,
 }
 
 /// Options of `qftpd sim`.
@@ -144,7 +167,7 @@ impl SimArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::logging::init("info");
+    crate::logging::init("info,libunftp=warn");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -153,7 +176,53 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Sim(args) => runtime.block_on(run_sim(args)),
+        Command::Sim(args) => runtime.block_on(run_sim(*args)),
+        Command::Serve(args) => runtime.block_on(run_serve(args)),
+        Command::Demo(args) => runtime.block_on(run_demo(args)),
+    }
+}
+
+async fn run_serve(args: ServeArgs) -> ExitCode {
+    let config = match crate::config::Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("qftpd: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let gateway = match crate::ftp::Gateway::new(&config) {
+        Ok(g) => std::sync::Arc::new(g),
+        Err(e) => {
+            eprintln!("qftpd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.ftp.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("qftpd: cannot listen on {}: {e}", config.ftp.listen);
+            return ExitCode::from(EXIT_OSERR);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| config.ftp.listen.to_string(), |a| a.to_string());
+    tracing::info!(listen = %addr, cluster = %config.qumulo.url, "serving FTP");
+    crate::server::run(listener, gateway, wait_for_signal()).await;
+    ExitCode::SUCCESS
+}
+
+async fn run_demo(args: DemoArgs) -> ExitCode {
+    let opts = crate::demo::DemoOptions {
+        ftp_listen: args.ftp_listen,
+        data_dir: args.data_dir,
+    };
+    match crate::demo::run(opts, wait_for_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qftpd demo: {e}");
+            ExitCode::from(EXIT_OSERR)
+        }
     }
 }
 

@@ -5,12 +5,20 @@
 //!
 //! # Architecture
 //! - [`cli`]: the command line (`sim`, …); maps failures to sysexits exit codes.
+//! - [`config`]: layered, strictly typed configuration.
+//! - [`ftp`]: the libunftp storage back-end and authenticator over the Qumulo client.
+//! - [`server`]: the accept loop, one libunftp server per connection.
+//! - [`demo`]: `qftpd demo`, the simulator and the gateway together on loopback.
 //! - [`logging`]: tracing subscriber set-up.
 //! - [`qumulo`]: the production Qumulo REST API client (knows nothing of FTP).
 //! - [`sim`]: a faithful Qumulo REST API simulator backed by a real directory, used by tests,
 //!   benchmarks and `qftpd demo`. It shares no types with the production client.
 
 pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod ftp;
 pub mod logging;
 pub mod qumulo;
+pub mod server;
 pub mod sim;

@@ -1,0 +1,257 @@
+//! Configuration: built-in defaults, then a TOML file, then `QFTPD_<SECTION>__<KEY>`
+//! environment variables (`QFTPD_FTP__PASSIVE_PORTS=50000-50100`), parsed once into typed
+//! structs. Unknown keys and bad values are refused with the key's name.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+use url::Url;
+
+/// The configuration file read when none is given.
+pub const DEFAULT_PATH: &str = "/etc/qftpd/qftpd.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// The FTP side.
+    #[serde(default)]
+    pub ftp: FtpConfig,
+    /// The cluster side.
+    pub qumulo: QumuloConfig,
+}
+
+/// `[ftp]`: what FTP clients see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct FtpConfig {
+    /// Address the control connection listens on when systemd passes no socket.
+    pub listen: SocketAddr,
+    /// Ports for passive data connections, `"LOW-HIGH"`.
+    #[serde(with = "port_range")]
+    pub passive_ports: RangeInclusive<u16>,
+    /// Address announced in PASV replies (IPv4 or a DNS name); by default the address the
+    /// client connected to.
+    pub passive_host: Option<String>,
+    /// Text of the 220 greeting.
+    pub greeting: String,
+    /// IANA time zone of LIST times (MLSD, MLST and MDTM are UTC, as RFC 3659 says).
+    #[serde(serialize_with = "tz_ser", deserialize_with = "tz_de")]
+    pub timezone: chrono_tz::Tz,
+    /// Confine each user to its Qumulo home directory.
+    pub chroot_users: bool,
+}
+
+impl Default for FtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 21)),
+            passive_ports: 50000..=50100,
+            passive_host: None,
+            greeting: "qftpd ready".to_string(),
+            timezone: chrono_tz::UTC,
+            chroot_users: false,
+        }
+    }
+}
+
+/// `[qumulo]`: how to reach the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct QumuloConfig {
+    /// The cluster's REST API, e.g. `https://qumulo.example.com:8000`.
+    pub url: Url,
+    /// PEM certificates to trust besides the system roots (e.g. the cluster's self-signed one).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify the cluster's certificate at all.
+    #[serde(default)]
+    pub accept_invalid_certs: bool,
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` (when given it must exist; otherwise [`DEFAULT_PATH`] is
+    /// read if present), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(DefaultsOnly::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => figment = figment.merge(Toml::file(DEFAULT_PATH)),
+        }
+        figment = figment.merge(env_provider());
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.qumulo.url;
+        if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+            return Err(ConfigError(format!(
+                "qumulo.url: {url} is not an http(s) URL with a host"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The defaults of every key that has one (`qumulo.url` has none).
+#[derive(Serialize, Default)]
+struct DefaultsOnly {
+    ftp: FtpConfig,
+}
+
+/// `QFTPD_FTP__PASSIVE_PORTS` → `ftp.passive-ports`.
+fn env_provider() -> Env {
+    Env::prefixed("QFTPD_")
+        .split("__")
+        .map(|key| key.as_str().replace('_', "-").into())
+}
+
+/// One line per error, each naming the key and, where known, the file it came from.
+fn describe(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .and_then(|m| m.source.as_ref())
+                .map(|s| format!(" (in {s})"))
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn tz_ser<S: serde::Serializer>(tz: &chrono_tz::Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+fn tz_de<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{name:?} is not an IANA time zone (e.g. Europe/Berlin)"
+        ))
+    })
+}
+
+mod port_range {
+    use std::ops::RangeInclusive;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(r: &RangeInclusive<u16>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}-{}", r.start(), r.end()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RangeInclusive<u16>, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn parse(text: &str) -> Result<RangeInclusive<u16>, String> {
+        let bad =
+            || format!("{text:?} is not a port range LOW-HIGH with 1024 <= LOW <= HIGH <= 65535");
+        let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+        let (lo, hi): (u16, u16) = (
+            lo.trim().parse().map_err(|_| bad())?,
+            hi.trim().parse().map_err(|_| bad())?,
+        );
+        if lo < 1024 || lo > hi {
+            return Err(bad());
+        }
+        Ok(lo..=hi)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err, reason = "figment's Jail returns its own error type")]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn file_then_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "q.toml",
+                r#"
+                [ftp]
+                listen = "127.0.0.1:2121"
+                passive-ports = "50000-50010"
+                timezone = "Europe/Berlin"
+                [qumulo]
+                url = "https://cluster:8000"
+                "#,
+            )?;
+            jail.set_env("QFTPD_FTP__PASSIVE_PORTS", "60000-60005");
+            jail.set_env("QFTPD_FTP__CHROOT_USERS", "true");
+            let c = Config::load(Some(Path::new("q.toml"))).unwrap();
+            assert_eq!(c.ftp.listen.port(), 2121);
+            assert_eq!(c.ftp.passive_ports, 60000..=60005);
+            assert!(c.ftp.chroot_users);
+            assert_eq!(c.ftp.timezone, chrono_tz::Europe::Berlin);
+            assert_eq!(c.ftp.greeting, "qftpd ready");
+            assert_eq!(c.qumulo.url.as_str(), "https://cluster:8000/");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_named() {
+        Jail::expect_with(|jail| {
+            let cases = [
+                (
+                    "[ftp]\nlisen = \"x\"\n[qumulo]\nurl = \"https://c\"\n",
+                    "unknown field",
+                ),
+                (
+                    "[ftp]\ntimezone = \"Mars/Olympus\"\n[qumulo]\nurl = \"https://c\"\n",
+                    "ftp.timezone",
+                ),
+                (
+                    "[ftp]\npassive-ports = \"900-100\"\n[qumulo]\nurl = \"https://c\"\n",
+                    "ftp.passive-ports",
+                ),
+                ("[ftp]\n", "qumulo"),
+                ("[qumulo]\nurl = \"ftp://c\"\n", "qumulo.url"),
+            ];
+            for (text, needle) in cases {
+                jail.create_file("bad.toml", text)?;
+                let err = Config::load(Some(Path::new("bad.toml")))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(needle), "{text:?}: {err}");
+            }
+            assert!(
+                Config::load(Some(Path::new("missing.toml")))
+                    .unwrap_err()
+                    .to_string()
+                    .contains("does not exist")
+            );
+            Ok(())
+        });
+    }
+}

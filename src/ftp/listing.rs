@@ -1,0 +1,288 @@
+//! Directory entries as FTP shows them: `ls -l` lines for LIST (owner and group names, the
+//! Unix six-month date rule, the configured time zone), and RFC 3659 facts for MLSD/MLST (UTC).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use unftp_core::storage::{Metadata, Permissions, Result as FtpResult};
+
+use crate::qumulo::{FileAttr, FileType, IdDetails, Session};
+
+/// One entry with its owner and group already named.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The cluster's attributes.
+    pub attr: FileAttr,
+    /// Owner name as shown.
+    pub owner: String,
+    /// Group name as shown.
+    pub group: String,
+    /// The `perm` fact for the user who asked.
+    pub perm: String,
+}
+
+impl Metadata for Entry {
+    fn len(&self) -> u64 {
+        self.attr.size
+    }
+    fn is_dir(&self) -> bool {
+        self.attr.file_type == FileType::Directory
+    }
+    fn is_file(&self) -> bool {
+        self.attr.file_type == FileType::File
+    }
+    fn is_symlink(&self) -> bool {
+        self.attr.file_type == FileType::Symlink
+    }
+    fn modified(&self) -> FtpResult<SystemTime> {
+        Ok(self.attr.modification_time.into())
+    }
+    fn gid(&self) -> u32 {
+        u32::try_from(self.attr.group).unwrap_or(u32::MAX)
+    }
+    fn uid(&self) -> u32 {
+        u32::try_from(self.attr.owner).unwrap_or(u32::MAX)
+    }
+    fn links(&self) -> u64 {
+        self.attr.num_links
+    }
+    fn permissions(&self) -> Permissions {
+        Permissions(self.attr.mode)
+    }
+    fn mlst_facts(&self) -> Option<String> {
+        Some(facts(self))
+    }
+}
+
+/// RFC 3659 facts: type, size, modify (UTC), perm, unique (the file id), and the Unix mode,
+/// owner and group names.
+pub fn facts(e: &Entry) -> String {
+    let kind = match e.attr.file_type {
+        FileType::Directory => "dir",
+        FileType::File => "file",
+        FileType::Symlink => "OS.unix=symlink",
+        FileType::Other => "OS.unix=special",
+    };
+    format!(
+        "type={kind};size={};modify={};perm={};unique={:x};UNIX.mode={:04o};UNIX.ownername={};UNIX.groupname={};",
+        e.attr.size,
+        e.attr.modification_time.format("%Y%m%d%H%M%S%.3f"),
+        e.perm,
+        e.attr.id,
+        e.attr.mode & 0o7777,
+        e.owner,
+        e.group,
+    )
+}
+
+/// The `perm` fact for the user with auth id `uid`: the owner's bits for the owner, otherwise
+/// the group's and others' bits together (the cluster checks group membership and has the
+/// final word; the fact only guides the client).
+pub fn perm_fact(attr: &FileAttr, uid: u64) -> String {
+    let bits = if attr.owner == uid {
+        attr.mode >> 6
+    } else {
+        (attr.mode >> 3) | attr.mode
+    } & 7;
+    let (r, w, x) = (bits & 4 != 0, bits & 2 != 0, bits & 1 != 0);
+    let mut perm = String::new();
+    if attr.file_type == FileType::Directory {
+        if x {
+            perm.push('e');
+        }
+        if r {
+            perm.push('l');
+        }
+        if w {
+            perm.push_str("cdfmp");
+        }
+    } else {
+        if r {
+            perm.push('r');
+        }
+        if w {
+            perm.push_str("adfw");
+        }
+    }
+    perm
+}
+
+/// One `ls -l` line (without CRLF): type and mode, links, owner, group, size, date, name.
+/// Dates within the last six months show the time, older or future ones the year, in `tz`.
+pub fn list_line(e: &Entry, name: &str, now: DateTime<Utc>, tz: Tz) -> String {
+    let t = e.attr.modification_time;
+    let recent = t <= now + Duration::hours(1) && now - t < Duration::days(182);
+    let local = t.with_timezone(&tz);
+    let date = if recent {
+        local.format("%b %e %H:%M")
+    } else {
+        local.format("%b %e  %Y")
+    };
+    let kind = match e.attr.file_type {
+        FileType::Directory => 'd',
+        FileType::Symlink => 'l',
+        FileType::File => '-',
+        FileType::Other => 'p',
+    };
+    format!(
+        "{kind}{} {:>3} {:<8} {:<8} {:>12} {date} {name}",
+        mode_string(e.attr.mode),
+        e.attr.num_links,
+        e.owner,
+        e.group,
+        e.attr.size,
+    )
+}
+
+/// `rwxr-sr-t`-style permission string of a mode.
+fn mode_string(mode: u32) -> String {
+    let mut s = String::with_capacity(9);
+    for (shift, special, set_char) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let exec = bits & 1 != 0;
+        s.push(match (mode & special != 0, exec) {
+            (true, true) => set_char,
+            (true, false) => set_char.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s
+}
+
+/// Names owners and groups: local names and NFS ids as they are, SMB SIDs resolved through
+/// identity find and cached for the whole process (the cache is bounded; failures are not
+/// cached, so a later listing tries again).
+#[derive(Debug, Default)]
+pub struct NameCache {
+    sids: Mutex<HashMap<String, String>>,
+}
+
+/// The most SIDs remembered before the cache starts afresh.
+const MAX_CACHED: usize = 10_000;
+
+impl NameCache {
+    /// The display name of an owner or group. Whitespace becomes `_` so LIST columns stay
+    /// parseable.
+    pub async fn name(&self, session: &Session, id: &IdDetails) -> String {
+        let raw = if id.id_type == "SMB_SID" {
+            self.sid_name(session, &id.id_value).await
+        } else {
+            id.id_value.clone()
+        };
+        raw.split_whitespace().collect::<Vec<_>>().join("_")
+    }
+
+    async fn sid_name(&self, session: &Session, sid: &str) -> String {
+        if let Some(name) = self.sids.lock().unwrap_or_else(|p| p.into_inner()).get(sid) {
+            return name.clone();
+        }
+        match session.find_identity_by_sid(sid).await {
+            Ok(identity) => {
+                let name = identity
+                    .name
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| sid.to_string());
+                let mut sids = self.sids.lock().unwrap_or_else(|p| p.into_inner());
+                if sids.len() >= MAX_CACHED {
+                    sids.clear();
+                }
+                sids.insert(sid.to_string(), name.clone());
+                name
+            }
+            Err(e) => {
+                tracing::debug!(sid, error = %e, "could not resolve a SID; showing it as it is");
+                sid.to_string()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn entry(file_type: FileType, mode: u32, owner: u64, modified: DateTime<Utc>) -> Entry {
+        let id = |t: &str, v: &str| IdDetails {
+            id_type: t.into(),
+            id_value: v.into(),
+        };
+        Entry {
+            attr: FileAttr {
+                path: "/d/f".into(),
+                name: "f".into(),
+                id: 4096,
+                file_type,
+                mode,
+                size: 1234,
+                num_links: 1,
+                owner,
+                owner_details: id("LOCAL_USER", "alice"),
+                group: 513,
+                group_details: id("LOCAL_GROUP", "Users"),
+                modification_time: modified,
+                creation_time: modified,
+                change_time: modified,
+            },
+            owner: "alice".into(),
+            group: "Users".into(),
+            perm: "r".into(),
+        }
+    }
+
+    #[test]
+    fn list_lines_use_the_six_month_rule_and_the_time_zone() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        let recent = entry(
+            FileType::File,
+            0o644,
+            500,
+            Utc.with_ymd_and_hms(2026, 7, 4, 23, 30, 0).unwrap(),
+        );
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            list_line(&recent, "f", now, berlin),
+            "-rw-r--r--   1 alice    Users            1234 Jul  5 01:30 f"
+        );
+        let old = entry(
+            FileType::Directory,
+            0o2755,
+            500,
+            Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap(),
+        );
+        assert_eq!(
+            list_line(&old, "d", now, chrono_tz::UTC),
+            "drwxr-sr-x   1 alice    Users            1234 May  1  2026 d"
+        );
+        let future = entry(
+            FileType::File,
+            0o1777,
+            500,
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap(),
+        );
+        assert!(list_line(&future, "x", now, chrono_tz::UTC).starts_with("-rwxrwxrwt"));
+        assert!(list_line(&future, "x", now, chrono_tz::UTC).ends_with("Jan  1  2027 x"));
+    }
+
+    #[test]
+    fn facts_are_utc_with_perm_and_unique() {
+        let t = Utc.with_ymd_and_hms(2024, 5, 17, 13, 23, 40).unwrap()
+            + Duration::nanoseconds(283_585_722);
+        let mut e = entry(FileType::File, 0o640, 500, t);
+        e.perm = perm_fact(&e.attr, 500);
+        assert_eq!(
+            facts(&e),
+            "type=file;size=1234;modify=20240517132340.283;perm=radfw;unique=1000;UNIX.mode=0640;UNIX.ownername=alice;UNIX.groupname=Users;"
+        );
+        assert_eq!(perm_fact(&e.attr, 501), "r");
+        let d = entry(FileType::Directory, 0o755, 500, t);
+        assert_eq!(perm_fact(&d.attr, 500), "elcdfmp");
+        assert_eq!(perm_fact(&d.attr, 501), "el");
+    }
+}

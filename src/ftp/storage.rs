@@ -1,0 +1,334 @@
+//! The libunftp storage back-end: every FTP file operation as a call on the user's cluster
+//! session. A thin adapter: paths go through [`super::path`], failures through
+//! [`super::errors`], listings through [`super::listing`].
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use chrono_tz::Tz;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use unftp_core::storage::{
+    Error as FtpError, ErrorKind as Ftp, FEATURE_RESTART, Fileinfo, Result, StorageBackend,
+};
+
+use super::errors::{bad_path, cluster, failure};
+use super::listing::{Entry, NameCache, list_line, perm_fact};
+use super::path::{split, to_cluster};
+use super::user::User;
+use crate::qumulo::{ErrorKind, FileAttr};
+
+/// Entries asked for per listing page.
+const PAGE_SIZE: usize = 1000;
+/// Buffer between the cluster's data stream and the FTP data connection.
+const COPY_BUF: usize = 256 * 1024;
+
+/// What all sessions' back-ends share.
+#[derive(Debug)]
+pub struct Shared {
+    /// Time zone of LIST lines.
+    pub timezone: Tz,
+    /// Owner and group names.
+    pub names: NameCache,
+}
+
+/// The storage back-end of one FTP session.
+#[derive(Debug, Clone)]
+pub struct QumuloStorage {
+    shared: Arc<Shared>,
+}
+
+impl QumuloStorage {
+    /// A back-end using `shared` settings and caches.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    async fn entry(&self, user: &User, attr: FileAttr) -> Entry {
+        let session = &user.session;
+        let owner = self.shared.names.name(session, &attr.owner_details).await;
+        let group = self.shared.names.name(session, &attr.group_details).await;
+        let perm = perm_fact(&attr, user.uid);
+        Entry {
+            attr,
+            owner,
+            group,
+            perm,
+        }
+    }
+
+    async fn attr(&self, user: &User, path: &Path) -> Result<FileAttr> {
+        let cp = cluster_path(user, path)?;
+        user.session
+            .get_attr(&cp)
+            .await
+            .map_err(|e| cluster(path, &e))
+    }
+
+    /// The entries of a directory, or the entry itself when `path` is not a directory
+    /// (`LIST file` shows that file, as `ls -l file` does).
+    async fn entries(&self, user: &User, path: &Path) -> Result<Vec<Entry>> {
+        let cp = cluster_path(user, path)?;
+        let attrs = match user.session.list_all(&cp, PAGE_SIZE).await {
+            Ok(attrs) => attrs,
+            Err(e) if e.kind() == ErrorKind::NotADirectory => vec![self.attr(user, path).await?],
+            Err(e) => return Err(cluster(path, &e)),
+        };
+        let mut entries = Vec::with_capacity(attrs.len());
+        for attr in attrs {
+            entries.push(self.entry(user, attr).await);
+        }
+        Ok(entries)
+    }
+
+    async fn list_lines(&self, user: &User, path: &Path) -> Result<Vec<String>> {
+        let now = Utc::now();
+        let entries = self.entries(user, path).await?;
+        Ok(entries
+            .iter()
+            .map(|e| list_line(e, &display_name(&e.attr.name), now, self.shared.timezone))
+            .collect())
+    }
+}
+
+/// The cluster path of an FTP path for `user`.
+fn cluster_path(user: &User, path: &Path) -> Result<String> {
+    to_cluster(&user.root, path).map_err(|e| bad_path(path, e))
+}
+
+/// The directory and name of `cp`, which must not be the user's root (it has no name the
+/// user may change).
+fn dir_and_name<'a>(user: &User, cp: &'a str, path: &Path) -> Result<(&'a str, &'a str)> {
+    match split(cp) {
+        Some(parts) if cp != user.root => Ok(parts),
+        _ => Err(failure(
+            Ftp::PermissionDenied,
+            path,
+            "the root directory cannot be changed",
+        )),
+    }
+}
+
+/// A name as listed: CR and LF could inject lines into a listing, so they show as `?`.
+fn display_name(name: &str) -> String {
+    name.replace(['\r', '\n'], "?")
+}
+
+#[async_trait]
+impl StorageBackend<User> for QumuloStorage {
+    type Metadata = Entry;
+
+    fn name(&self) -> &str {
+        "qumulo"
+    }
+
+    fn supported_features(&self) -> u32 {
+        FEATURE_RESTART
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Entry> {
+        let attr = self.attr(user, path.as_ref()).await?;
+        Ok(self.entry(user, attr).await)
+    }
+
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+    ) -> Result<Vec<Fileinfo<PathBuf, Entry>>> {
+        let path = path.as_ref();
+        let entries = self.entries(user, path).await?;
+        Ok(entries
+            .into_iter()
+            .map(|e| Fileinfo {
+                path: path.join(display_name(&e.attr.name)),
+                metadata: e,
+            })
+            .collect())
+    }
+
+    async fn list_fmt<P>(
+        &self,
+        user: &User,
+        path: P,
+    ) -> std::result::Result<std::io::Cursor<Vec<u8>>, FtpError>
+    where
+        P: AsRef<Path> + Send + Debug,
+    {
+        let mut out = String::new();
+        for line in self.list_lines(user, path.as_ref()).await? {
+            out.push_str(&line);
+            out.push_str("\r\n");
+        }
+        Ok(std::io::Cursor::new(out.into_bytes()))
+    }
+
+    async fn list_vec<P>(&self, user: &User, path: P) -> std::result::Result<Vec<String>, FtpError>
+    where
+        P: AsRef<Path> + Send + Debug,
+    {
+        self.list_lines(user, path.as_ref()).await
+    }
+
+    async fn nlst<P>(
+        &self,
+        user: &User,
+        path: P,
+    ) -> std::result::Result<std::io::Cursor<Vec<u8>>, std::io::Error>
+    where
+        P: AsRef<Path> + Send + Debug,
+    {
+        let entries = self
+            .entries(user, path.as_ref())
+            .await
+            .map_err(std::io::Error::other)?;
+        let mut out = String::new();
+        for e in entries {
+            out.push_str(&display_name(&e.attr.name));
+            out.push_str("\r\n");
+        }
+        Ok(std::io::Cursor::new(out.into_bytes()))
+    }
+
+    async fn get_into<'a, P, W: ?Sized>(
+        &self,
+        user: &User,
+        path: P,
+        start_pos: u64,
+        output: &'a mut W,
+    ) -> Result<u64>
+    where
+        W: AsyncWrite + Unpin + Sync + Send,
+        P: AsRef<Path> + Send + Debug,
+    {
+        let reader = self.get(user, path, start_pos).await?;
+        let mut reader = BufReader::with_capacity(COPY_BUF, reader);
+        Ok(tokio::io::copy_buf(&mut reader, output).await?)
+    }
+
+    async fn get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+        start_pos: u64,
+    ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        let path = path.as_ref();
+        let cp = cluster_path(user, path)?;
+        user.session
+            .read(&cp, start_pos)
+            .await
+            .map_err(|e| cluster(path, &e))
+    }
+
+    async fn put<P: AsRef<Path> + Send + Debug, R: AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &User,
+        input: R,
+        path: P,
+        start_pos: u64,
+    ) -> Result<u64> {
+        let path = path.as_ref();
+        let cp = cluster_path(user, path)?;
+        let session = &user.session;
+        let written = if start_pos == 0 {
+            // STOR: the file must exist before its data is replaced (a new file is created
+            // empty first; an existing one is overwritten).
+            let (dir, name) = dir_and_name(user, &cp, path)?;
+            match session.create_file(dir, name).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Exists => {}
+                Err(e) => return Err(cluster(path, &e)),
+            }
+            session.write(&cp, None, input).await
+        } else {
+            // REST+STOR and APPE extend the file in place from the offset.
+            session.write(&cp, Some(start_pos), input).await
+        };
+        let bytes = written.map_err(|e| cluster(path, &e))?;
+        tracing::info!(user = %user.name, path = %path.display(), bytes, offset = start_pos, "upload");
+        Ok(bytes)
+    }
+
+    async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
+        let path = path.as_ref();
+        if self.attr(user, path).await?.is_dir() {
+            return Err(failure(
+                Ftp::PermanentFileNotAvailable,
+                path,
+                "is a directory (use RMD)",
+            ));
+        }
+        let cp = cluster_path(user, path)?;
+        user.session
+            .delete(&cp)
+            .await
+            .map_err(|e| cluster(path, &e))?;
+        tracing::info!(user = %user.name, path = %path.display(), "delete");
+        Ok(())
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
+        let path = path.as_ref();
+        let cp = cluster_path(user, path)?;
+        let (dir, name) = dir_and_name(user, &cp, path)?;
+        user.session
+            .create_dir(dir, name)
+            .await
+            .map_err(|e| cluster(path, &e))?;
+        tracing::info!(user = %user.name, path = %path.display(), "mkdir");
+        Ok(())
+    }
+
+    async fn rename<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        from: P,
+        to: P,
+    ) -> Result<()> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        let (from_cp, to_cp) = (cluster_path(user, from)?, cluster_path(user, to)?);
+        let (dir, name) = dir_and_name(user, &to_cp, to)?;
+        dir_and_name(user, &from_cp, from)?;
+        // Like rename(2), an existing destination file is replaced.
+        user.session
+            .rename(&from_cp, dir, name, true)
+            .await
+            .map_err(|e| cluster(to, &e))?;
+        tracing::info!(user = %user.name, from = %from.display(), to = %to.display(), "rename");
+        Ok(())
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
+        let path = path.as_ref();
+        let cp = cluster_path(user, path)?;
+        dir_and_name(user, &cp, path)?;
+        if !self.attr(user, path).await?.is_dir() {
+            return Err(failure(
+                Ftp::PermanentDirectoryNotAvailable,
+                path,
+                "not a directory",
+            ));
+        }
+        user.session
+            .delete(&cp)
+            .await
+            .map_err(|e| cluster(path, &e))?;
+        tracing::info!(user = %user.name, path = %path.display(), "rmdir");
+        Ok(())
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
+        let path = path.as_ref();
+        if self.attr(user, path).await?.is_dir() {
+            Ok(())
+        } else {
+            Err(failure(
+                Ftp::PermanentDirectoryNotAvailable,
+                path,
+                "not a directory",
+            ))
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The logged-in FTP user: its cluster session and where its view of the cluster starts.
+
+use std::sync::Arc;
+
+use unftp_core::auth::UserDetail;
+
+use crate::qumulo::Session;
+
+/// An FTP user, logged in on the cluster.
+#[derive(Debug)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// Auth id on the cluster (for the `perm` fact).
+    pub uid: u64,
+    /// The cluster session every operation runs in.
+    pub session: Arc<Session>,
+    /// Cluster path the user's `/` maps to: `/`, or the home directory when chrooted.
+    pub root: String,
+    /// The 230 reply text.
+    pub welcome: String,
+}
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl UserDetail for User {
+    fn welcome(&self) -> Option<String> {
+        Some(self.welcome.clone())
+    }
+}
