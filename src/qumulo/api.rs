@@ -100,11 +100,35 @@ impl FileAttr {
 
 /// One page of `GET /v1/files/{ref}/entries/`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "RawPage")]
 pub struct Page {
     /// The entries of this page.
     pub files: Vec<FileAttr>,
     /// The server-relative URI of the next page; `None` at the end (Qumulo sends `""`).
     pub next: Option<String>,
+}
+
+/// The wire shape of a page: `{"files": […], "paging": {"next": "…"}}`.
+#[derive(Deserialize)]
+struct RawPage {
+    files: Vec<FileAttr>,
+    paging: Paging,
+}
+
+/// `paging` of a listing; `next` is `""` on the last page.
+#[derive(Deserialize)]
+struct Paging {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+impl From<RawPage> for Page {
+    fn from(raw: RawPage) -> Self {
+        Page {
+            files: raw.files,
+            next: raw.paging.next.filter(|n| !n.is_empty()),
+        }
+    }
 }
 
 /// `GET /v1/version`.
@@ -157,4 +181,25 @@ pub struct AttrPatch {
     pub size: Option<u64>,
     /// New modification time.
     pub modification_time: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_reads_paging_next_and_empty_means_end() {
+        let body = include_str!("../../tests/fixtures/qumulo/listing.json");
+        let page: Page = serde_json::from_str(body).unwrap();
+        assert_eq!(page.files.len(), 1);
+        assert_eq!(
+            (page.files[0].name.as_str(), page.files[0].is_dir()),
+            ("dir", true)
+        );
+        let next = "/v1/files/2/entries/?after=dir&limit=1";
+        assert_eq!(page.next.as_deref(), Some(next));
+        let last = body.replace(next, "");
+        let last: Page = serde_json::from_str(&last).unwrap();
+        assert_eq!(last.next, None);
+    }
 }

@@ -48,6 +48,10 @@ pub enum Error {
     /// The request could not be sent or the answer not received (connect, TLS, timeout, reset).
     #[error("cluster unreachable: {0}")]
     Transport(#[source] reqwest::Error),
+    /// An upload stopped because its data could not be read (e.g. the FTP client went away);
+    /// the cluster is not at fault.
+    #[error("the data to upload could not be read: {0}")]
+    Aborted(#[source] reqwest::Error),
     /// The answer was not the JSON expected.
     #[error("unexpected answer from the cluster: {0}")]
     Decode(String),
@@ -68,7 +72,7 @@ impl Error {
                 ..
             } => classify(*status, class, *login),
             Error::Transport(_) => ErrorKind::Unavailable,
-            Error::Decode(_) | Error::Config(_) => ErrorKind::Other,
+            Error::Decode(_) | Error::Config(_) | Error::Aborted(_) => ErrorKind::Other,
         }
     }
 }

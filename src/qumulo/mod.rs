@@ -4,12 +4,16 @@
 //! - [`Client`]: one per process; holds the pooled HTTPS client and the cluster URL.
 //! - [`Session`]: one per logged-in user; holds the bearer token and logs in again on 401.
 //! - `api`: the JSON shapes of the endpoints used, parsed into typed values.
+//! - `http`: URL building, sending and logging, and the mapping of answers to errors.
+//! - `transfer`: the streamed bodies of data reads and writes.
 //! - [`Error`]: every failure, classified by [`Error::kind`] in one place.
 
 mod api;
 mod client;
 mod error;
+mod http;
 mod session;
+mod transfer;
 
 pub use api::{
     ApiUser, AttrPatch, ClusterSettings, FileAttr, FileType, IdDetails, Identity, Page, Version,

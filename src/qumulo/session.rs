@@ -3,114 +3,349 @@
 //! redacted from `Debug`) and repeats the call once; streamed writes cannot be repeated, so a
 //! 401 there is returned (the calls before a write refresh the token).
 
+use std::collections::HashSet;
+use std::sync::RwLock;
+use std::sync::atomic::Ordering;
+
+use chrono::SecondsFormat;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
 use tokio::io::AsyncRead;
+use url::Url;
 
 use super::api::{ApiUser, AttrPatch, ClusterSettings, FileAttr, Identity, Page, Version};
+use super::client::Client;
 use super::error::Error;
+use super::{http, transfer};
 
 /// A logged-in user's session with the cluster.
-pub struct Session {}
+pub struct Session {
+    /// The shared client (connection pool and cluster URL).
+    client: Client,
+    /// The user name, to log in again.
+    username: String,
+    /// The password, to log in again when the token is refused. Never logged.
+    password: String,
+    /// The bearer token of every call. A std lock: only held to copy or replace the string.
+    token: RwLock<String>,
+    /// Held while logging in again, so that calls refused together log in once.
+    relogin: tokio::sync::Mutex<()>,
+}
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("username", &self.username)
+            .field("cluster", &self.client.url().as_str())
+            .finish_non_exhaustive()
     }
 }
 
 impl Session {
+    /// A session of `username` holding the token of a login that just succeeded.
+    pub(super) fn new(client: Client, username: String, password: String, token: String) -> Self {
+        Self {
+            client,
+            username,
+            password,
+            token: RwLock::new(token),
+            relogin: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// The user name this session logged in with.
     pub fn username(&self) -> &str {
-        todo!()
+        &self.username
     }
 
     /// `GET /v1/session/who-am-i`.
     pub async fn who_am_i(&self) -> Result<ApiUser, Error> {
-        todo!()
+        let url = self.client.endpoint("/v1/session/who-am-i")?;
+        self.get_json(url, "who-am-i").await
     }
 
     /// `GET /v1/cluster/settings` (403 for users who may not read it).
     pub async fn cluster_settings(&self) -> Result<ClusterSettings, Error> {
-        todo!()
+        let url = self.client.endpoint("/v1/cluster/settings")?;
+        self.get_json(url, "cluster settings").await
     }
 
     /// `GET /v1/version`.
     pub async fn version(&self) -> Result<Version, Error> {
-        todo!()
+        self.client.version().await
     }
 
     /// `GET /v1/files/{path}/info/attributes`; `path` is absolute.
-    pub async fn get_attr(&self, _path: &str) -> Result<FileAttr, Error> {
-        todo!()
+    pub async fn get_attr(&self, path: &str) -> Result<FileAttr, Error> {
+        let url = self.client.files(path, "/info/attributes")?;
+        self.get_json(url, "attributes").await
     }
 
     /// One page of a directory: the first (`next = None`, asking for `limit` entries) or the
     /// one at a `paging.next` URI from the previous page.
     pub async fn list_page(
         &self,
-        _dir: &str,
-        _next: Option<&str>,
-        _limit: usize,
+        dir: &str,
+        next: Option<&str>,
+        limit: usize,
     ) -> Result<Page, Error> {
-        todo!()
+        let url = match next {
+            None => self
+                .client
+                .files(dir, &format!("/entries/?limit={}", limit.max(1)))?,
+            Some(next) => self.client.endpoint(next)?,
+        };
+        self.get_json(url, "directory listing").await
     }
 
     /// Every entry of a directory, following `paging.next` to the end.
-    pub async fn list_all(&self, _dir: &str, _page_size: usize) -> Result<Vec<FileAttr>, Error> {
-        todo!()
+    pub async fn list_all(&self, dir: &str, page_size: usize) -> Result<Vec<FileAttr>, Error> {
+        let mut entries = Vec::new();
+        let mut seen = HashSet::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self.list_page(dir, next.as_deref(), page_size).await?;
+            entries.extend(page.files);
+            match page.next {
+                None => return Ok(entries),
+                Some(n) if !seen.insert(n.clone()) => {
+                    return Err(Error::Decode(format!(
+                        "listing {dir}: the cluster sent the next page {n:?} twice"
+                    )));
+                }
+                Some(n) => next = Some(n),
+            }
+        }
     }
 
     /// Creates an empty file `name` in directory `dir` (`CREATE_FILE`).
-    pub async fn create_file(&self, _dir: &str, _name: &str) -> Result<FileAttr, Error> {
-        todo!()
+    pub async fn create_file(&self, dir: &str, name: &str) -> Result<FileAttr, Error> {
+        let body = json!({"name": name, "action": "CREATE_FILE"});
+        self.post_entries(dir, &body).await
     }
 
     /// Creates a directory `name` in directory `dir` (`CREATE_DIRECTORY`).
-    pub async fn create_dir(&self, _dir: &str, _name: &str) -> Result<FileAttr, Error> {
-        todo!()
+    pub async fn create_dir(&self, dir: &str, name: &str) -> Result<FileAttr, Error> {
+        let body = json!({"name": name, "action": "CREATE_DIRECTORY"});
+        self.post_entries(dir, &body).await
     }
 
     /// Renames or moves `from` (absolute) to `to_name` in directory `to_dir` (`RENAME`);
     /// `clobber` replaces an existing destination.
     pub async fn rename(
         &self,
-        _from: &str,
-        _to_dir: &str,
-        _to_name: &str,
-        _clobber: bool,
+        from: &str,
+        to_dir: &str,
+        to_name: &str,
+        clobber: bool,
     ) -> Result<FileAttr, Error> {
-        todo!()
+        let body =
+            json!({"name": to_name, "old_path": from, "action": "RENAME", "clobber": clobber});
+        self.post_entries(to_dir, &body).await
     }
 
     /// Deletes a file, link or empty directory (`DELETE /v1/files/{path}`).
-    pub async fn delete(&self, _path: &str) -> Result<(), Error> {
-        todo!()
+    pub async fn delete(&self, path: &str) -> Result<(), Error> {
+        let url = self.client.files(path, "")?;
+        let resp = self.call(Method::DELETE, url, None).await?;
+        http::discard(resp).await;
+        Ok(())
     }
 
     /// Changes attributes (`PATCH …/info/attributes`).
-    pub async fn set_attr(&self, _path: &str, _patch: &AttrPatch) -> Result<FileAttr, Error> {
-        todo!()
+    pub async fn set_attr(&self, path: &str, patch: &AttrPatch) -> Result<FileAttr, Error> {
+        let url = self.client.files(path, "/info/attributes")?;
+        let resp = self
+            .call(Method::PATCH, url, Some(&patch_body(patch)))
+            .await?;
+        http::json(resp, "attributes").await
     }
 
     /// Streams a file's data from `offset` (`GET …/data?offset=`).
     pub async fn read(
         &self,
-        _path: &str,
-        _offset: u64,
+        path: &str,
+        offset: u64,
     ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>, Error> {
-        todo!()
+        let url = self.client.files(path, &format!("/data?offset={offset}"))?;
+        // Nothing is sent but the request line, so a 401 can be repeated like any other call.
+        let resp = self.call(Method::GET, url, None).await?;
+        Ok(transfer::reader(resp))
     }
 
     /// Streams `data` into an existing file: replacing its content (`offset = None`, `PUT`) or
     /// writing at an offset (`PATCH ?offset=`). Returns the number of bytes sent.
-    pub async fn write<R>(&self, _path: &str, _offset: Option<u64>, _data: R) -> Result<u64, Error>
+    pub async fn write<R>(&self, path: &str, offset: Option<u64>, data: R) -> Result<u64, Error>
     where
         R: AsyncRead + Send + Sync + Unpin + 'static,
     {
-        todo!()
+        let (method, url) = match offset {
+            None => (Method::PUT, self.client.files(path, "/data")?),
+            Some(o) => (
+                Method::PATCH,
+                self.client.files(path, &format!("/data?offset={o}"))?,
+            ),
+        };
+        let (body, sent) = transfer::upload(data);
+        let token = self.token();
+        let req = self
+            .client
+            .request(method, url)
+            .bearer_auth(&token)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        match http::check(self.client.send(req).await?, false).await {
+            Ok(resp) => {
+                http::discard(resp).await;
+                Ok(sent.load(Ordering::Relaxed))
+            }
+            Err(e) => {
+                if matches!(e, Error::Api { status: 401, .. }) {
+                    // The data is spent and cannot be sent again; refresh the token for the
+                    // calls that follow, and report the refusal.
+                    let _ = self.refresh(&token).await;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Looks an identity up by SID (`POST /v1/identity/find`), to name SMB owners.
-    pub async fn find_identity_by_sid(&self, _sid: &str) -> Result<Identity, Error> {
-        todo!()
+    pub async fn find_identity_by_sid(&self, sid: &str) -> Result<Identity, Error> {
+        let url = self.client.endpoint("/v1/identity/find")?;
+        let resp = self
+            .call(Method::POST, url, Some(&json!({"sid": sid})))
+            .await?;
+        http::json(resp, "identity").await
+    }
+
+    /// `POST /v1/files/{dir}/entries/` with `body`: create or rename.
+    async fn post_entries(&self, dir: &str, body: &Value) -> Result<FileAttr, Error> {
+        let url = self.client.files(dir, "/entries/")?;
+        let resp = self.call(Method::POST, url, Some(body)).await?;
+        http::json(resp, "attributes").await
+    }
+
+    /// An authenticated GET answered with JSON; `what` names the answer in errors.
+    async fn get_json<T: DeserializeOwned>(&self, url: Url, what: &str) -> Result<T, Error> {
+        let resp = self.call(Method::GET, url, None).await?;
+        http::json(resp, what).await
+    }
+
+    /// The current bearer token.
+    fn token(&self) -> String {
+        self.token
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Sends an authenticated request with an optional JSON body and returns its 2xx answer.
+    /// A 401 logs in again (unless another call already did) and repeats the request once.
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Response, Error> {
+        let token = self.token();
+        let resp = self.send(&method, &url, body, &token).await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return http::check(resp, false).await;
+        }
+        http::discard(resp).await;
+        self.refresh(&token).await?;
+        let resp = self.send(&method, &url, body, &self.token()).await?;
+        http::check(resp, false).await
+    }
+
+    /// Sends one attempt of a request with `token`.
+    async fn send(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&Value>,
+        token: &str,
+    ) -> Result<Response, Error> {
+        let mut req = self
+            .client
+            .request(method.clone(), url.clone())
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        self.client.send(req).await
+    }
+
+    /// Logs in again after `failed` was refused, unless the token was replaced meanwhile (by
+    /// a call refused at the same time): one login serves every call waiting here.
+    async fn refresh(&self, failed: &str) -> Result<(), Error> {
+        let _one_at_a_time = self.relogin.lock().await;
+        if self.token() != failed {
+            return Ok(());
+        }
+        tracing::debug!(user = %self.username, "bearer token refused; logging in again");
+        let fresh = self
+            .client
+            .login_token(&self.username, &self.password)
+            .await?;
+        *self
+            .token
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
+/// The body of `PATCH …/info/attributes`: only the fields that are set, in Qumulo's string
+/// forms (mode as 4-digit octal, size in decimal, times in RFC 3339 UTC with nanoseconds).
+fn patch_body(patch: &AttrPatch) -> Value {
+    let mut body = Map::new();
+    if let Some(mode) = patch.mode {
+        body.insert("mode".into(), format!("{mode:04o}").into());
+    }
+    if let Some(size) = patch.size {
+        body.insert("size".into(), size.to_string().into());
+    }
+    if let Some(t) = patch.modification_time {
+        let text = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+        body.insert("modification_time".into(), text.into());
+    }
+    Value::Object(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn attr_patch_sends_only_set_fields_in_qumulo_forms() {
+        let t = Utc.timestamp_opt(1_425_520_918, 498_584_694).unwrap();
+        let all = AttrPatch {
+            mode: Some(0o755),
+            size: Some(5),
+            modification_time: Some(t),
+        };
+        assert_eq!(
+            patch_body(&all),
+            json!({"mode": "0755", "size": "5", "modification_time": "2015-03-05T02:01:58.498584694Z"})
+        );
+        let whole_second = AttrPatch {
+            modification_time: Some(Utc.timestamp_opt(0, 0).unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            patch_body(&whole_second),
+            json!({"modification_time": "1970-01-01T00:00:00.000000000Z"})
+        );
+        let mode = AttrPatch {
+            mode: Some(0o4700),
+            ..Default::default()
+        };
+        assert_eq!(patch_body(&mode), json!({"mode": "4700"}));
+        assert_eq!(patch_body(&AttrPatch::default()), json!({}));
     }
 }
