@@ -207,7 +207,7 @@ async fn run_serve(args: ServeArgs) -> ExitCode {
     let addr = listener
         .local_addr()
         .map_or_else(|_| config.ftp.listen.to_string(), |a| a.to_string());
-    tracing::info!(listen = %addr, cluster = %config.qumulo.url, "serving FTP");
+    tracing::info!(cluster = %config.qumulo.url, "listening on {addr}");
     crate::server::run(listener, gateway, wait_for_signal()).await;
     ExitCode::SUCCESS
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
 use super::{Caller, JsonBody, P, Q, State, blocking};
@@ -189,7 +189,9 @@ pub(super) async fn write_at(
 
 /// Streams the body to disk. A write refused before or during the transfer still reads the
 /// rest of the body before answering, so the client (which sends the whole body before it
-/// reads the answer) sees the error rather than a connection reset.
+/// reads the answer) sees the error rather than a connection reset. The copy runs in its own
+/// task holding the file's write lock: if the client goes away mid-body, the copy still
+/// finishes writing what arrived before any later write of that file starts.
 async fn write(
     state: State,
     caller: ApiResult<Caller>,
@@ -198,33 +200,80 @@ async fn write(
     replace: bool,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let mut stream = body.into_data_stream();
+    let stream = body.into_data_stream();
     let opened = async {
         let (Caller(user), P(r), offset) = (caller?, r?, offset?);
         let st = state.clone();
-        blocking(move || st.store.open_write(&user, &r, offset, replace)).await
+        let (file, obj) = blocking(move || st.store.open_write(&user, &r)).await?;
+        Ok((file, obj, offset))
     }
     .await;
-    let (file, obj) = match opened {
+    let (file, obj, offset) = match opened {
         Ok(opened) => opened,
         Err(e) => return Err(drain(stream, e).await),
     };
-    let io = |e: std::io::Error| ApiError::io(&e, &obj.path);
-    let mut out = BufWriter::with_capacity(IO_BUF, tokio::fs::File::from_std(file));
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::new(ErrorClass::Decode, format!("request body: {e}")))?;
-        if let Err(e) = out.write_all(&chunk).await {
-            return Err(drain(stream, io(e)).await);
-        }
-    }
-    out.flush().await.map_err(io)?;
+    let ino = std::os::unix::fs::MetadataExt::ino(&obj.meta);
+    let guard = state.store.write_lock(ino).lock_owned().await;
+    let path = obj.path.clone();
+    let copy = tokio::spawn(async move {
+        let result = copy_body(
+            tokio::fs::File::from_std(file),
+            stream,
+            offset,
+            replace,
+            &path,
+        )
+        .await;
+        drop(guard);
+        result
+    });
+    copy.await
+        .map_err(|e| ApiError::new(ErrorClass::Internal, format!("write task: {e}")))??;
     blocking(move || {
         let fresh = state.store.load(&obj.fs, &obj.path)?;
         Ok(state.store.attributes(&fresh))
     })
     .await
     .map(Json)
+}
+
+/// Positions the file (truncating it first for a PUT) and copies the body into it.
+async fn copy_body(
+    mut file: tokio::fs::File,
+    mut stream: axum::body::BodyDataStream,
+    offset: u64,
+    replace: bool,
+    path: &str,
+) -> ApiResult<()> {
+    let io = |e: std::io::Error| ApiError::io(&e, path);
+    let positioned = async {
+        if replace {
+            file.set_len(0).await?;
+        }
+        file.seek(std::io::SeekFrom::Start(offset)).await.map(drop)
+    }
+    .await;
+    if let Err(e) = positioned {
+        return Err(drain(stream, io(e)).await);
+    }
+    let mut out = BufWriter::with_capacity(IO_BUF, file);
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                // Keep what arrived, written out before the lock is released.
+                out.flush().await.map_err(io)?;
+                return Err(ApiError::new(
+                    ErrorClass::Decode,
+                    format!("request body: {e}"),
+                ));
+            }
+        };
+        if let Err(e) = out.write_all(&chunk).await {
+            return Err(drain(stream, io(e)).await);
+        }
+    }
+    out.flush().await.map_err(io)
 }
 
 /// Reads and discards the rest of a request body, then gives back `err`.

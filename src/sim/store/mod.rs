@@ -57,6 +57,9 @@ pub struct Store {
     index: Mutex<HashMap<u64, (u64, String)>>,
     /// Owners of symlinks (`user.` extended attributes cannot be set on links): inode → ids.
     link_owners: Mutex<HashMap<u64, (u64, u64)>>,
+    /// One lock per file being written: data writes to a file happen one after the other,
+    /// and a write abandoned by its client finishes before the next one starts.
+    write_locks: Mutex<HashMap<u64, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Store {
@@ -86,6 +89,7 @@ impl Store {
             users,
             index: Mutex::new(HashMap::new()),
             link_owners: Mutex::new(HashMap::new()),
+            write_locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -259,6 +263,15 @@ impl Store {
                 index.insert(ino, (parent_ino, name.to_string()));
             }
         }
+    }
+
+    /// The write lock of the file with inode `ino`.
+    pub fn write_lock(&self, ino: u64) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.write_locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Drop the locks nobody holds any more, so the map stays as small as the writes
+        // in progress.
+        locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+        locks.entry(ino).or_default().clone()
     }
 
     /// Forgets an inode that was removed.

@@ -542,15 +542,9 @@ impl Store {
         Ok((ReadPlan::File(file, len), etag))
     }
 
-    /// Opens a regular file for a data write at `offset`; `replace` truncates it first (PUT).
-    pub fn open_write(
-        &self,
-        user: &User,
-        reference: &str,
-        offset: u64,
-        replace: bool,
-    ) -> ApiResult<(File, Obj)> {
-        use std::io::{Seek, SeekFrom};
+    /// Opens a regular file for a data write, checking the caller may write it. Positioning
+    /// and truncation happen under the file's write lock ([`Store::write_lock`]).
+    pub fn open_write(&self, user: &User, reference: &str) -> ApiResult<(File, Obj)> {
         let obj = self.resolve(reference, user)?;
         if !obj.meta.is_file() {
             return Err(ApiError::new(
@@ -559,12 +553,10 @@ impl Store {
             ));
         }
         self.check(user, &obj, Access::Write)?;
-        let io = |e: std::io::Error| ApiError::io(&e, &obj.path);
-        let mut file = OpenOptions::new().write(true).open(&obj.fs).map_err(io)?;
-        if replace {
-            file.set_len(0).map_err(io)?;
-        }
-        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&obj.fs)
+            .map_err(|e| ApiError::io(&e, &obj.path))?;
         Ok((file, obj))
     }
 

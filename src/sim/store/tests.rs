@@ -168,7 +168,7 @@ fn mode_bits_and_ownership_are_enforced() {
     // bob may read alice's 0644 file but not write it, nor add to her 0755 directory.
     assert!(t.store.open_read(&t.bob, "/a/f", 0, None).is_ok());
     assert_eq!(
-        class(t.store.open_write(&t.bob, "/a/f", 0, true)),
+        class(t.store.open_write(&t.bob, "/a/f")),
         ErrorClass::AccessDenied
     );
     assert_eq!(
