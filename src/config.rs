@@ -187,7 +187,10 @@ mod port_range {
 }
 
 #[cfg(test)]
-#[allow(clippy::result_large_err, reason = "figment's Jail returns its own error type")]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment's Jail returns its own error type"
+)]
 mod tests {
     use super::*;
     use figment::Jail;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+pub mod ftp;
 /// How long the simulator may take to print its URL line (a cold debug build can be slow).
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -258,15 +259,15 @@ fn split_host_port(url: &str) -> (String, u16) {
     (host.to_owned(), port)
 }
 
-/// The `qq` executable: `$QFTPD_QQ`, else the venv that `./run-tests` installs.
+/// The `qq` executable: `$QQ_BIN`, else the venv that `./run-tests` installs.
 pub fn qq_path() -> PathBuf {
-    let path = match std::env::var_os("QFTPD_QQ") {
+    let path = match std::env::var_os("QQ_BIN") {
         Some(p) => PathBuf::from(p),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-env/venv/bin/qq"),
     };
     assert!(
         path.exists(),
-        "qq not found: run ./run-tests (it installs the qumulo-api venv) or set QFTPD_QQ \
+        "qq not found: run ./run-tests (it installs the qumulo-api venv) or set QQ_BIN \
          (looked for {})",
         path.display()
     );

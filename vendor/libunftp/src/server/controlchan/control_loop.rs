@@ -386,7 +386,11 @@ where
                 session.cmd_tls = false;
                 Ok(Reply::none())
             }
-            MkDirSuccess { path } => Ok(Reply::new_with_string(ReplyCode::DirCreated, path)),
+            // qftpd patch: RFC 959's `257 "PATH" created`, with quotes in the path doubled.
+            MkDirSuccess { path } => Ok(Reply::new_with_string(
+                ReplyCode::DirCreated,
+                format!("\"{}\" created", one_line(&path).replace('"', "\"\"")),
+            )),
             MkdirFail => Ok(Reply::new(ReplyCode::FileError, "Failed to create directory")),
             RenameSuccess { .. } => Ok(Reply::new(ReplyCode::FileActionOkay, "Renamed")),
             AuthSuccess { .. } => {
