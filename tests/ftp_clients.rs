@@ -1072,3 +1072,38 @@ fn ftp_mlst_feat_and_pwd_quoting() {
     assert_eq!(r[6].value(), "/say \"hi\"");
     assert_fails(&r[7], "550");
 }
+
+/// The cluster ends every session mid-FTP-session: the gateway logs in again by itself and
+/// the FTP client notices nothing.
+#[test]
+fn ftp_session_survives_token_expiry() {
+    let (sim, gw) = start("");
+    let expire = format!("{}/sim/expire-tokens", sim.url);
+    let r = gw.ftplib_as(
+        ALICE.0,
+        ALICE.1,
+        &[
+            op::stor("STOR /t.txt", b"before", None),
+            op::post(&expire),
+            op::lines("LIST /"),
+            op::post(&expire),
+            op::retr("RETR /t.txt", None),
+            op::post(&expire),
+            op::stor("STOR /t.txt", b"after expiry", None),
+            op::post(&expire),
+            op::cmd("SIZE /t.txt"),
+        ],
+    );
+    assert_code(&r[0], "226");
+    assert_code(&r[2], "226");
+    assert!(
+        r[2].strings().iter().any(|l| l.ends_with(" t.txt")),
+        "{:?}",
+        r[2].strings()
+    );
+    assert_code(&r[4], "226");
+    assert_eq!(r[4].data(), b"before");
+    assert_code(&r[6], "226");
+    assert_eq!(r[8].reply(), "213 12");
+    assert_eq!(read(sim.disk_path("/t.txt")), b"after expiry");
+}

@@ -20,6 +20,8 @@ Operations (all on one control connection, opened by "connect"):
     ["nlst", PATH|null]                value: ftplib's nlst()
     ["mlsd", PATH|null]                value: [[NAME, {FACT: VALUE}], ...]
     ["pwd"]                            value: ftplib's pwd()
+    ["post", URL]                      POSTs to URL (e.g. the simulator's control endpoint,
+                                       certificate not checked) between FTP operations
     ["quit"]
 
 Output (stdout), one JSON object {"results": [...]}, one result per operation:
@@ -98,6 +100,13 @@ def run_op(ftp, args, host, port, timeout):
         return {"value": [[n, facts] for n, facts in ftp.mlsd(path)]}
     if name == "pwd":
         return {"value": ftp.pwd()}
+    if name == "post":
+        import ssl
+        import urllib.request
+        context = ssl._create_unverified_context()
+        with urllib.request.urlopen(urllib.request.Request(args[1], method="POST"),
+                                    context=context, timeout=timeout) as resp:
+            return {"value": resp.read().decode("utf-8")}
     if name == "quit":
         return {"reply": ftp.quit()}
     raise ValueError(f"unknown operation {name!r}")

@@ -389,6 +389,10 @@ pub mod op {
     pub fn pwd() -> Value {
         json!(["pwd"])
     }
+    /// POST to a URL between FTP operations (e.g. the simulator's `/sim/expire-tokens`).
+    pub fn post(url: &str) -> Value {
+        json!(["post", url])
+    }
     /// `QUIT`.
     pub fn quit() -> Value {
         json!(["quit"])
