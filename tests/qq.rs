@@ -1000,3 +1000,43 @@ fn qq_two_gib_write_read_keeps_sim_rss_low() {
         "simulator peak RSS {peak_kib} KiB is not under 100 MiB"
     );
 }
+
+/// Faults switched on by flags at start and switched at run time through the control
+/// endpoint, as qq sees them.
+#[test]
+fn qq_sees_faults_from_flags_and_the_control_endpoint() {
+    let users = [("admin", "adminpw")];
+    let sim = Sim::start(&users, Some("admin"), &["--error-rate", "1"]);
+    let qq = sim.qq();
+    assert_qq_error(&qq, &["version"], 503, "http_service_unavailable_error");
+    let faults: Value = serde_json::from_str(&sim.control("GET", "/sim/faults", None)).unwrap();
+    assert_eq!(faults["error_rate"], 1.0, "{faults}");
+
+    sim.control(
+        "PATCH",
+        "/sim/faults",
+        Some(r#"{"error_rate": 0, "latency_ms": 400}"#),
+    );
+    let started = Instant::now();
+    assert!(s(&qq.ok_json(&["version"]), "revision_id").starts_with("Qumulo Core"));
+    assert!(started.elapsed() >= Duration::from_millis(400));
+
+    // An outage drops every API request; the control endpoint still answers.
+    sim.control(
+        "PATCH",
+        "/sim/faults",
+        Some(r#"{"latency_ms": 0, "outage": true}"#),
+    );
+    let err = qq.err(&["version"]);
+    assert!(!err.contains("Error 2"), "{err}");
+    sim.control("PUT", "/sim/faults", Some("{}"));
+    qq.ok_json(&["version"]);
+
+    let outage = Sim::start(&users, Some("admin"), &["--outage"]);
+    outage.qq().err(&["version"]);
+    outage.control("PATCH", "/sim/faults", Some(r#"{"outage": false}"#));
+    outage.qq().ok_json(&["version"]);
+
+    let dropping = Sim::start(&users, Some("admin"), &["--drop-rate", "1"]);
+    dropping.qq().err(&["version"]);
+}
