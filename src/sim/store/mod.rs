@@ -18,7 +18,7 @@ mod ops;
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub use attrs::Obj;
 pub use ops::{AttrPatch, CreateRequest, ReadPlan};
@@ -30,6 +30,10 @@ use super::users::{Directory, FIRST_USER_ID, USERS_GROUP, User};
 pub const ROOT_ID: u64 = 2;
 /// Mode of the root of a new data directory.
 const ROOT_MODE: u32 = 0o777;
+/// How many directories' sorted names are kept.
+const LISTINGS_CACHED: usize = 8;
+/// How old a directory's modification time must be before its listing is cached.
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
 /// How many symlinks one path resolution may follow before giving up (as Linux's ELOOP).
 const MAX_LINKS: usize = 40;
 
@@ -52,19 +56,22 @@ pub struct Store {
     root: PathBuf,
     root_ino: u64,
     /// The users, to name owners in attributes.
-    users: std::sync::Arc<Directory>,
+    users: Arc<Directory>,
     /// inode → (parent inode, name). A std mutex: never held across an await.
     index: Mutex<HashMap<u64, (u64, String)>>,
     /// Owners of symlinks (`user.` extended attributes cannot be set on links): inode → ids.
     link_owners: Mutex<HashMap<u64, (u64, u64)>>,
+    /// The sorted names of the directories listed last, so the pages of a large directory
+    /// do not each read and sort it again: (inode, modification time, names), newest first.
+    listings: Mutex<Vec<(u64, std::time::SystemTime, Arc<Vec<String>>)>>,
     /// One lock per file being written: data writes to a file happen one after the other,
     /// and a write abandoned by its client finishes before the next one starts.
-    write_locks: Mutex<HashMap<u64, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    write_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Store {
     /// Opens the data directory `root` (created if missing).
-    pub fn open(root: &Path, users: std::sync::Arc<Directory>) -> std::io::Result<Self> {
+    pub fn open(root: &Path, users: Arc<Directory>) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let root = root.canonicalize()?;
         let meta = std::fs::metadata(&root)?;
@@ -90,6 +97,7 @@ impl Store {
             index: Mutex::new(HashMap::new()),
             link_owners: Mutex::new(HashMap::new()),
             write_locks: Mutex::new(HashMap::new()),
+            listings: Mutex::new(Vec::new()),
         })
     }
 
@@ -265,12 +273,47 @@ impl Store {
         }
     }
 
+    /// The names in directory `dir`, sorted, from the cache while the directory is unchanged
+    /// (its modification time moves with every entry added, removed or renamed). A listing is
+    /// only cached once the directory's modification time is a second old: file systems
+    /// stamp times from a coarse clock, so two changes within one tick can share a time.
+    pub fn sorted_names(&self, dir: &Obj) -> ApiResult<Arc<Vec<String>>> {
+        let (ino, mtime) = (
+            dir.meta.ino(),
+            dir.meta
+                .modified()
+                .map_err(|e| ApiError::io(&e, &dir.path))?,
+        );
+        let mut cache = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hit) = cache.iter().find(|(i, m, _)| *i == ino && *m == mtime) {
+            return Ok(hit.2.clone());
+        }
+        drop(cache);
+        let mut names: Vec<String> = std::fs::read_dir(&dir.fs)
+            .map_err(|e| ApiError::io(&e, &dir.path))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort_unstable();
+        let names = Arc::new(names);
+        let settled = std::time::SystemTime::now()
+            .duration_since(mtime)
+            .is_ok_and(|age| age > SETTLED);
+        if !settled {
+            return Ok(names);
+        }
+        cache = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(i, _, _)| *i != ino);
+        cache.insert(0, (ino, mtime, names.clone()));
+        cache.truncate(LISTINGS_CACHED);
+        Ok(names)
+    }
+
     /// The write lock of the file with inode `ino`.
-    pub fn write_lock(&self, ino: u64) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    pub fn write_lock(&self, ino: u64) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.write_locks.lock().unwrap_or_else(|p| p.into_inner());
         // Drop the locks nobody holds any more, so the map stays as small as the writes
         // in progress.
-        locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
         locks.entry(ino).or_default().clone()
     }
 

@@ -130,15 +130,11 @@ impl Store {
         }
         self.check(user, &dir, Access::Read)?;
         let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let mut names: Vec<String> = std::fs::read_dir(&dir.fs)
-            .map_err(|e| ApiError::io(&e, &dir.path))?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        let total = names.len();
-        names.retain(|n| after.is_none_or(|a| n.as_str() > a));
-        names.sort_unstable();
-        let more = names.len() > limit;
-        names.truncate(limit);
+        let all = self.sorted_names(&dir)?;
+        let total = all.len();
+        let start = after.map_or(0, |a| all.partition_point(|n| n.as_str() <= a));
+        let names = &all[start..(start + limit).min(total)];
+        let more = start + limit < total;
         let files: Vec<Value> = names
             .iter()
             .filter_map(|n| self.load_child(&dir, n).ok())
