@@ -32,6 +32,9 @@ pub const ROOT_ID: u64 = 2;
 const ROOT_MODE: u32 = 0o777;
 /// How many directories' sorted names are kept.
 const LISTINGS_CACHED: usize = 8;
+/// A directory's sorted names: (inode, modification time, names).
+type CachedListing = (u64, std::time::SystemTime, Arc<Vec<String>>);
+
 /// How old a directory's modification time must be before its listing is cached.
 const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
 /// How many symlinks one path resolution may follow before giving up (as Linux's ELOOP).
@@ -63,7 +66,7 @@ pub struct Store {
     link_owners: Mutex<HashMap<u64, (u64, u64)>>,
     /// The sorted names of the directories listed last, so the pages of a large directory
     /// do not each read and sort it again: (inode, modification time, names), newest first.
-    listings: Mutex<Vec<(u64, std::time::SystemTime, Arc<Vec<String>>)>>,
+    listings: Mutex<Vec<CachedListing>>,
     /// One lock per file being written: data writes to a file happen one after the other,
     /// and a write abandoned by its client finishes before the next one starts.
     write_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
