@@ -17,18 +17,30 @@ pub const EXIT_OSERR: u8 = 71;
 
 /// qftpd: an FTP/FTPS gateway to the file system of a Qumulo cluster.
 #[derive(Debug, Parser)]
-#[command(name = "qftpd", version, about, propagate_version = true)]
+#[command(
+    name = "qftpd",
+    version,
+    about,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// What to run.
+    /// What to run; without a subcommand, `serve`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Options of `serve`, the default.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve FTP in front of the Qumulo cluster named in the configuration.
+    /// Serve FTP in front of the Qumulo cluster named in the configuration (the default).
     Serve(ServeArgs),
+    /// Check the configuration: print the effective one (secrets redacted) and exit 0, or
+    /// name each problem and exit 78.
+    CheckConfig(ServeArgs),
     /// Run a simulated cluster and the gateway together on loopback, with sample files.
     Demo(DemoArgs),
     /// Run a Qumulo REST API simulator backed by a local directory (for tests and demos).
@@ -167,49 +179,25 @@ impl SimArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::logging::init("info,libunftp=warn");
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("qftpd: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_OSERR);
-        }
-    };
     match cli.command {
-        Command::Sim(args) => runtime.block_on(run_sim(*args)),
-        Command::Serve(args) => runtime.block_on(run_serve(args)),
-        Command::Demo(args) => runtime.block_on(run_demo(args)),
+        None => crate::daemon::serve(&cli.serve),
+        Some(Command::Serve(args)) => crate::daemon::serve(&args),
+        Some(Command::CheckConfig(args)) => crate::config::check_command(args.config.as_deref()),
+        Some(Command::Demo(args)) => with_runtime(|| run_demo(args)),
+        Some(Command::Sim(args)) => with_runtime(|| run_sim(*args)),
     }
 }
 
-async fn run_serve(args: ServeArgs) -> ExitCode {
-    let config = match crate::config::Config::load(args.config.as_deref()) {
-        Ok(c) => c,
+/// Runs a subcommand's future on a new runtime, with logging on stderr.
+fn with_runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F) -> ExitCode {
+    crate::logging::init_stderr("info,libunftp=warn");
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f()),
         Err(e) => {
-            eprintln!("qftpd: invalid configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            eprintln!("qftpd: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_OSERR)
         }
-    };
-    let gateway = match crate::ftp::Gateway::new(&config) {
-        Ok(g) => std::sync::Arc::new(g),
-        Err(e) => {
-            eprintln!("qftpd: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(config.ftp.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("qftpd: cannot listen on {}: {e}", config.ftp.listen);
-            return ExitCode::from(EXIT_OSERR);
-        }
-    };
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| config.ftp.listen.to_string(), |a| a.to_string());
-    tracing::info!(cluster = %config.qumulo.url, "listening on {addr}");
-    crate::server::run(listener, gateway, wait_for_signal()).await;
-    ExitCode::SUCCESS
+    }
 }
 
 async fn run_demo(args: DemoArgs) -> ExitCode {
@@ -260,7 +248,7 @@ async fn run_sim(args: SimArgs) -> ExitCode {
 }
 
 /// Waits for SIGINT or SIGTERM.
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

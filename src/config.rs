@@ -23,6 +23,41 @@ pub struct Config {
     pub ftp: FtpConfig,
     /// The cluster side.
     pub qumulo: QumuloConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Where log events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogTarget {
+    /// The journal when stderr is connected to it (`JOURNAL_STREAM`), else stderr.
+    #[default]
+    Auto,
+    /// Always the journal.
+    Journald,
+    /// Always readable lines on stderr.
+    Stderr,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `RUST_LOG` syntax, e.g. `info` or `debug,libunftp=info`; `RUST_LOG` wins.
+    pub level: String,
+    /// Where events go.
+    pub target: LogTarget,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_string(),
+            target: LogTarget::Auto,
+        }
+    }
 }
 
 /// `[ftp]`: what FTP clients see.
@@ -44,6 +79,8 @@ pub struct FtpConfig {
     pub timezone: chrono_tz::Tz,
     /// Confine each user to its Qumulo home directory.
     pub chroot_users: bool,
+    /// Seconds running transfers may take to finish when the service stops.
+    pub shutdown_grace: u64,
 }
 
 impl Default for FtpConfig {
@@ -55,6 +92,7 @@ impl Default for FtpConfig {
             greeting: "qftpd ready".to_string(),
             timezone: chrono_tz::UTC,
             chroot_users: false,
+            shutdown_grace: 20,
         }
     }
 }
@@ -94,7 +132,16 @@ impl Config {
             None => figment = figment.merge(Toml::file(DEFAULT_PATH)),
         }
         figment = figment.merge(env_provider());
-        let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        let config: Config = figment.extract().map_err(|e| {
+            // toml names the line and column of a bad key or value in the file itself.
+            let file = file
+                .map(Path::to_path_buf)
+                .or_else(|| Some(PathBuf::from(DEFAULT_PATH)));
+            ConfigError(
+                file.and_then(|f| positioned(&f))
+                    .unwrap_or_else(|| describe(e)),
+            )
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -110,10 +157,45 @@ impl Config {
     }
 }
 
+/// The error toml reports for the file alone, with its line and column, unless the file is
+/// fine on its own (a missing key may come from the environment).
+fn positioned(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    match toml::from_str::<Config>(&text) {
+        Err(e) if !e.message().starts_with("missing field") => {
+            Some(format!("{}: {e}", file.display()))
+        }
+        _ => None,
+    }
+}
+
+/// `qftpd check-config`: prints the effective configuration and exits 0, or names each
+/// problem and exits 78.
+pub fn check_command(file: Option<&Path>) -> std::process::ExitCode {
+    match Config::load(file) {
+        Ok(config) => match toml::to_string_pretty(&config) {
+            Ok(text) => {
+                println!("# effective qftpd configuration (defaults, file, QFTPD_* environment)");
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("qftpd: cannot print the configuration: {e}");
+                std::process::ExitCode::from(crate::cli::EXIT_CONFIG)
+            }
+        },
+        Err(e) => {
+            eprintln!("qftpd: invalid configuration: {e}");
+            std::process::ExitCode::from(crate::cli::EXIT_CONFIG)
+        }
+    }
+}
+
 /// The defaults of every key that has one (`qumulo.url` has none).
 #[derive(Serialize, Default)]
 struct DefaultsOnly {
     ftp: FtpConfig,
+    log: LogConfig,
 }
 
 /// `QFTPD_FTP__PASSIVE_PORTS` → `ftp.passive-ports`.

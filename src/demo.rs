@@ -74,6 +74,7 @@ pub async fn run(
             greeting: "qftpd demo ready".to_string(),
             ..FtpConfig::default()
         },
+        log: crate::config::LogConfig::default(),
         qumulo: QumuloConfig {
             url: sim
                 .url()
@@ -83,7 +84,9 @@ pub async fn run(
             accept_invalid_certs: false,
         },
     };
-    let gateway = Gateway::new(&config).map_err(|e| DemoError::Gateway(e.to_string()))?;
+    let activity = Arc::new(crate::server::Activity::default());
+    let gateway =
+        Gateway::new(&config, activity.clone()).map_err(|e| DemoError::Gateway(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(opts.ftp_listen)
         .await
         .map_err(|e| DemoError::Io(format!("cannot listen on {}: {e}", opts.ftp_listen)))?;
@@ -100,7 +103,15 @@ pub async fn run(
     println!(
         "  try: curl ftp://{user}:{password}@{addr}/  or  curl -T file ftp://{user}:{password}@{addr}/home/{user}/"
     );
-    crate::server::run(listener, Arc::new(gateway), shutdown).await;
+    let current = Arc::new(crate::server::Current::new(gateway));
+    crate::server::run(
+        listener,
+        current,
+        activity,
+        shutdown,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
     sim.shutdown().await;
     let _ = std::fs::remove_file(&cert);
     Ok(())

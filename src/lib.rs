@@ -5,10 +5,13 @@
 //!
 //! # Architecture
 //! - [`cli`]: the command line (`sim`, …); maps failures to sysexits exit codes.
+//! - [`daemon`]: the service lifecycle: socket, readiness, reload, drain.
 //! - [`config`]: layered, strictly typed configuration.
 //! - [`ftp`]: the libunftp storage back-end and authenticator over the Qumulo client.
 //! - [`server`]: the accept loop, one libunftp server per connection.
 //! - [`demo`]: `qftpd demo`, the simulator and the gateway together on loopback.
+//! - [`listener`]: the control socket from systemd (by name) or bound from the config.
+//! - [`systemd`]: sd_notify readiness, status, reload, stop and watchdog.
 //! - [`logging`]: tracing subscriber set-up.
 //! - [`qumulo`]: the production Qumulo REST API client (knows nothing of FTP).
 //! - [`sim`]: a faithful Qumulo REST API simulator backed by a real directory, used by tests,
@@ -16,9 +19,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod ftp;
+pub mod listener;
 pub mod logging;
 pub mod qumulo;
 pub mod server;
 pub mod sim;
+pub mod systemd;

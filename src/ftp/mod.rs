@@ -45,8 +45,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the gateway (and its one cluster client) from a configuration.
-    pub fn new(config: &Config) -> Result<Self, crate::qumulo::Error> {
+    /// Builds the gateway (and its one cluster client) from a configuration; transfers are
+    /// counted in `activity`.
+    pub fn new(
+        config: &Config,
+        activity: Arc<crate::server::Activity>,
+    ) -> Result<Self, crate::qumulo::Error> {
         let client = Client::new(&ClientConfig {
             url: config.qumulo.url.clone(),
             ca_file: config.qumulo.ca_file.clone(),
@@ -65,6 +69,7 @@ impl Gateway {
             shared: Arc::new(storage::Shared {
                 timezone: config.ftp.timezone,
                 names: listing::NameCache::default(),
+                activity,
             }),
             // libunftp wants a 'static greeting; one small string per loaded configuration.
             greeting: Box::leak(config.ftp.greeting.clone().into_boxed_str()),
@@ -79,8 +84,12 @@ impl Gateway {
         &self.client
     }
 
-    /// A libunftp server for one connection.
-    pub fn server(&self) -> Result<Server<QumuloStorage, User>, ServerError> {
+    /// A libunftp server for one connection; the session ends (after a transfer in progress)
+    /// when `stop` completes.
+    pub fn server(
+        &self,
+        stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ) -> Result<Server<QumuloStorage, User>, ServerError> {
         let slot = auth::Slot::default();
         let shared = self.shared.clone();
         let authenticator = auth::QumuloAuthenticator {
@@ -98,6 +107,10 @@ impl Gateway {
         .greeting(self.greeting)
         .passive_ports(self.passive_ports.clone())
         .passive_host(self.passive_host.clone())
+        .shutdown_indicator(async move {
+            stop.await;
+            libunftp::options::Shutdown::new()
+        })
         .build()
     }
 }

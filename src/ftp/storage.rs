@@ -32,6 +32,8 @@ pub struct Shared {
     pub timezone: Tz,
     /// Owner and group names.
     pub names: NameCache,
+    /// Transfers in progress are counted here.
+    pub activity: Arc<crate::server::Activity>,
 }
 
 /// The storage back-end of one FTP session.
@@ -93,9 +95,98 @@ impl QumuloStorage {
     }
 }
 
+impl QumuloStorage {
+    async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &User,
+        input: R,
+        path: &Path,
+        start_pos: u64,
+    ) -> Result<u64> {
+        let cp = cluster_path(user, path)?;
+        let session = &user.session;
+        let written = if start_pos == 0 {
+            // STOR: the file must exist before its data is replaced (a new file is created
+            // empty first; an existing one is overwritten).
+            let (dir, name) = dir_and_name(user, &cp, path)?;
+            match session.create_file(dir, name).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Exists => {}
+                Err(e) => return Err(cluster(path, &e)),
+            }
+            session.write(&cp, None, input).await
+        } else {
+            // REST+STOR and APPE extend the file in place from the offset.
+            session.write(&cp, Some(start_pos), input).await
+        };
+        written.map_err(|e| cluster(path, &e))
+    }
+}
+
 /// The cluster path of an FTP path for `user`.
 fn cluster_path(user: &User, path: &Path) -> Result<String> {
     to_cluster(&user.root, path).map_err(|e| bad_path(path, e))
+}
+
+/// One data transfer: counted while it runs, logged as one event when it ends (like an
+/// xferlog line: user, path, direction, offset, bytes, duration, result).
+struct Transfer<'a> {
+    activity: &'a crate::server::Activity,
+    user: &'a str,
+    path: &'a Path,
+    direction: &'static str,
+    offset: u64,
+    started: std::time::Instant,
+}
+
+impl<'a> Transfer<'a> {
+    fn start(
+        shared: &'a Shared,
+        user: &'a User,
+        path: &'a Path,
+        direction: &'static str,
+        offset: u64,
+    ) -> Self {
+        shared
+            .activity
+            .transfers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self {
+            activity: &shared.activity,
+            user: &user.name,
+            path,
+            direction,
+            offset,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn finish(self, result: &Result<u64>) {
+        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let path = self.path.display();
+        match result {
+            Ok(bytes) => tracing::info!(
+                user = self.user, %path, direction = self.direction, offset = self.offset, bytes,
+                duration_ms, result = "ok", "transfer {} {path} {bytes} bytes", self.direction
+            ),
+            Err(e) => {
+                let reason =
+                    std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string);
+                tracing::warn!(
+                    user = self.user, %path, direction = self.direction, offset = self.offset,
+                    duration_ms, result = "failed", error = %reason, "transfer {} {path} failed", self.direction
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Transfer<'_> {
+    fn drop(&mut self) {
+        self.activity
+            .transfers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The directory and name of `cp`, which must not be the user's root (it has no name the
@@ -203,9 +294,16 @@ impl StorageBackend<User> for QumuloStorage {
         W: AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + Debug,
     {
-        let reader = self.get(user, path, start_pos).await?;
-        let mut reader = BufReader::with_capacity(COPY_BUF, reader);
-        Ok(tokio::io::copy_buf(&mut reader, output).await?)
+        let path = path.as_ref();
+        let transfer = Transfer::start(&self.shared, user, path, "download", start_pos);
+        let result = async {
+            let reader = self.get(user, path, start_pos).await?;
+            let mut reader = BufReader::with_capacity(COPY_BUF, reader);
+            Ok(tokio::io::copy_buf(&mut reader, output).await?)
+        }
+        .await;
+        transfer.finish(&result);
+        result
     }
 
     async fn get<P: AsRef<Path> + Send + Debug>(
@@ -230,25 +328,10 @@ impl StorageBackend<User> for QumuloStorage {
         start_pos: u64,
     ) -> Result<u64> {
         let path = path.as_ref();
-        let cp = cluster_path(user, path)?;
-        let session = &user.session;
-        let written = if start_pos == 0 {
-            // STOR: the file must exist before its data is replaced (a new file is created
-            // empty first; an existing one is overwritten).
-            let (dir, name) = dir_and_name(user, &cp, path)?;
-            match session.create_file(dir, name).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Exists => {}
-                Err(e) => return Err(cluster(path, &e)),
-            }
-            session.write(&cp, None, input).await
-        } else {
-            // REST+STOR and APPE extend the file in place from the offset.
-            session.write(&cp, Some(start_pos), input).await
-        };
-        let bytes = written.map_err(|e| cluster(path, &e))?;
-        tracing::info!(user = %user.name, path = %path.display(), bytes, offset = start_pos, "upload");
-        Ok(bytes)
+        let transfer = Transfer::start(&self.shared, user, path, "upload", start_pos);
+        let result = self.upload(user, input, path, start_pos).await;
+        transfer.finish(&result);
+        result
     }
 
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {

@@ -1012,11 +1012,19 @@ where
     ///
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
-    pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+    pub async fn service(mut self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
         let shutdown_listener = shutdown_notifier.subscribe().await;
+        // qftpd patch: the builder's shutdown indicator also stops a connection served here.
+        // The session then ends as the control loop decides (after a running transfer).
+        let indicator = std::mem::replace(&mut self.shutdown, Box::pin(futures_util::future::pending()));
+        let notifier = shutdown_notifier.clone();
+        let watcher = tokio::spawn(async move {
+            let _ = indicator.await;
+            notifier.notify().await;
+        });
         slog::debug!(self.logger, "Servicing control connection from");
         let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
         match result {
@@ -1024,11 +1032,21 @@ where
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);
             }
             Ok(jh) => {
+                // qftpd patch: when this future is dropped (the caller gave up waiting), the
+                // control loop is aborted too instead of running on unobserved.
+                struct AbortOnDrop(tokio::task::AbortHandle);
+                impl Drop for AbortOnDrop {
+                    fn drop(&mut self) {
+                        self.0.abort();
+                    }
+                }
+                let _guard = AbortOnDrop(jh.abort_handle());
                 if let Err(e) = jh.await {
                     slog::error!(self.logger, "Control loop failed to complete: {:?}", e);
                 }
             }
         }
+        watcher.abort();
         Ok(())
     }
 

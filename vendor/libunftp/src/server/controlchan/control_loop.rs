@@ -189,11 +189,15 @@ where
     let jh = tokio::spawn(async move {
         // The control channel event loop
         slog::info!(logger, "Starting control loop");
+        // qftpd patch: after the shutdown signal, a session with a data transfer in progress
+        // lets it finish; the session then (or at once, when idle) gets 421 and is closed.
+        let mut draining = false;
         loop {
             let incoming = {
                 #[allow(unused_assignments)]
                 let mut incoming = None;
-                let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
+                let wait = if draining { std::time::Duration::from_millis(100) } else { idle_session_timeout };
+                let mut timeout_delay = Box::pin(tokio::time::sleep(wait));
                 tokio::select! {
                     cmd = command_source.next() => {
                         match cmd {
@@ -208,16 +212,27 @@ where
                         incoming = Some(Ok(Event::InternalMsg(msg)));
                     },
                     _ = &mut timeout_delay => {
-                        let session = shared_session.lock().await;
-                        match session.data_busy {
-                            true => incoming = None,
-                            false => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout)))
+                        let busy = shared_session.lock().await.data_busy;
+                        match (draining, busy) {
+                            (_, true) => incoming = None,
+                            (true, false) => {
+                                let _ = reply_sink.send(Reply::new(ReplyCode::ServiceNotAvailable, "Service shutting down, closing the control connection")).await;
+                                let _ = reply_sink.flush().await;
+                                incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
+                            }
+                            (false, false) => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout))),
                         };
                     },
-                    _ = shutdown.listen() => {
-                        slog::info!(logger, "Closing open control connection because of shutdown signal");
-                        incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
-                        // TODO: Do we want to wait a bit for a data transfer to complete i.e. session.data_busy is true?
+                    _ = shutdown.listen(), if !draining => {
+                        draining = true;
+                        if shared_session.lock().await.data_busy {
+                            slog::info!(logger, "Shutdown signal: letting the data transfer in progress finish");
+                        } else {
+                            slog::info!(logger, "Closing open control connection because of shutdown signal");
+                            let _ = reply_sink.send(Reply::new(ReplyCode::ServiceNotAvailable, "Service shutting down, closing the control connection")).await;
+                            let _ = reply_sink.flush().await;
+                            incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
+                        }
                     }
                 }
                 incoming

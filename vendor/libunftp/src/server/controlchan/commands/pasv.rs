@@ -43,6 +43,8 @@ where
     async fn build_reply(&self, args: &CommandContext<Storage, User>, port: u16) -> Result<Reply, ControlChanError> {
         let conn_addr = match args.local_addr {
             std::net::SocketAddr::V4(addr) => *addr.ip(),
+            // qftpd patch: an IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
+            std::net::SocketAddr::V6(addr) if addr.ip().to_ipv4_mapped().is_some() => addr.ip().to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
             std::net::SocketAddr::V6(_) => {
                 slog::error!(args.logger, "local address is ipv6! we only listen on ipv4, so this shouldn't happen");
                 return Err(ControlChanErrorKind::InternalServerError.into());

@@ -1,0 +1,240 @@
+//! The service's lifecycle: take the listening socket (from systemd or by binding), load the
+//! configuration, report readiness, serve, reload on SIGHUP, drain on SIGTERM/SIGINT.
+//!
+//! Order matters: the socket is taken before any thread starts (systemd's variables are read
+//! and cleared), `READY=1` is sent only once the socket is held and the configuration is
+//! valid, and `STOPPING=1` as soon as a stop is asked for.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::{EXIT_CONFIG, EXIT_OSERR, ServeArgs};
+use crate::config::Config;
+use crate::ftp::Gateway;
+use crate::listener::{self, Origin};
+use crate::server::{Activity, Current};
+use crate::systemd;
+
+/// How often `STATUS=` is refreshed and the cluster probed.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// How long the cluster probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `qftpd serve`: runs the service until stopped; the exit code follows sysexits.
+pub fn serve(args: &ServeArgs) -> ExitCode {
+    let inherited = match listener::from_systemd() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("qftpd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("qftpd: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    crate::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(EXIT_OSERR);
+        }
+    };
+    runtime.block_on(run(config, inherited, args.config.clone()))
+}
+
+/// What a reload needs to know.
+struct Service {
+    config_path: Option<PathBuf>,
+    current: Arc<Current>,
+    activity: Arc<Activity>,
+    grace_secs: Arc<AtomicU64>,
+    listen: std::net::SocketAddr,
+    origin: Origin,
+}
+
+async fn run(
+    config: Config,
+    inherited: Option<std::net::TcpListener>,
+    config_path: Option<PathBuf>,
+) -> ExitCode {
+    let (std_listener, origin) = match inherited {
+        Some(l) => (l, Origin::Systemd),
+        None => match listener::bind(config.ftp.listen) {
+            Ok(l) => (l, Origin::Bound),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen");
+                return ExitCode::from(EXIT_OSERR);
+            }
+        },
+    };
+    let listener = match TcpListener::from_std(std_listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the listening socket");
+            return ExitCode::from(EXIT_OSERR);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(config.ftp.listen);
+    let activity = Arc::new(Activity::default());
+    let gateway = match gateway(&config, &activity) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let service = Arc::new(Service {
+        config_path,
+        current: Arc::new(Current::new(gateway)),
+        activity: activity.clone(),
+        grace_secs: Arc::new(AtomicU64::new(config.ftp.shutdown_grace)),
+        listen: config.ftp.listen,
+        origin,
+    });
+    let socket = if origin == Origin::Systemd {
+        "socket from systemd"
+    } else {
+        "bound"
+    };
+    tracing::info!(cluster = %config.qumulo.url, "listening on {addr} ({socket})");
+    systemd::ready(&format!("accepting on {addr}"));
+    let status = tokio::spawn(report_status(service.clone()));
+    let watchdog =
+        systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, activity.clone())));
+    let stop = tokio::spawn(signals(service.clone()));
+    let grace = service.grace_secs.clone();
+    crate::server::run(
+        listener,
+        service.current.clone(),
+        activity,
+        async move {
+            let _ = stop.await;
+        },
+        Duration::from_secs(grace.load(Ordering::Relaxed)),
+    )
+    .await;
+    status.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// The gateway of a configuration, with the warnings it deserves.
+fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::qumulo::Error> {
+    if config.qumulo.accept_invalid_certs {
+        tracing::warn!(cluster = %config.qumulo.url, "qumulo.accept-invalid-certs is on: the cluster's certificate is not verified");
+    }
+    Gateway::new(config, activity.clone())
+}
+
+/// Waits for signals: SIGHUP reloads, SIGTERM or SIGINT ends the wait (and so the service).
+async fn signals(service: Arc<Service>) {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the service with SIGKILL");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&service),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let sessions = service.activity.sessions.load(Ordering::Relaxed);
+    tracing::info!(
+        sessions,
+        "stopping: no new sessions; running transfers may finish"
+    );
+    systemd::stopping(&format!("stopping: draining {sessions} session(s)"));
+}
+
+/// Re-reads the configuration; new sessions get it, open ones keep theirs. An invalid
+/// configuration is refused and the one in force stays.
+fn reload(service: &Service) {
+    systemd::reloading();
+    let result = Config::load(service.config_path.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            gateway(&c, &service.activity)
+                .map(|g| (c, g))
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok((config, gateway)) => {
+            if service.origin == Origin::Bound && config.ftp.listen != service.listen {
+                tracing::warn!(listen = %config.ftp.listen, "ftp.listen changed: it takes effect at the next restart");
+            }
+            service
+                .grace_secs
+                .store(config.ftp.shutdown_grace, Ordering::Relaxed);
+            service.current.replace(gateway);
+            tracing::info!(
+                "configuration reloaded: new sessions use it, open sessions keep theirs"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "reload refused: the configuration in force stays"),
+    }
+    systemd::ready("accepting (configuration reloaded)");
+}
+
+/// Refreshes `STATUS=` with the sessions, transfers and whether the cluster answers.
+async fn report_status(service: Arc<Service>) {
+    let mut every = tokio::time::interval(STATUS_EVERY);
+    loop {
+        every.tick().await;
+        let gateway = service.current.get();
+        let cluster = match tokio::time::timeout(PROBE_TIMEOUT, gateway.client().version()).await {
+            Ok(Ok(v)) => format!("cluster answers ({})", v.revision_id),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the cluster does not answer");
+                "cluster NOT answering".to_string()
+            }
+            Err(_) => "cluster NOT answering (timeout)".to_string(),
+        };
+        let (sessions, transfers) = (
+            service.activity.sessions.load(Ordering::Relaxed),
+            service.activity.transfers.load(Ordering::Relaxed),
+        );
+        systemd::status(&format!(
+            "{sessions} session(s), {transfers} transfer(s); {cluster}"
+        ));
+    }
+}
+
+/// Pings the watchdog while the accept loop keeps running: a stalled loop or runtime stops
+/// the pings and systemd restarts the service.
+async fn watchdog(every: Duration, activity: Arc<Activity>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let quiet = activity.since_heartbeat();
+        if quiet <= crate::server::HEARTBEAT * 4 {
+            systemd::watchdog();
+        } else {
+            tracing::error!(
+                quiet_ms = quiet.as_millis() as u64,
+                "the accept loop has stalled; not pinging the watchdog"
+            );
+        }
+    }
+}
