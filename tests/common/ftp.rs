@@ -154,6 +154,38 @@ impl Gateway {
         self.stderr_log()
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) to the gateway with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits for the gateway to exit by itself (at most `deadline`) and returns its status.
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the gateway") {
+                if let Some(drain) = self.drain.take() {
+                    let _ = drain.join();
+                }
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "the gateway did not exit within {deadline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Peak resident set size of the gateway (`VmHWM` of `/proc/<pid>/status`), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

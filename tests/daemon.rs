@@ -1,0 +1,397 @@
+//! The service lifecycle through the real binary and real tools: a socket passed by
+//! `systemd-socket-activate`, the sd_notify sequence on a notify socket, a download that
+//! outlives SIGTERM, a session that outlives SIGHUP while new sessions see the new
+//! configuration, and a bad reload that leaves the service running.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Sim;
+use common::ftp::{BigPattern, Gateway, op, run_ftplib};
+
+const ADMIN: (&str, &str) = ("admin", "adminpw");
+
+/// A raw FTP control connection, to see exactly what the server says and when.
+struct Control {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Control {
+    /// Connects and returns the connection and the greeting.
+    fn connect(addr: SocketAddr) -> (Control, String) {
+        let stream = TcpStream::connect(addr).expect("connect to the gateway");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let writer = stream.try_clone().unwrap();
+        let mut control = Control {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let greeting = control.reply();
+        (control, greeting)
+    }
+
+    /// One complete reply (the last line of a multi-line reply), or "" at end of stream.
+    fn reply(&mut self) -> String {
+        let mut first = String::new();
+        if self.reader.read_line(&mut first).unwrap_or(0) == 0 {
+            return String::new();
+        }
+        let first = first.trim_end().to_string();
+        if first.len() > 3 && first.as_bytes()[3] == b'-' {
+            let end = format!("{} ", &first[..3]);
+            loop {
+                let mut line = String::new();
+                if self.reader.read_line(&mut line).unwrap_or(0) == 0 || line.starts_with(&end) {
+                    return line.trim_end().to_string();
+                }
+            }
+        }
+        first
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        self.reply()
+    }
+
+    fn login(&mut self, user: &str, password: &str) {
+        assert!(self.cmd(&format!("USER {user}")).starts_with("331"));
+        let reply = self.cmd(&format!("PASS {password}"));
+        assert!(reply.starts_with("230"), "{reply}");
+    }
+}
+
+/// A port that was free a moment ago (for tools that bind by number themselves).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A configuration for `sim` with `ftp_lines` in `[ftp]`, written into `dir`.
+fn write_config(dir: &Path, sim: &Sim, ftp_lines: &str) -> std::path::PathBuf {
+    let passive = 20000 + (std::process::id() % 200) as u16 * 50;
+    let text = format!(
+        "[ftp]\n{ftp_lines}\npassive-ports = \"{passive}-{}\"\n[qumulo]\nurl = \"{}\"\nca-file = \"{}\"\n",
+        passive + 49,
+        sim.url,
+        sim.cert_pem_path.display()
+    );
+    let path = dir.join("qftpd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `qftpd serve --config FILE` with a clean environment plus `env`.
+fn serve(config: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qftpd"));
+    cmd.args(["serve", "--config"]).arg(config);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("QFTPD_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// Kills the child when the test ends, whatever happened.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn socket_activation_serves_login_listing_and_transfers() {
+    let sim = Sim::start_default();
+    std::fs::write(sim.disk_path("/hello.txt"), b"hello over a passed socket").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // An address qftpd could never bind: the service works only with the passed socket.
+    let config = write_config(dir.path(), &sim, "listen = \"192.0.2.1:21\"");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let activator = Command::new("systemd-socket-activate")
+        .args([
+            "-l",
+            &addr.to_string(),
+            "--fdname=ftp",
+            "-E",
+            "RUST_LOG=info",
+        ])
+        .arg(env!("CARGO_BIN_EXE_qftpd"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd) must be installed");
+    let mut activator = Reap(activator);
+    // systemd-socket-activate holds the socket from the start and execs qftpd at the first
+    // connection, which then waits in the socket's backlog.
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < until,
+            "systemd-socket-activate did not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = run_ftplib(
+        addr,
+        &[
+            op::connect(),
+            op::login(ADMIN.0, ADMIN.1),
+            op::lines("LIST /"),
+            op::stor("STOR /up.txt", b"uploaded through systemd's socket", None),
+            op::retr("RETR /hello.txt", None),
+            op::quit(),
+        ],
+    );
+    assert!(
+        r[1].reply().starts_with("230 Welcome to qftpd"),
+        "{}",
+        r[1].reply()
+    );
+    assert!(
+        r[2].strings().iter().any(|l| l.ends_with(" hello.txt")),
+        "{:?}",
+        r[2].strings()
+    );
+    assert!(r[3].reply().starts_with("226"), "{}", r[3].reply());
+    assert_eq!(
+        std::fs::read(sim.disk_path("/up.txt")).unwrap(),
+        b"uploaded through systemd's socket"
+    );
+    assert_eq!(r[4].data(), b"hello over a passed socket");
+    let _ = activator.0.kill();
+    let mut log = String::new();
+    let _ = activator.0.stderr.take().unwrap().read_to_string(&mut log);
+    assert!(log.contains("socket from systemd"), "{log}");
+}
+
+#[test]
+fn a_socket_not_named_ftp_is_refused() {
+    let sim = Sim::start_default();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "listen = \"127.0.0.1:0\"");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new("systemd-socket-activate")
+        .args(["-l", &addr, "--fdname=other"])
+        .arg(env!("CARGO_BIN_EXE_qftpd"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.0.wait().unwrap();
+    let mut log = String::new();
+    let _ = child.0.stderr.take().unwrap().read_to_string(&mut log);
+    assert_eq!(status.code(), Some(78), "{log}");
+    assert!(log.contains("none named \"ftp\""), "{log}");
+}
+
+/// Receives sd_notify datagrams until one contains `want`, returning all received so far.
+fn expect_notify(sock: &UnixDatagram, seen: &mut Vec<String>, want: &str) -> String {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no {want} from qftpd ({e}); received {seen:?}"));
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        seen.push(msg.clone());
+        if msg.lines().any(|l| l == want || l.starts_with(want)) {
+            return msg;
+        }
+    }
+}
+
+#[test]
+fn notify_socket_receives_ready_status_watchdog_reloading_stopping_in_order() {
+    let sim = Sim::start_default();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "listen = \"127.0.0.1:0\"");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let sock_env = sock_path.to_str().unwrap();
+    let child = serve(
+        &config,
+        &[("NOTIFY_SOCKET", sock_env), ("WATCHDOG_USEC", "400000")],
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut child = Reap(child);
+    let pid = child.0.id().to_string();
+    let mut seen = Vec::new();
+
+    let ready = expect_notify(&sock, &mut seen, "READY=1");
+    assert!(ready.contains("STATUS=accepting on 127.0.0.1:"), "{ready}");
+    assert_eq!(seen.len(), 1, "READY=1 comes first: {seen:?}");
+    let status = expect_notify(
+        &sock,
+        &mut seen,
+        "STATUS=0 session(s), 0 transfer(s); cluster answers",
+    );
+    assert!(status.contains("Qumulo Core"), "{status}");
+    expect_notify(&sock, &mut seen, "WATCHDOG=1");
+
+    Command::new("kill")
+        .args(["-s", "HUP", &pid])
+        .status()
+        .unwrap();
+    let reloading = expect_notify(&sock, &mut seen, "RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    expect_notify(&sock, &mut seen, "READY=1");
+
+    Command::new("kill")
+        .args(["-s", "TERM", &pid])
+        .status()
+        .unwrap();
+    expect_notify(&sock, &mut seen, "STOPPING=1");
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_download_outlives_sigterm_and_idle_sessions_get_421() {
+    const SIZE: u64 = 96 * 1024 * 1024;
+    let sim = Sim::start_default();
+    BigPattern::write_file(&sim.disk_path("/big.bin"), SIZE);
+    let mut gw = Gateway::start(&sim, "shutdown-grace = 120");
+    let (mut idle, _) = Control::connect(gw.addr);
+    idle.login(ADMIN.0, ADMIN.1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big.bin");
+    let url = format!("{}/big.bin", gw.ftp_url(ADMIN.0, ADMIN.1));
+    let download = Command::new("curl")
+        .args(["-sS", "--limit-rate", "24M", "-o"])
+        .arg(&out)
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut download = Reap(download);
+    let until = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 1024 * 1024 {
+        assert!(Instant::now() < until, "the download did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    gw.signal("TERM");
+    let reply = idle.reply();
+    assert!(
+        reply.starts_with("421"),
+        "an idle session is told 421, got {reply:?}"
+    );
+    assert_eq!(idle.reply(), "", "then its connection is closed");
+
+    let finished = download.0.wait().unwrap();
+    assert!(finished.success(), "the download completes: {finished:?}");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
+    let mut check = common::ftp::PatternVerifier::new(SIZE);
+    check.feed_reader(&mut std::fs::File::open(&out).unwrap());
+    assert_eq!(
+        (check.pos, check.first_mismatch),
+        (SIZE, None),
+        "the downloaded bytes are the file's"
+    );
+    let status = gw.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "qftpd exits 0 after draining: {status:?}");
+    assert!(
+        TcpStream::connect(gw.addr).is_err(),
+        "no new connections after the stop"
+    );
+    let log = gw.stderr_log();
+    assert!(log.contains("stopping: no new sessions"), "{log}");
+}
+
+#[test]
+fn sighup_reloads_for_new_sessions_and_keeps_open_ones_and_refuses_bad_configs() {
+    let sim = Sim::start_default();
+    let gw = Gateway::start(&sim, "greeting = \"first greeting\"");
+    let (mut open, greeting) = Control::connect(gw.addr);
+    assert_eq!(greeting, "220 first greeting");
+    open.login(ADMIN.0, ADMIN.1);
+
+    let text = std::fs::read_to_string(&gw.config_path).unwrap();
+    std::fs::write(
+        &gw.config_path,
+        text.replace("first greeting", "second greeting"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, greeting) = Control::connect(gw.addr);
+        if greeting == "220 second greeting" {
+            break;
+        }
+        assert_eq!(greeting, "220 first greeting");
+        assert!(Instant::now() < until, "the reload did not take effect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        open.cmd("NOOP").starts_with("200"),
+        "the open session goes on"
+    );
+    assert!(open.cmd("PWD").starts_with("257"));
+
+    std::fs::write(
+        &gw.config_path,
+        "[ftp]\ngreeting = \"bad\"\nbogus-key = 1\n",
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let until = Instant::now() + Duration::from_secs(20);
+    while !gw.stderr_log().contains("reload refused") {
+        assert!(
+            Instant::now() < until,
+            "no log line about the refused reload:\n{}",
+            gw.stderr_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        gw.stderr_log().contains("bogus-key"),
+        "the log names the bad key"
+    );
+    let (mut fresh, greeting) = Control::connect(gw.addr);
+    assert_eq!(
+        greeting, "220 second greeting",
+        "the configuration in force stays"
+    );
+    fresh.login(ADMIN.0, ADMIN.1);
+    assert!(open.cmd("NOOP").starts_with("200"));
+}
