@@ -395,3 +395,51 @@ fn sighup_reloads_for_new_sessions_and_keeps_open_ones_and_refuses_bad_configs()
     fresh.login(ADMIN.0, ADMIN.1);
     assert!(open.cmd("NOOP").starts_with("200"));
 }
+
+/// Starts `qftpd serve` with `config` and returns it with the address it logged.
+fn serve_logged(config: &Path) -> (Reap, SocketAddr) {
+    let mut child = serve(config, &[("RUST_LOG", "info"), ("NO_COLOR", "1")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let reap = Reap(child);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            std::thread::spawn(move || lines.for_each(drop));
+            return (reap, addr);
+        }
+    }
+    panic!("qftpd serve ended without logging its address");
+}
+
+#[test]
+fn ipv4_clients_of_a_dual_stack_socket_can_use_pasv() {
+    let sim = Sim::start_default();
+    std::fs::write(sim.disk_path("/v4.txt"), b"mapped").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "listen = \"[::]:0\"");
+    let (_gw, addr) = serve_logged(&config);
+    assert!(addr.is_ipv6(), "{addr}");
+    let v4: SocketAddr = format!("127.0.0.1:{}", addr.port()).parse().unwrap();
+    let r = run_ftplib(
+        v4,
+        &[
+            op::connect(),
+            op::login(ADMIN.0, ADMIN.1),
+            op::cmd("PASV"),
+            op::lines("LIST /"),
+            op::retr("RETR /v4.txt", None),
+        ],
+    );
+    assert!(
+        r[2].reply()
+            .starts_with("227 Entering Passive Mode (127,0,0,1,"),
+        "{}",
+        r[2].reply()
+    );
+    assert!(r[3].strings().iter().any(|l| l.ends_with(" v4.txt")));
+    assert_eq!(r[4].data(), b"mapped");
+}
