@@ -100,8 +100,26 @@ pub(super) async fn check(resp: Response, login: bool) -> Result<Response, Error
         return Ok(resp);
     }
     let status = resp.status();
+    let url = resp.url().clone();
     let body = read_capped(resp, ERROR_BODY).await;
-    Err(api_error(status, &body, login))
+    let err = api_error(status, &body, login);
+    // Refusals (4xx) are the users' business and reach them as FTP replies; a failing
+    // cluster (5xx) is the operator's.
+    if status.is_server_error()
+        && let Error::Api {
+            class, description, ..
+        } = &err
+    {
+        tracing::warn!(
+            cluster = %url.origin().ascii_serialization(),
+            path = target(&url),
+            status = status.as_u16(),
+            class,
+            description,
+            "qumulo API failure"
+        );
+    }
+    Err(err)
 }
 
 /// Parses a 2xx JSON answer; `what` names it in the error.
