@@ -38,8 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve FTP in front of the Qumulo cluster named in the configuration (the default).
     Serve(ServeArgs),
-    /// Check the configuration: print the effective one (secrets redacted) and exit 0, or
-    /// name each problem and exit 78.
+    /// Check the configuration: print the effective one and exit 0, or name each problem and
+    /// exit 78.
     CheckConfig(ServeArgs),
     /// Run a simulated cluster and the gateway together on loopback, with sample files.
     Demo(DemoArgs),
@@ -190,7 +190,7 @@ pub fn main() -> ExitCode {
 
 /// Runs a subcommand's future on a new runtime, with logging on stderr.
 fn with_runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F) -> ExitCode {
-    crate::logging::init_stderr("info,libunftp=warn");
+    crate::logging::init_stderr("info,libunftp=error");
     match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(f()),
         Err(e) => {

@@ -142,11 +142,38 @@ impl Config {
                     .unwrap_or_else(|| describe(e)),
             )
         })?;
+        let mut config = config;
+        let base = file
+            .unwrap_or(Path::new(DEFAULT_PATH))
+            .parent()
+            .map(Path::to_path_buf);
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        if let Some(ca) = config.qumulo.ca_file.take() {
+            config.qumulo.ca_file =
+                Some(resolve_file(&ca, credentials.as_deref(), base.as_deref()));
+        }
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.qumulo.accept_invalid_certs && self.qumulo.ca_file.is_some() {
+            return Err(ConfigError(
+                "qumulo.accept-invalid-certs = true contradicts qumulo.ca-file: either trust the \
+                 certificates in ca-file, or verify nothing"
+                    .to_string(),
+            ));
+        }
+        if let Some(ca) = &self.qumulo.ca_file
+            && !ca.is_file()
+        {
+            return Err(ConfigError(format!(
+                "qumulo.ca-file: {} is not a readable file",
+                ca.display()
+            )));
+        }
+        crate::logging::check_filter(&self.log.level)
+            .map_err(|e| ConfigError(format!("log.level: {e}")))?;
         let url = &self.qumulo.url;
         if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
             return Err(ConfigError(format!(
@@ -157,35 +184,109 @@ impl Config {
     }
 }
 
-/// The error toml reports for the file alone, with its line and column, unless the file is
-/// fine on its own (a missing key may come from the environment).
+/// Where a file named in the configuration is. An absolute path is used as it is. A relative
+/// one is first looked up among the credentials systemd passes (`LoadCredential=NAME:…` puts
+/// them in `$CREDENTIALS_DIRECTORY`, readable by the service's user even when the original is
+/// root-only), then next to the configuration file.
+fn resolve_file(path: &Path, credentials: Option<&Path>, config_dir: Option<&Path>) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    if let Some(candidate) = credentials
+        .map(|dir| dir.join(path))
+        .filter(|p| p.is_file())
+    {
+        return candidate;
+    }
+    config_dir.map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
+}
+
+/// The error toml reports for the file alone, as `FILE, line L, column C: KEY: MESSAGE` with
+/// the offending line quoted, unless the file is fine on its own (a missing key may come from
+/// the environment).
 fn positioned(file: &Path) -> Option<String> {
     let text = std::fs::read_to_string(file).ok()?;
-    match toml::from_str::<Config>(&text) {
-        Err(e) if !e.message().starts_with("missing field") => {
-            Some(format!("{}: {e}", file.display()))
+    let err = match toml::from_str::<Config>(&text) {
+        Err(e) if !e.message().starts_with("missing field") => e,
+        _ => return None,
+    };
+    let message = err.message().trim_end();
+    let Some(span) = err.span().filter(|s| s.start <= text.len()) else {
+        return Some(format!("{}: {message}", file.display()));
+    };
+    let key = key_at(&text, span.start)
+        .map(|k| format!("{k}: "))
+        .unwrap_or_default();
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let line = text[..line_start].matches('\n').count() + 1;
+    let column = text[line_start..span.start].chars().count() + 1;
+    let marked = text.get(span.clone()).map_or(1, |s| {
+        s.lines().next().map_or(1, |l| l.chars().count().max(1))
+    });
+    Some(format!(
+        "{file}, line {line}, column {column}: {key}{message}\n{line:>5} | {line_text}\n      | {pad}{carets}",
+        file = file.display(),
+        pad = " ".repeat(column - 1),
+        carets = "^".repeat(marked),
+    ))
+}
+
+/// The dotted key at byte `offset` of a TOML document: the table header above it and the key
+/// its line starts with (`[ftp]` … `timezone = "x"` → `ftp.timezone`; on a header line, the
+/// header's own key). Exact for tables of `key = value` lines, which is the shape of qftpd's
+/// configuration; inside an inline table or a value spanning lines, the outer key is named.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let mut key: Option<String> = None;
+    for raw in text[..line_end].lines().rev() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let header = line.trim_start_matches('[');
+            let header = header.split(']').next().unwrap_or("");
+            let header = normalize_key(header);
+            return Some(match key {
+                Some(k) if header.is_empty() => k,
+                Some(k) => format!("{header}.{k}"),
+                None => header,
+            });
         }
-        _ => None,
+        if key.is_none()
+            && !line.starts_with('#')
+            && let Some((k, _)) = line.split_once('=')
+        {
+            key = Some(normalize_key(k));
+        }
     }
+    key
+}
+
+/// `ftp . "time-zone"` → `ftp.time-zone`.
+fn normalize_key(key: &str) -> String {
+    key.split('.')
+        .map(|part| part.trim().trim_matches(|c| c == '"' || c == '\''))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// `qftpd check-config`: prints the effective configuration and exits 0, or names each
 /// problem and exits 78.
 pub fn check_command(file: Option<&Path>) -> std::process::ExitCode {
-    match Config::load(file) {
-        Ok(config) => match toml::to_string_pretty(&config) {
-            Ok(text) => {
-                println!("# effective qftpd configuration (defaults, file, QFTPD_* environment)");
-                print!("{text}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("qftpd: cannot print the configuration: {e}");
-                std::process::ExitCode::from(crate::cli::EXIT_CONFIG)
-            }
-        },
+    let config = match Config::load(file) {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("qftpd: invalid configuration: {e}");
+            return std::process::ExitCode::from(crate::cli::EXIT_CONFIG);
+        }
+    };
+    match toml::to_string_pretty(&config) {
+        Ok(text) => {
+            println!("# effective qftpd configuration (defaults, file, QFTPD_* environment)");
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("qftpd: cannot print the configuration: {e}");
             std::process::ExitCode::from(crate::cli::EXIT_CONFIG)
         }
     }
@@ -205,22 +306,50 @@ fn env_provider() -> Env {
         .map(|key| key.as_str().replace('_', "-").into())
 }
 
-/// One line per error, each naming the key and, where known, the file it came from.
+/// One line per error, each naming the full key and where the value came from: the file, or
+/// the `QFTPD_*` variable.
 fn describe(err: figment::Error) -> String {
+    use figment::Provider as _;
+    use figment::error::Kind;
+    let env_name = env_provider().metadata().name;
     err.into_iter()
         .map(|e| {
-            let key = if e.path.is_empty() {
+            let mut path = e.path.clone();
+            let what = match &e.kind {
+                Kind::MissingField(field) if path.is_empty() && field == "qumulo" => {
+                    path = vec!["qumulo".into(), "url".into()];
+                    "missing: set the cluster's REST API, e.g. [qumulo] url = \"https://qumulo.example.com:8000\"".to_string()
+                }
+                Kind::MissingField(field) => {
+                    path.push(field.to_string());
+                    "missing".to_string()
+                }
+                Kind::UnknownField(field, expected) => {
+                    if path.last() != Some(field) {
+                        path.push(field.clone());
+                    }
+                    format!("unknown key; expected one of {}", expected.join(", "))
+                }
+                kind => kind.to_string(),
+            };
+            let key = if path.is_empty() {
                 String::new()
             } else {
-                format!("{}: ", e.path.join("."))
+                format!("{}: ", path.join("."))
             };
-            let source = e
-                .metadata
-                .as_ref()
-                .and_then(|m| m.source.as_ref())
-                .map(|s| format!(" (in {s})"))
-                .unwrap_or_default();
-            format!("{key}{}{source}", e.kind)
+            let origin = match e.metadata.as_ref() {
+                Some(m) if m.name == env_name => format!(
+                    " (from the environment variable QFTPD_{})",
+                    path.join("__").replace('-', "_").to_ascii_uppercase()
+                ),
+                Some(m) => m
+                    .source
+                    .as_ref()
+                    .map(|s| format!(" (in {s})"))
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            format!("{key}{what}{origin}")
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -320,7 +449,11 @@ mod tests {
                     "[ftp]\npassive-ports = \"900-100\"\n[qumulo]\nurl = \"https://c\"\n",
                     "ftp.passive-ports",
                 ),
-                ("[ftp]\n", "qumulo"),
+                ("[ftp]\n", "qumulo.url: missing"),
+                (
+                    "[qumulo]\naccept-invalid-certs = true\n",
+                    "qumulo.url: missing",
+                ),
                 ("[qumulo]\nurl = \"ftp://c\"\n", "qumulo.url"),
             ];
             for (text, needle) in cases {
@@ -335,6 +468,57 @@ mod tests {
                     .unwrap_err()
                     .to_string()
                     .contains("does not exist")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn key_at_names_the_dotted_key() {
+        let text = "top = 1\n[ftp]\n# x = 1\ntimezone = \"x\"\nlist = [\n  1,\n  2,\n]\n\
+                    [ \"log\" ]\n'level' = 3\nsub.inner = 4\n[[extra]]\n";
+        let at = |needle: &str| key_at(text, text.find(needle).unwrap());
+        assert_eq!(at("1\n[ftp]").as_deref(), Some("top"));
+        assert_eq!(at("\"x\"").as_deref(), Some("ftp.timezone"));
+        assert_eq!(at("timezone").as_deref(), Some("ftp.timezone"));
+        assert_eq!(at("2,").as_deref(), Some("ftp.list"));
+        assert_eq!(at("3").as_deref(), Some("log.level"));
+        assert_eq!(at("4").as_deref(), Some("log.sub.inner"));
+        assert_eq!(at("extra").as_deref(), Some("extra"));
+    }
+
+    #[test]
+    fn file_errors_quote_the_line_and_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "q.toml",
+                "[qumulo]\nurl = \"https://c\"\n[ftp]\nshutdown-grace = \"soon\"\n",
+            )?;
+            let err = positioned(Path::new("q.toml")).unwrap();
+            assert_eq!(
+                err,
+                "q.toml, line 4, column 18: ftp.shutdown-grace: invalid type: string \"soon\", \
+                 expected u64\n    4 | shutdown-grace = \"soon\"\n      |                  ^^^^^^"
+            );
+            // A file that is fine on its own (the URL may come from the environment).
+            jail.create_file("ok.toml", "[ftp]\n")?;
+            assert_eq!(positioned(Path::new("ok.toml")), None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_errors_name_the_variable() {
+        Jail::expect_with(|jail| {
+            jail.create_file("q.toml", "[qumulo]\nurl = \"https://c\"\n")?;
+            jail.set_env("QFTPD_FTP__SHUTDOWN_GRACE", "soon");
+            let err = Config::load(Some(Path::new("q.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("ftp.shutdown-grace: "), "{err}");
+            assert!(
+                err.ends_with("(from the environment variable QFTPD_FTP__SHUTDOWN_GRACE)"),
+                "{err}"
             );
             Ok(())
         });

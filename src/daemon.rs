@@ -64,6 +64,8 @@ struct Service {
     grace_secs: Arc<AtomicU64>,
     listen: std::net::SocketAddr,
     origin: Origin,
+    /// The logging set up at start (it cannot change while running).
+    log: crate::config::LogConfig,
 }
 
 async fn run(
@@ -104,6 +106,7 @@ async fn run(
         grace_secs: Arc::new(AtomicU64::new(config.ftp.shutdown_grace)),
         listen: config.ftp.listen,
         origin,
+        log: config.log.clone(),
     });
     let socket = if origin == Origin::Systemd {
         "socket from systemd"
@@ -184,6 +187,9 @@ fn reload(service: &Service) {
             if service.origin == Origin::Bound && config.ftp.listen != service.listen {
                 tracing::warn!(listen = %config.ftp.listen, "ftp.listen changed: it takes effect at the next restart");
             }
+            if config.log != service.log {
+                tracing::warn!("[log] changed: it takes effect at the next restart");
+            }
             service
                 .grace_secs
                 .store(config.ftp.shutdown_grace, Ordering::Relaxed);
@@ -197,20 +203,31 @@ fn reload(service: &Service) {
     systemd::ready("accepting (configuration reloaded)");
 }
 
-/// Refreshes `STATUS=` with the sessions, transfers and whether the cluster answers.
+/// Refreshes `STATUS=` with the sessions, transfers and whether the cluster answers. A
+/// change of the cluster's state is logged once, not at every probe.
 async fn report_status(service: Arc<Service>) {
     let mut every = tokio::time::interval(STATUS_EVERY);
+    let mut answered: Option<bool> = None;
     loop {
         every.tick().await;
         let gateway = service.current.get();
-        let cluster = match tokio::time::timeout(PROBE_TIMEOUT, gateway.client().version()).await {
-            Ok(Ok(v)) => format!("cluster answers ({})", v.revision_id),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "the cluster does not answer");
-                "cluster NOT answering".to_string()
-            }
-            Err(_) => "cluster NOT answering (timeout)".to_string(),
+        let probe = match tokio::time::timeout(PROBE_TIMEOUT, gateway.client().version()).await {
+            Ok(Ok(v)) => Ok(v.revision_id),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
         };
+        let cluster = match &probe {
+            Ok(revision) => format!("cluster answers ({revision})"),
+            Err(_) => "cluster NOT answering".to_string(),
+        };
+        match (&probe, answered) {
+            (Err(e), Some(true) | None) => {
+                tracing::warn!(error = %e, "the cluster does not answer")
+            }
+            (Ok(_), Some(false)) => tracing::info!("the cluster answers again"),
+            _ => {}
+        }
+        answered = Some(probe.is_ok());
         let (sessions, transfers) = (
             service.activity.sessions.load(Ordering::Relaxed),
             service.activity.transfers.load(Ordering::Relaxed),

@@ -107,6 +107,7 @@ impl QumuloAuthenticator {
             session: Arc::new(session),
             root,
             welcome,
+            client: client_ip,
         })
     }
 }

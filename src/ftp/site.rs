@@ -55,7 +55,7 @@ impl SiteCommandHandler<QumuloStorage, User> for Chmod {
             .await
         {
             Ok(_) => {
-                tracing::info!(user = %user.name, path = %ftp_path.display(), mode = format!("{mode:04o}"), "chmod");
+                tracing::info!(user = %user.name, client = %user.client, path = %ftp_path.display(), mode = format!("{mode:04o}"), "chmod");
                 Reply::new_with_string(
                     ReplyCode::CommandOkay,
                     format!("SITE CHMOD {mode:04o} {target}: done"),

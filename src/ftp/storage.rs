@@ -133,6 +133,7 @@ fn cluster_path(user: &User, path: &Path) -> Result<String> {
 struct Transfer<'a> {
     activity: &'a crate::server::Activity,
     user: &'a str,
+    client: std::net::IpAddr,
     path: &'a Path,
     direction: &'static str,
     offset: u64,
@@ -154,6 +155,7 @@ impl<'a> Transfer<'a> {
         Self {
             activity: &shared.activity,
             user: &user.name,
+            client: user.client,
             path,
             direction,
             offset,
@@ -161,21 +163,32 @@ impl<'a> Transfer<'a> {
         }
     }
 
+    /// Logs the transfer: at notice level when it worked or the user asked for something the
+    /// cluster refused, at warning level when the cluster failed.
     fn finish(self, result: &Result<u64>) {
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (user, client, direction, offset) =
+            (self.user, self.client, self.direction, self.offset);
         let path = self.path.display();
         match result {
             Ok(bytes) => tracing::info!(
-                user = self.user, %path, direction = self.direction, offset = self.offset, bytes,
-                duration_ms, result = "ok", "transfer {} {path} {bytes} bytes", self.direction
+                user, %client, %path, direction, offset, bytes, duration_ms, result = "ok",
+                "transfer {direction} {path} {bytes} bytes"
             ),
             Err(e) => {
                 let reason =
                     std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string);
-                tracing::warn!(
-                    user = self.user, %path, direction = self.direction, offset = self.offset,
-                    duration_ms, result = "failed", error = %reason, "transfer {} {path} failed", self.direction
-                );
+                if e.kind() == Ftp::LocalError {
+                    tracing::warn!(
+                        user, %client, %path, direction, offset, duration_ms, result = "failed",
+                        error = %reason, "transfer {direction} {path} failed"
+                    );
+                } else {
+                    tracing::info!(
+                        user, %client, %path, direction, offset, duration_ms, result = "refused",
+                        error = %reason, "transfer {direction} {path} refused"
+                    );
+                }
             }
         }
     }
@@ -348,7 +361,7 @@ impl StorageBackend<User> for QumuloStorage {
             .delete(&cp)
             .await
             .map_err(|e| cluster(path, &e))?;
-        tracing::info!(user = %user.name, path = %path.display(), "delete");
+        tracing::info!(user = %user.name, client = %user.client, path = %path.display(), "delete");
         Ok(())
     }
 
@@ -360,7 +373,7 @@ impl StorageBackend<User> for QumuloStorage {
             .create_dir(dir, name)
             .await
             .map_err(|e| cluster(path, &e))?;
-        tracing::info!(user = %user.name, path = %path.display(), "mkdir");
+        tracing::info!(user = %user.name, client = %user.client, path = %path.display(), "mkdir");
         Ok(())
     }
 
@@ -379,7 +392,7 @@ impl StorageBackend<User> for QumuloStorage {
             .rename(&from_cp, dir, name, true)
             .await
             .map_err(|e| cluster(to, &e))?;
-        tracing::info!(user = %user.name, from = %from.display(), to = %to.display(), "rename");
+        tracing::info!(user = %user.name, client = %user.client, from = %from.display(), to = %to.display(), "rename");
         Ok(())
     }
 
@@ -398,7 +411,7 @@ impl StorageBackend<User> for QumuloStorage {
             .delete(&cp)
             .await
             .map_err(|e| cluster(path, &e))?;
-        tracing::info!(user = %user.name, path = %path.display(), "rmdir");
+        tracing::info!(user = %user.name, client = %user.client, path = %path.display(), "rmdir");
         Ok(())
     }
 

@@ -19,6 +19,8 @@ pub struct User {
     pub root: String,
     /// The 230 reply text.
     pub welcome: String,
+    /// The client's address, for the log.
+    pub client: std::net::IpAddr,
 }
 
 impl std::fmt::Display for User {

@@ -1,0 +1,265 @@
+//! `qftpd check-config`, `--version` and `--help` through the real binary, on the files in
+//! `tests/fixtures/config/`: exit codes (0, or 78 = sysexits `EX_CONFIG`), the effective
+//! configuration printed as TOML, and errors that name the key (and the line, for the file).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// `EX_CONFIG`.
+const EXIT_CONFIG: i32 = 78;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(name)
+}
+
+/// `qftpd ARGS` with no `QFTPD_*` variable of the test environment, plus `env`.
+fn qftpd(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qftpd"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("QFTPD_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(args).envs(env.iter().copied());
+    cmd.output().expect("run qftpd")
+}
+
+fn check_config(file: &str, env: &[(&str, &str)]) -> Output {
+    let path = fixture(file);
+    qftpd(
+        &[
+            "check-config",
+            "--config",
+            path.to_str().expect("UTF-8 path"),
+        ],
+        env,
+    )
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts exit 78 and that stderr contains every needle; returns stderr.
+fn refused(out: &Output, needles: &[&str]) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_CONFIG),
+        "stdout:\n{}\nstderr:\n{stderr}",
+        text(&out.stdout)
+    );
+    assert!(out.stdout.is_empty(), "stdout:\n{}", text(&out.stdout));
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{needle:?} not in stderr:\n{stderr}"
+        );
+    }
+    stderr
+}
+
+#[test]
+fn valid_file_prints_the_effective_configuration_with_defaults() {
+    let out = check_config("valid.toml", &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    let parsed: toml::Table = toml::from_str(&stdout).expect("stdout is TOML");
+    let ftp = parsed["ftp"].as_table().expect("[ftp]");
+    // From the file.
+    assert_eq!(ftp["listen"].as_str(), Some("127.0.0.1:2121"));
+    assert_eq!(ftp["timezone"].as_str(), Some("Europe/Berlin"));
+    assert_eq!(
+        parsed["qumulo"]["url"].as_str(),
+        Some("https://qumulo.example.com:8000/")
+    );
+    // Defaults filled in.
+    assert_eq!(ftp["passive-ports"].as_str(), Some("50000-50100"));
+    assert_eq!(ftp["greeting"].as_str(), Some("qftpd ready"));
+    assert_eq!(ftp["chroot-users"].as_bool(), Some(false));
+    assert_eq!(ftp["shutdown-grace"].as_integer(), Some(20));
+    assert_eq!(
+        parsed["qumulo"]["accept-invalid-certs"].as_bool(),
+        Some(false)
+    );
+    let log = parsed["log"].as_table().expect("[log]");
+    assert_eq!(log["level"].as_str(), Some("info"));
+    assert_eq!(log["target"].as_str(), Some("auto"));
+    assert!(
+        stdout.contains("passive-ports = \"50000-50100\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn environment_overrides_show_in_the_output() {
+    let out = check_config(
+        "valid.toml",
+        &[
+            ("QFTPD_FTP__GREETING", "hello"),
+            ("QFTPD_FTP__PASSIVE_PORTS", "60000-60010"),
+            ("QFTPD_LOG__TARGET", "journald"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    let parsed: toml::Table = toml::from_str(&text(&out.stdout)).expect("stdout is TOML");
+    assert_eq!(parsed["ftp"]["greeting"].as_str(), Some("hello"));
+    assert_eq!(parsed["ftp"]["passive-ports"].as_str(), Some("60000-60010"));
+    assert_eq!(parsed["log"]["target"].as_str(), Some("journald"));
+    // The file still counts where the environment says nothing.
+    assert_eq!(parsed["ftp"]["timezone"].as_str(), Some("Europe/Berlin"));
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let out = check_config("unknown-key.toml", &[]);
+    refused(
+        &out,
+        &["unknown-key.toml", "line 3", "ftp.lisen", "unknown field"],
+    );
+}
+
+#[test]
+fn bad_values_are_named() {
+    let cases = [
+        (
+            "bad-timezone.toml",
+            &["ftp.timezone", "Mars/Olympus", "line 2"][..],
+        ),
+        (
+            "bad-passive-ports.toml",
+            &["ftp.passive-ports", "100-50", "line 2"][..],
+        ),
+        ("bad-url.toml", &["qumulo.url", "ftp://x"][..]),
+        (
+            "bad-log-target.toml",
+            &["log.target", "syslog", "line 5"][..],
+        ),
+    ];
+    for (file, needles) in cases {
+        refused(&check_config(file, &[]), needles);
+    }
+}
+
+#[test]
+fn bad_environment_value_is_named_with_its_variable() {
+    let out = check_config("valid.toml", &[("QFTPD_FTP__TIMEZONE", "Mars/Olympus")]);
+    refused(
+        &out,
+        &["ftp.timezone", "QFTPD_FTP__TIMEZONE", "Mars/Olympus"],
+    );
+}
+
+#[test]
+fn missing_cluster_url_is_named() {
+    refused(
+        &check_config("missing-url.toml", &[]),
+        &["qumulo.url", "missing"],
+    );
+    refused(
+        &check_config("no-qumulo.toml", &[]),
+        &["qumulo.url", "missing"],
+    );
+    // The environment may supply it.
+    let out = check_config(
+        "no-qumulo.toml",
+        &[("QFTPD_QUMULO__URL", "https://from-env.example.com:8000")],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("https://from-env.example.com:8000/"));
+}
+
+#[test]
+fn missing_file_is_refused() {
+    let out = check_config("does-not-exist.toml", &[]);
+    refused(&out, &["does-not-exist.toml", "does not exist"]);
+}
+
+#[test]
+fn version_and_help() {
+    let out = qftpd(&["--version"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("qftpd {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let out = qftpd(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    let help = text(&out.stdout);
+    for subcommand in ["serve", "check-config", "demo", "sim"] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{subcommand} "))),
+            "{subcommand} not listed:\n{help}"
+        );
+    }
+}
+
+/// A relative file name is looked up among systemd's credentials (`LoadCredential=`), then
+/// next to the configuration file.
+#[test]
+fn relative_files_come_from_credentials_then_the_config_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.pem"), "next to the config").unwrap();
+    std::fs::write(creds.path().join("cluster.pem"), "a credential").unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(
+        &config,
+        "[qumulo]\nurl = \"https://c:8000\"\nca-file = \"cluster.pem\"\n",
+    )
+    .unwrap();
+    let args = ["check-config", "--config", config.to_str().unwrap()];
+
+    let out = qftpd(
+        &args,
+        &[("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want = format!(
+        "ca-file = \"{}\"",
+        creds.path().join("cluster.pem").display()
+    );
+    assert!(text(&out.stdout).contains(&want), "{}", text(&out.stdout));
+
+    let out = qftpd(&args, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want = format!("ca-file = \"{}\"", dir.path().join("cluster.pem").display());
+    assert!(text(&out.stdout).contains(&want), "{}", text(&out.stdout));
+
+    std::fs::remove_file(dir.path().join("cluster.pem")).unwrap();
+    refused(
+        &qftpd(&args, &[]),
+        &["qumulo.ca-file", "is not a readable file"],
+    );
+}
+
+#[test]
+fn contradictions_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "x").unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(
+        &config,
+        "[qumulo]\nurl = \"https://c:8000\"\nca-file = \"ca.pem\"\naccept-invalid-certs = true\n",
+    )
+    .unwrap();
+    let out = qftpd(&["check-config", "--config", config.to_str().unwrap()], &[]);
+    refused(&out, &["qumulo.accept-invalid-certs", "qumulo.ca-file"]);
+}
+
+#[test]
+fn an_invalid_log_level_is_refused_by_serve_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(
+        &config,
+        "[qumulo]\nurl = \"https://c:8000\"\n[log]\nlevel = \"info,=[\"\n",
+    )
+    .unwrap();
+    let out = qftpd(&["serve", "--config", config.to_str().unwrap()], &[]);
+    refused(&out, &["log.level"]);
+}
