@@ -443,3 +443,49 @@ fn ipv4_clients_of_a_dual_stack_socket_can_use_pasv() {
     assert!(r[3].strings().iter().any(|l| l.ends_with(" v4.txt")));
     assert_eq!(r[4].data(), b"mapped");
 }
+
+#[test]
+fn sessions_still_open_after_the_grace_period_are_closed_and_qftpd_exits_0() {
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let sim = Sim::start_default();
+    BigPattern::write_file(&sim.disk_path("/slow.bin"), SIZE);
+    let mut gw = Gateway::start(&sim, "shutdown-grace = 1");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("slow.bin");
+    let url = format!("{}/slow.bin", gw.ftp_url(ADMIN.0, ADMIN.1));
+    // At 1 MB/s this download would take a minute: far longer than the grace period.
+    let download = Command::new("curl")
+        .args(["-sS", "--limit-rate", "1M", "-o"])
+        .arg(&out)
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut download = Reap(download);
+    let until = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < until, "the download did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = Instant::now();
+    gw.signal("TERM");
+    let status = gw.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    let cut = download.0.wait().unwrap();
+    assert!(
+        !cut.success(),
+        "the download was cut at the end of the grace period"
+    );
+    assert!(std::fs::metadata(&out).unwrap().len() < SIZE);
+    assert!(
+        gw.stderr_log().contains("grace period over"),
+        "{}",
+        gw.stderr_log()
+    );
+}

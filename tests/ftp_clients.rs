@@ -513,6 +513,16 @@ fn ftp_rename_mkdir_rmdir_delete_size_mdtm() {
     assert_code(&r[14], "250");
     assert!(!sim.disk_path("/b/h.txt").exists());
     assert_eq!(read(sim.disk_path("/b/x.txt")), b"one", "RNTO replaces");
+    // Each rename and delete is one log event naming the user, the client and the paths.
+    let log = gw.stderr_log();
+    assert!(
+        log.lines().any(|l| l.contains(" rename ")
+            && l.contains("user=admin")
+            && l.contains("client=127.0.0.1")
+            && l.contains("from=/a/f.txt")
+            && l.contains("to=/a/g.txt")),
+        "{log}"
+    );
     assert_fails(&r[15], "550");
     assert_fails(&r[16], "550");
     assert!(sim.disk_path("/b/moved").is_dir());
@@ -543,6 +553,14 @@ fn ftp_rename_mkdir_rmdir_delete_size_mdtm() {
     assert!(!sim.disk_path("/b/x.txt").exists());
     assert_eq!(r[4].strings(), Vec::<String>::new());
     assert_eq!(r[5].strings(), Vec::<String>::new());
+    let log = gw.stderr_log();
+    for (event, path) in [(" delete ", "path=/b/x.txt"), (" rmdir ", "path=/b/moved")] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(event) && l.contains("user=admin") && l.contains(path)),
+            "no {event:?} event for {path}:\n{log}"
+        );
+    }
 }
 
 // 6. SITE CHMOD.
