@@ -184,6 +184,16 @@ impl Config {
     }
 }
 
+/// Where the configuration comes from, for messages: the file (given, or the default one
+/// when it exists) and the environment.
+pub fn describe_source(file: Option<&Path>) -> String {
+    match file {
+        Some(f) => format!("{} and QFTPD_* variables", f.display()),
+        None if Path::new(DEFAULT_PATH).exists() => format!("{DEFAULT_PATH} and QFTPD_* variables"),
+        None => format!("no {DEFAULT_PATH}; QFTPD_* variables only"),
+    }
+}
+
 /// Where a file named in the configuration is. An absolute path is used as it is. A relative
 /// one is first looked up among the credentials systemd passes (`LoadCredential=NAME:…` puts
 /// them in `$CREDENTIALS_DIRECTORY`, readable by the service's user even when the original is
@@ -275,7 +285,10 @@ pub fn check_command(file: Option<&Path>) -> std::process::ExitCode {
     let config = match Config::load(file) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("qftpd: invalid configuration: {e}");
+            eprintln!(
+                "qftpd: invalid configuration ({}): {e}",
+                describe_source(file)
+            );
             return std::process::ExitCode::from(crate::cli::EXIT_CONFIG);
         }
     };

@@ -38,7 +38,10 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
     let config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("qftpd: invalid configuration: {e}");
+            eprintln!(
+                "qftpd: invalid configuration ({}): {e}",
+                crate::config::describe_source(args.config.as_deref())
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };
