@@ -27,6 +27,11 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `qftpd serve`: runs the service until stopped; the exit code follows sysexits.
+///
+/// An invalid configuration ends it with 78, except when systemd started it through its
+/// socket: it then stays up, says once in the journal what is wrong and where, answers FTP
+/// clients 421, and takes the fixed configuration at the next reload. (Exiting would make
+/// the socket start it again at once, over and over, until systemd gives up on the socket.)
 pub fn serve(args: &ServeArgs) -> ExitCode {
     let inherited = match listener::from_systemd() {
         Ok(l) => l,
@@ -35,17 +40,25 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let config = match Config::load(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "qftpd: invalid configuration ({}): {e}",
-                crate::config::describe_source(args.config.as_deref())
-            );
+    let loaded = Config::load(args.config.as_deref()).map_err(|e| {
+        format!(
+            "invalid configuration ({}): {e}",
+            crate::config::describe_source(args.config.as_deref())
+        )
+    });
+    let config = match (loaded, inherited.is_some()) {
+        (Ok(c), _) => Ok(c),
+        (Err(e), false) => {
+            eprintln!("qftpd: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
+        (Err(e), true) => Err(e),
     };
-    crate::logging::init(&config.log);
+    crate::logging::init(
+        config
+            .as_ref()
+            .map_or(&crate::config::LogConfig::default(), |c| &c.log),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,14 +84,18 @@ struct Service {
     log: crate::config::LogConfig,
 }
 
+/// Runs the service with `config`, or without one (an error to report) when systemd passed
+/// the socket.
 async fn run(
-    config: Config,
+    config: Result<Config, String>,
     inherited: Option<std::net::TcpListener>,
     config_path: Option<PathBuf>,
 ) -> ExitCode {
+    let defaults = crate::config::FtpConfig::default();
+    let ftp = config.as_ref().map_or(&defaults, |c| &c.ftp);
     let (std_listener, origin) = match inherited {
         Some(l) => (l, Origin::Systemd),
-        None => match listener::bind(config.ftp.listen) {
+        None => match listener::bind(ftp.listen) {
             Ok(l) => (l, Origin::Bound),
             Err(e) => {
                 tracing::error!(error = %e, "cannot listen");
@@ -93,31 +110,46 @@ async fn run(
             return ExitCode::from(EXIT_OSERR);
         }
     };
-    let addr = listener.local_addr().unwrap_or(config.ftp.listen);
+    let addr = listener.local_addr().unwrap_or(ftp.listen);
     let activity = Arc::new(Activity::default());
-    let gateway = match gateway(&config, &activity) {
-        Ok(g) => g,
-        Err(e) => {
+    let current = match config.as_ref().map(|c| gateway(c, &activity)) {
+        Ok(Ok(g)) => Current::new(g),
+        Ok(Err(e)) if origin == Origin::Bound => {
             tracing::error!(error = %e, "invalid configuration");
             return ExitCode::from(EXIT_CONFIG);
         }
+        Ok(Err(e)) => {
+            unconfigured(&format!("invalid configuration: {e}"));
+            Current::unconfigured()
+        }
+        Err(e) => {
+            unconfigured(e);
+            Current::unconfigured()
+        }
     };
-    let service = Arc::new(Service {
-        config_path,
-        current: Arc::new(Current::new(gateway)),
-        activity: activity.clone(),
-        grace_secs: Arc::new(AtomicU64::new(config.ftp.shutdown_grace)),
-        listen: config.ftp.listen,
-        origin,
-        log: config.log.clone(),
-    });
     let socket = if origin == Origin::Systemd {
         "socket from systemd"
     } else {
         "bound"
     };
-    tracing::info!(cluster = %config.qumulo.url, "listening on {addr} ({socket})");
-    systemd::ready(&format!("accepting on {addr}"));
+    match &config {
+        Ok(c) => tracing::info!(cluster = %c.qumulo.url, "listening on {addr} ({socket})"),
+        Err(_) => tracing::info!("listening on {addr} ({socket}), not configured"),
+    }
+    let service = Arc::new(Service {
+        config_path,
+        current: Arc::new(current),
+        activity: activity.clone(),
+        grace_secs: Arc::new(AtomicU64::new(ftp.shutdown_grace)),
+        listen: ftp.listen,
+        origin,
+        log: config.as_ref().map(|c| c.log.clone()).unwrap_or_default(),
+    });
+    if service.current.get().is_some() {
+        systemd::ready(&format!("accepting on {addr}"));
+    } else {
+        systemd::ready("NOT CONFIGURED: fix the configuration, then systemctl reload qftpd");
+    }
     let status = tokio::spawn(report_status(service.clone()));
     let watchdog =
         systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, activity.clone())));
@@ -139,6 +171,13 @@ async fn run(
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Says once what is wrong with the configuration the service was started with.
+fn unconfigured(error: &str) {
+    tracing::error!(
+        "qftpd: {error}; FTP clients get 421 until it is fixed and the service reloaded (systemctl reload qftpd)"
+    );
 }
 
 /// The gateway of a configuration, with the warnings it deserves.
@@ -203,7 +242,11 @@ fn reload(service: &Service) {
         }
         Err(e) => tracing::error!(error = %e, "reload refused: the configuration in force stays"),
     }
-    systemd::ready("accepting (configuration reloaded)");
+    if service.current.get().is_some() {
+        systemd::ready("accepting (configuration reloaded)");
+    } else {
+        systemd::ready("NOT CONFIGURED: fix the configuration, then systemctl reload qftpd");
+    }
 }
 
 /// Refreshes `STATUS=` with the sessions, transfers and whether the cluster answers. A
@@ -213,7 +256,10 @@ async fn report_status(service: Arc<Service>) {
     let mut answered: Option<bool> = None;
     loop {
         every.tick().await;
-        let gateway = service.current.get();
+        let Some(gateway) = service.current.get() else {
+            systemd::status("NOT CONFIGURED: fix the configuration, then systemctl reload qftpd");
+            continue;
+        };
         let probe = match tokio::time::timeout(PROBE_TIMEOUT, gateway.client().version()).await {
             Ok(Ok(v)) => Ok(v.revision_id),
             Ok(Err(e)) => Err(e.to_string()),

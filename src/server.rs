@@ -57,26 +57,36 @@ impl Activity {
 /// How often the accept loop shows it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 
-/// The gateway new sessions get; replaced on reload.
+/// The gateway new sessions get; replaced on reload. Empty while the service has no valid
+/// configuration (it was started by its socket with a broken one): clients then get 421.
 #[derive(Debug)]
-pub struct Current(RwLock<Arc<Gateway>>);
+pub struct Current(RwLock<Option<Arc<Gateway>>>);
 
 impl Current {
     /// Starts with `gateway`.
     pub fn new(gateway: Gateway) -> Self {
-        Self(RwLock::new(Arc::new(gateway)))
+        Self(RwLock::new(Some(Arc::new(gateway))))
     }
 
-    /// The gateway in force.
-    pub fn get(&self) -> Arc<Gateway> {
+    /// Starts without a valid configuration.
+    pub fn unconfigured() -> Self {
+        Self(RwLock::new(None))
+    }
+
+    /// The gateway in force, if there is one.
+    pub fn get(&self) -> Option<Arc<Gateway>> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Puts `gateway` in force for the sessions that start from now on.
     pub fn replace(&self, gateway: Gateway) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(gateway);
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(gateway));
     }
 }
+
+/// The reply of a service without a valid configuration.
+const UNCONFIGURED: &[u8] =
+    b"421 qftpd is not configured: the administrator must fix its configuration (see the journal)\r\n";
 
 /// Serves FTP on `listener` until `shutdown` completes, then drains the sessions for at most
 /// `grace`.
@@ -109,7 +119,17 @@ pub async fn run(
                 }
             },
         };
-        let server = match current.get().server(stop.clone().cancelled_owned()) {
+        let Some(gateway) = current.get() else {
+            tracing::debug!(%peer, "connection refused: no valid configuration");
+            sessions.spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = stream;
+                let _ = stream.write_all(UNCONFIGURED).await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
+        let server = match gateway.server(stop.clone().cancelled_owned()) {
             Ok(server) => server,
             Err(e) => {
                 tracing::error!(error = %e, %peer, "cannot serve the connection");

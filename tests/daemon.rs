@@ -489,3 +489,89 @@ fn sessions_still_open_after_the_grace_period_are_closed_and_qftpd_exits_0() {
         gw.stderr_log()
     );
 }
+
+/// Started by its socket with no cluster configured, qftpd does not exit (the socket would
+/// start it again at once, over and over): it says what is missing, answers 421, and takes
+/// the fixed configuration at the next reload.
+#[test]
+fn socket_activated_without_a_cluster_answers_421_until_reloaded_with_one() {
+    let sim = Sim::start_default();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(&config, "[ftp]\ngreeting = \"configured at last\"\n").unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let activator = Command::new("systemd-socket-activate")
+        .args([
+            "-l",
+            &addr.to_string(),
+            "--fdname=ftp",
+            "-E",
+            "RUST_LOG=info",
+        ])
+        .arg(env!("CARGO_BIN_EXE_qftpd"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut activator = Reap(activator);
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut first = loop {
+        if let Ok(stream) = TcpStream::connect(addr) {
+            break stream;
+        }
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reply = String::new();
+    first.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("421 qftpd is not configured"),
+        "{reply:?}"
+    );
+    let (_, again) = Control::connect(addr);
+    assert!(
+        again.starts_with("421"),
+        "still running, still 421: {again}"
+    );
+
+    let good = write_config(dir.path(), &sim, "greeting = \"configured at last\"");
+    assert_eq!(good, config);
+    let pid = activator.0.id().to_string();
+    Command::new("kill")
+        .args(["-s", "HUP", &pid])
+        .status()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut control = loop {
+        let (control, greeting) = Control::connect(addr);
+        if greeting == "220 configured at last" {
+            break control;
+        }
+        assert!(greeting.starts_with("421"), "{greeting}");
+        assert!(
+            Instant::now() < until,
+            "the reload did not configure the service"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    control.login(ADMIN.0, ADMIN.1);
+    let _ = activator.0.kill();
+    let mut log = String::new();
+    let _ = activator.0.stderr.take().unwrap().read_to_string(&mut log);
+    let missing: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("qumulo.url: missing"))
+        .collect();
+    assert_eq!(missing.len(), 1, "one clear line: {log}");
+    assert!(
+        missing[0].contains("systemctl reload qftpd"),
+        "{}",
+        missing[0]
+    );
+}
