@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::sim::{self, SimConfig, Transport, UserSpec, faults::FaultSettings};
 
@@ -45,6 +45,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run a Qumulo REST API simulator backed by a local directory (for tests and demos).
     Sim(Box<SimArgs>),
+    /// Print the man page qftpd(8) in roff (the packages build it with this).
+    #[command(hide = true)]
+    Man,
 }
 
 /// Options of `qftpd serve`.
@@ -185,6 +188,19 @@ pub fn main() -> ExitCode {
         Some(Command::CheckConfig(args)) => crate::config::check_command(args.config.as_deref()),
         Some(Command::Demo(args)) => with_runtime(|| run_demo(args)),
         Some(Command::Sim(args)) => with_runtime(|| run_sim(*args)),
+        Some(Command::Man) => print_man(),
+    }
+}
+
+/// `qftpd man`: the man page qftpd(8), generated from this command line, on stdout.
+fn print_man() -> ExitCode {
+    let man = clap_mangen::Man::new(Cli::command()).section("8");
+    match man.render(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qftpd man: {e}");
+            ExitCode::from(EXIT_OSERR)
+        }
     }
 }
 
