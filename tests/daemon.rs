@@ -120,6 +120,53 @@ impl Drop for Reap {
     }
 }
 
+/// `systemd-socket-activate` holding a socket on a free loopback port under the name
+/// `fdname`, set to exec `qftpd serve --config CONFIG` at the first connection; returns it
+/// with the address and that first connection (made here: it starts qftpd and then waits in
+/// the socket's backlog until qftpd accepts it).
+fn socket_activated(config: &Path, fdname: &str) -> (Reap, SocketAddr, TcpStream) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let activator = Command::new("systemd-socket-activate")
+        .args([
+            "-l",
+            &addr.to_string(),
+            &format!("--fdname={fdname}"),
+            "-E",
+            "RUST_LOG=info",
+        ])
+        .arg(env!("CARGO_BIN_EXE_qftpd"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd) must be installed");
+    let activator = Reap(activator);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(first) = TcpStream::connect(addr) {
+            first
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            return (activator, addr, first);
+        }
+        assert!(
+            Instant::now() < until,
+            "systemd-socket-activate did not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Everything a socket-activated qftpd wrote on stderr (after it was killed or ended).
+fn activated_log(activator: &mut Reap) -> String {
+    let _ = activator.0.kill();
+    let mut log = String::new();
+    let _ = activator.0.stderr.take().unwrap().read_to_string(&mut log);
+    log
+}
+
 #[test]
 fn socket_activation_serves_login_listing_and_transfers() {
     let sim = Sim::start_default();
@@ -127,35 +174,8 @@ fn socket_activation_serves_login_listing_and_transfers() {
     let dir = tempfile::tempdir().unwrap();
     // An address qftpd could never bind: the service works only with the passed socket.
     let config = write_config(dir.path(), &sim, "listen = \"192.0.2.1:21\"");
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let activator = Command::new("systemd-socket-activate")
-        .args([
-            "-l",
-            &addr.to_string(),
-            "--fdname=ftp",
-            "-E",
-            "RUST_LOG=info",
-        ])
-        .arg(env!("CARGO_BIN_EXE_qftpd"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("systemd-socket-activate (package systemd) must be installed");
-    let mut activator = Reap(activator);
-    // systemd-socket-activate holds the socket from the start and execs qftpd at the first
-    // connection, which then waits in the socket's backlog.
-    let until = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < until,
-            "systemd-socket-activate did not listen on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut activator, addr, first) = socket_activated(&config, "ftp");
+    drop(first);
     let r = run_ftplib(
         addr,
         &[
@@ -183,9 +203,7 @@ fn socket_activation_serves_login_listing_and_transfers() {
         b"uploaded through systemd's socket"
     );
     assert_eq!(r[4].data(), b"hello over a passed socket");
-    let _ = activator.0.kill();
-    let mut log = String::new();
-    let _ = activator.0.stderr.take().unwrap().read_to_string(&mut log);
+    let log = activated_log(&mut activator);
     assert!(log.contains("socket from systemd"), "{log}");
 }
 
@@ -194,23 +212,7 @@ fn a_socket_not_named_ftp_is_refused() {
     let sim = Sim::start_default();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &sim, "listen = \"127.0.0.1:0\"");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new("systemd-socket-activate")
-        .args(["-l", &addr, "--fdname=other"])
-        .arg(env!("CARGO_BIN_EXE_qftpd"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Reap(child);
-    let until = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < until);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, _, _first) = socket_activated(&config, "other");
     let status = child.0.wait().unwrap();
     let mut log = String::new();
     let _ = child.0.stderr.take().unwrap().read_to_string(&mut log);
@@ -499,35 +501,7 @@ fn socket_activated_without_a_cluster_answers_421_until_reloaded_with_one() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("qftpd.toml");
     std::fs::write(&config, "[ftp]\ngreeting = \"configured at last\"\n").unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let activator = Command::new("systemd-socket-activate")
-        .args([
-            "-l",
-            &addr.to_string(),
-            "--fdname=ftp",
-            "-E",
-            "RUST_LOG=info",
-        ])
-        .arg(env!("CARGO_BIN_EXE_qftpd"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut activator = Reap(activator);
-    let until = Instant::now() + Duration::from_secs(10);
-    let mut first = loop {
-        if let Ok(stream) = TcpStream::connect(addr) {
-            break stream;
-        }
-        assert!(Instant::now() < until);
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    first
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    let (mut activator, addr, mut first) = socket_activated(&config, "ftp");
     let mut reply = String::new();
     first.read_to_string(&mut reply).unwrap();
     assert!(
@@ -561,9 +535,7 @@ fn socket_activated_without_a_cluster_answers_421_until_reloaded_with_one() {
         std::thread::sleep(Duration::from_millis(50));
     };
     control.login(ADMIN.0, ADMIN.1);
-    let _ = activator.0.kill();
-    let mut log = String::new();
-    let _ = activator.0.stderr.take().unwrap().read_to_string(&mut log);
+    let log = activated_log(&mut activator);
     let missing: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("qumulo.url: missing"))
