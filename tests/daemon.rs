@@ -284,6 +284,30 @@ fn notify_socket_receives_ready_status_watchdog_reloading_stopping_in_order() {
     assert!(status.success(), "{status:?}");
 }
 
+/// curl downloading `path` as admin into `out` at `rate` (curl's `--limit-rate`); returns
+/// once the first bytes have arrived.
+fn slow_download(gw: &Gateway, path: &str, rate: &str, out: &Path) -> Reap {
+    let url = format!("{}{path}", gw.ftp_url(ADMIN.0, ADMIN.1));
+    let download = Command::new("curl")
+        .args(["-sS", "--limit-rate", rate, "-o"])
+        .arg(out)
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let download = Reap(download);
+    let until = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(out).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            Instant::now() < until,
+            "the download of {path} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    download
+}
+
 #[test]
 fn a_download_outlives_sigterm_and_idle_sessions_get_421() {
     const SIZE: u64 = 96 * 1024 * 1024;
@@ -295,21 +319,7 @@ fn a_download_outlives_sigterm_and_idle_sessions_get_421() {
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("big.bin");
-    let url = format!("{}/big.bin", gw.ftp_url(ADMIN.0, ADMIN.1));
-    let download = Command::new("curl")
-        .args(["-sS", "--limit-rate", "24M", "-o"])
-        .arg(&out)
-        .arg(&url)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut download = Reap(download);
-    let until = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 1024 * 1024 {
-        assert!(Instant::now() < until, "the download did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut download = slow_download(&gw, "/big.bin", "24M", &out);
 
     gw.signal("TERM");
     let reply = idle.reply();
@@ -454,22 +464,8 @@ fn sessions_still_open_after_the_grace_period_are_closed_and_qftpd_exits_0() {
     let mut gw = Gateway::start(&sim, "shutdown-grace = 1");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("slow.bin");
-    let url = format!("{}/slow.bin", gw.ftp_url(ADMIN.0, ADMIN.1));
     // At 1 MB/s this download would take a minute: far longer than the grace period.
-    let download = Command::new("curl")
-        .args(["-sS", "--limit-rate", "1M", "-o"])
-        .arg(&out)
-        .arg(&url)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut download = Reap(download);
-    let until = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
-        assert!(Instant::now() < until, "the download did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut download = slow_download(&gw, "/slow.bin", "1M", &out);
     let stopped = Instant::now();
     gw.signal("TERM");
     let status = gw.wait_exit(Duration::from_secs(20));

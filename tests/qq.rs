@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use common::ftp::pattern;
 use common::{Qq, Sim};
 use serde_json::Value;
 
@@ -91,19 +92,6 @@ fn assert_qq_error(qq: &Qq, args: &[&str], status: u16, class: &str) {
         stderr.contains(&format!("Error {status}")) && stderr.contains(class),
         "qq {args:?}: expected `Error {status}` and {class} in stderr, got:\n{stderr}"
     );
-}
-
-/// Deterministic test data that does not repeat with a short period.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 #[test]
