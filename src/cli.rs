@@ -69,12 +69,25 @@ pub struct DemoArgs {
     pub data_dir: PathBuf,
 }
 
+/// The most nodes `qftpd sim --nodes` runs.
+const MAX_SIM_NODES: i64 = 64;
+
 /// Options of `qftpd sim`.
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// Address to listen on; port 0 picks a free port.
+    /// Address node 0 listens on; port 0 picks a free port. Other nodes listen on free ports
+    /// of the same host.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
+    /// Number of nodes: each serves the same cluster (files, users, tokens, faults) on its own
+    /// port, and can be taken down and up through `/sim/nodes/INDEX/down` and `.../up`.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=MAX_SIM_NODES)
+    )]
+    pub nodes: u16,
     /// Directory holding the simulated cluster's files (created if missing).
     #[arg(long)]
     pub data_dir: PathBuf,
@@ -238,7 +251,7 @@ async fn run_sim(args: SimArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let handle = match sim::start(cfg).await {
+    let handle = match sim::start_nodes(cfg, usize::from(args.nodes)).await {
         Ok(h) => h,
         Err(e @ sim::SimError::Bind { .. }) => {
             eprintln!("qftpd sim: {e}");
@@ -255,7 +268,9 @@ async fn run_sim(args: SimArgs) -> ExitCode {
         eprintln!("qftpd sim: --cert-out {}: {e}", path.display());
         return ExitCode::from(EXIT_OSERR);
     }
-    println!("qftpd sim listening on {}", handle.url());
+    for url in handle.urls() {
+        println!("qftpd sim listening on {url}");
+    }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     wait_for_signal().await;

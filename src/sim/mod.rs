@@ -9,10 +9,13 @@
 //! - [`store`]: the directory-backed file system (ids, attributes, permissions, operations).
 //! - [`users`]: local users, groups and bearer tokens.
 //! - [`faults`]: latency, 5xx, dropped connections, outage.
-//! - `routes`: the HTTP endpoints; `server`: the accept loop; [`tls`]: certificates.
+//! - `nodes`: the cluster's nodes, each on its own address over the same state, which tests
+//!   can take down (listener closed, connections reset) and bring back up on the same port.
+//! - `routes`: the HTTP endpoints; `server`: a node's accept loop; [`tls`]: certificates.
 
 pub mod error;
 pub mod faults;
+mod nodes;
 mod routes;
 mod server;
 pub mod store;
@@ -25,10 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use faults::{FaultSettings, Faults};
+pub use nodes::{NodeError, NodeState, NodeStatus};
 use users::{Directory, FIRST_USER_ID, User};
 
 /// Token lifetime of a Qumulo login: 10 hours.
@@ -107,31 +109,45 @@ pub enum SimError {
     /// The configuration contradicts itself.
     #[error("{0}")]
     Config(String),
+    /// A node could not be controlled.
+    #[error(transparent)]
+    Node(#[from] NodeError),
 }
 
-/// A running simulator.
+/// A running simulator. Dropping it stops every node without waiting; prefer
+/// [`SimHandle::shutdown`].
 #[derive(Debug)]
 pub struct SimHandle {
-    addr: SocketAddr,
-    url: String,
+    nodes: Arc<nodes::Nodes>,
+    urls: Vec<String>,
+    addrs: Vec<SocketAddr>,
     cert_pem: Option<String>,
     faults: Arc<Faults>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
 }
 
 impl SimHandle {
-    /// The base URL, `https://HOST:PORT` (or `http://` in plain mode).
+    /// The base URL of node 0, `https://HOST:PORT` (or `http://` in plain mode).
     pub fn url(&self) -> &str {
-        &self.url
+        &self.urls[0]
     }
 
-    /// The address actually bound.
+    /// The base URL of every node, node 0 first.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// The address node 0 actually bound.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
     }
 
-    /// The certificate in PEM (HTTPS only), for a client to trust exactly it.
+    /// The address of every node, node 0 first.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The certificate in PEM (HTTPS only), for a client to trust exactly it. Every node
+    /// serves it.
     pub fn cert_pem(&self) -> Option<&str> {
         self.cert_pem.as_deref()
     }
@@ -141,17 +157,47 @@ impl SimHandle {
         &self.faults
     }
 
-    /// Stops accepting, closes open connections and waits for the server task.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
+    /// The state and request count of every node.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        self.nodes.status()
+    }
+
+    /// Takes node `index` down like a dead machine: on return its port refuses connections
+    /// and every connection it had is reset. Idempotent.
+    pub async fn node_down(&self, index: usize) -> Result<NodeStatus, SimError> {
+        Ok(self.nodes.down(index, None).await?)
+    }
+
+    /// Brings node `index` back up on the same port. Idempotent.
+    pub async fn node_up(&self, index: usize) -> Result<NodeStatus, SimError> {
+        Ok(self.nodes.up(index).await?)
+    }
+
+    /// Stops every node (listeners closed, open connections reset) and waits for their
+    /// server tasks.
+    pub async fn shutdown(self) {
+        self.nodes.shutdown().await;
     }
 }
 
-/// Starts the simulator; it accepts connections when this returns.
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.nodes.stop();
+    }
+}
+
+/// Starts a one-node simulator; it accepts connections when this returns.
 pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
+    start_nodes(cfg, 1).await
+}
+
+/// Starts a simulator of `nodes` nodes over one shared state; it accepts connections on every
+/// node when this returns. Node 0 listens on `cfg.listen`, the others on free ports of the
+/// same host.
+pub async fn start_nodes(cfg: SimConfig, nodes: usize) -> Result<SimHandle, SimError> {
+    if nodes == 0 {
+        return Err(SimError::Config("a cluster needs at least one node".into()));
+    }
     let directory = Arc::new(Directory::new(assign_ids(&cfg.users)?, cfg.token_lifetime));
     let data_err = |source| SimError::DataDir {
         path: cfg.data_dir.clone(),
@@ -167,17 +213,39 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
     }
     cfg.faults.validate().map_err(SimError::Config)?;
     let faults = Arc::new(Faults::new(cfg.faults.clone()));
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| SimError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| SimError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
-    let identity = match &cfg.transport {
+    let listeners = bind_nodes(cfg.listen, nodes).await?;
+    let identity = identity(&cfg.transport, listeners[0].1)?;
+    let scheme = if identity.is_some() { "https" } else { "http" };
+    let tls = identity
+        .as_ref()
+        .map(|i| tokio_rustls::TlsAcceptor::from(i.config.clone()));
+    let nodes = Arc::new_cyclic(|weak| {
+        let cluster = Arc::new(routes::Cluster {
+            store,
+            users: directory,
+            faults: faults.clone(),
+            cluster_name: cfg.cluster_name.clone(),
+            nodes: weak.clone(),
+        });
+        let serving = Arc::new(server::Serving {
+            app: routes::router(cluster),
+            tls,
+            faults: faults.clone(),
+        });
+        nodes::Nodes::start(serving, listeners, scheme)
+    });
+    Ok(SimHandle {
+        urls: nodes.urls().map(String::from).collect(),
+        addrs: nodes.addrs().collect(),
+        nodes,
+        cert_pem: identity.map(|i| i.cert_pem),
+        faults,
+    })
+}
+
+/// The TLS identity every node serves, if any; a generated certificate names `addr`'s IP.
+fn identity(transport: &Transport, addr: SocketAddr) -> Result<Option<tls::Identity>, SimError> {
+    Ok(match transport {
         Transport::Plain => None,
         Transport::GeneratedTls => {
             let extra = if addr.ip().is_unspecified() {
@@ -188,36 +256,27 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
             Some(tls::generate(&extra)?)
         }
         Transport::TlsFiles { cert, key } => Some(tls::load(cert, key)?),
-    };
-    let scheme = if identity.is_some() { "https" } else { "http" };
-    let url = format!("{scheme}://{addr}");
-    let cluster = Arc::new(routes::Cluster {
-        store,
-        users: directory,
-        faults: faults.clone(),
-        cluster_name: cfg.cluster_name.clone(),
-    });
-    let acceptor = identity
-        .as_ref()
-        .map(|i| tokio_rustls::TlsAcceptor::from(i.config.clone()));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(
-        listener,
-        acceptor,
-        routes::router(cluster),
-        faults.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Ok(SimHandle {
-        addr,
-        url,
-        cert_pem: identity.map(|i| i.cert_pem),
-        faults,
-        stop: Some(stop),
-        task,
     })
+}
+
+/// Binds node 0 to `listen` and every other node to a free port of the same host.
+async fn bind_nodes(
+    listen: SocketAddr,
+    nodes: usize,
+) -> Result<Vec<(TcpListener, SocketAddr)>, SimError> {
+    let mut bound = Vec::with_capacity(nodes);
+    for index in 0..nodes {
+        let addr = if index == 0 {
+            listen
+        } else {
+            SocketAddr::new(listen.ip(), 0)
+        };
+        let bind_err = |source| SimError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        bound.push((listener, local));
+    }
+    Ok(bound)
 }
 
 /// Gives the users their auth ids, from 500 in order, refusing duplicate names.

@@ -2,7 +2,7 @@
 //! temporary data directory, and a wrapper around the real `qq` CLI (PyPI `qumulo-api`).
 //!
 //! Every test starts its own simulator, so tests run in parallel without sharing state. Readiness
-//! is the simulator's "listening on URL" line on stdout: no sleeps, no fixed ports.
+//! is the simulator's "listening on URL" line on stdout (one per node): no sleeps, no fixed ports.
 
 #![allow(dead_code)]
 
@@ -22,12 +22,14 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running `qftpd sim` child process. Killed when dropped.
 pub struct Sim {
-    /// Base URL, e.g. `https://127.0.0.1:41234`.
+    /// Base URL of node 0, e.g. `https://127.0.0.1:41234`.
     pub url: String,
-    /// Host part of `url`.
+    /// Host part of `url` (every node listens on it).
     pub host: String,
     /// Port part of `url`.
     pub port: u16,
+    /// Base URL of every node, node 0 first (just `url` for a one-node simulator).
+    pub urls: Vec<String>,
     /// The real directory behind the simulated file system (`/` of the API).
     pub data_dir: TempDir,
     /// Where the simulator wrote its self-signed certificate (`--cert-out`).
@@ -44,6 +46,28 @@ impl Sim {
     /// Starts `qftpd sim` with the given users (ids from 500 in this order), an optional
     /// administrator, and extra command-line arguments; returns once it accepts connections.
     pub fn start(users: &[(&str, &str)], admin: Option<&str>, extra_args: &[&str]) -> Sim {
+        Sim::start_with_nodes(users, admin, extra_args, 1)
+    }
+
+    /// The standard cast (see [`Sim::start_default`]) on a cluster of `nodes` nodes.
+    pub fn start_nodes(nodes: usize) -> Sim {
+        Sim::start_with_nodes(
+            &[("admin", "adminpw"), ("alice", "alicepw"), ("bob", "bobpw")],
+            Some("admin"),
+            &[],
+            nodes,
+        )
+    }
+
+    /// Like [`Sim::start`], with `--nodes NODES` when more than one; returns once every node
+    /// accepts connections.
+    pub fn start_with_nodes(
+        users: &[(&str, &str)],
+        admin: Option<&str>,
+        extra_args: &[&str],
+        nodes: usize,
+    ) -> Sim {
+        assert!(nodes >= 1, "a simulator has at least one node");
         let data_dir = tempfile::Builder::new()
             .prefix("qftpd-sim-data-")
             .tempdir()
@@ -68,6 +92,9 @@ impl Sim {
         if let Some(admin) = admin {
             cmd.arg("--admin").arg(admin);
         }
+        if nodes > 1 {
+            cmd.arg("--nodes").arg(nodes.to_string());
+        }
         cmd.args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -91,23 +118,32 @@ impl Sim {
         let stdout = child.stdout.take().expect("child stdout");
         let stdout_drain = std::thread::spawn(move || drain_stdout(stdout, tx));
 
-        let url = match rx.recv_timeout(START_DEADLINE) {
-            Ok(url) => url,
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait();
-                let _ = stderr_drain.join();
-                let err = String::from_utf8_lossy(&stderr_log.lock().unwrap()).into_owned();
-                panic!(
-                    "qftpd sim did not print its URL ({e}); exit status {status:?}; stderr:\n{err}"
-                );
+        let deadline = std::time::Instant::now() + START_DEADLINE;
+        let mut urls = Vec::with_capacity(nodes);
+        while urls.len() < nodes {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(url) => urls.push(url),
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    let _ = stderr_drain.join();
+                    let err = String::from_utf8_lossy(&stderr_log.lock().unwrap()).into_owned();
+                    panic!(
+                        "qftpd sim printed {} of {nodes} URL(s) ({e}); exit status {status:?}; \
+                         stderr:\n{err}",
+                        urls.len()
+                    );
+                }
             }
-        };
+        }
+        let url = urls[0].clone();
         let (host, port) = split_host_port(&url);
         Sim {
             url,
             host,
             port,
+            urls,
             data_dir,
             cert_pem_path,
             _cert_dir: cert_dir,
@@ -155,27 +191,83 @@ impl Sim {
 
     /// Sends a request to a control endpoint (`/sim/...`) with curl; returns the response body.
     pub fn control(&self, method: &str, path: &str, json_body: Option<&str>) -> String {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-k", "--fail-with-body", "-X", method]);
-        if let Some(body) = json_body {
-            cmd.args([
-                "-H",
-                "Content-Type: application/json",
-                "--data-binary",
-                body,
-            ]);
-        }
-        let out = cmd
-            .arg(format!("{}{}", self.url, path))
-            .output()
-            .expect("run curl");
+        self.control_on(0, method, path, json_body)
+    }
+
+    /// [`Sim::control`] through node `node`.
+    pub fn control_on(
+        &self,
+        node: usize,
+        method: &str,
+        path: &str,
+        json_body: Option<&str>,
+    ) -> String {
+        let out = curl(&self.urls[node], method, path, json_body);
         assert!(
             out.status.success(),
-            "curl -X {method} {path} failed: {}\n{}",
+            "curl -X {method} {path} (node {node}) failed: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// [`Sim::control`] through the first node that accepts the connection, trying `last`
+    /// after every other node (so a node is not asked about itself while others are up).
+    pub fn control_any(
+        &self,
+        last: usize,
+        method: &str,
+        path: &str,
+        json_body: Option<&str>,
+    ) -> String {
+        let order = (0..self.urls.len()).filter(|&i| i != last).chain([last]);
+        let mut refused = Vec::new();
+        for node in order {
+            let out = curl(&self.urls[node], method, path, json_body);
+            if out.status.code() == Some(CURL_COULDNT_CONNECT) {
+                refused.push(node);
+                continue;
+            }
+            assert!(
+                out.status.success(),
+                "curl -X {method} {path} (node {node}) failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        panic!("curl -X {method} {path}: every node refused the connection ({refused:?})");
+    }
+
+    /// `POST /sim/nodes/INDEX/down` through a live node: on return node `index` refuses
+    /// connections and its open ones are reset. Returns the node's JSON status.
+    pub fn node_down(&self, index: usize) -> serde_json::Value {
+        let path = format!("/sim/nodes/{index}/down");
+        parse_json(&self.control_any(index, "POST", &path, None))
+    }
+
+    /// `POST /sim/nodes/INDEX/up` through a live node: node `index` serves again on its port.
+    /// Returns the node's JSON status.
+    pub fn node_up(&self, index: usize) -> serde_json::Value {
+        let path = format!("/sim/nodes/{index}/up");
+        parse_json(&self.control_any(index, "POST", &path, None))
+    }
+
+    /// `GET /sim/nodes` through a live node: `{"nodes": [{"index", "url", "state",
+    /// "requests"}, …]}`.
+    pub fn nodes(&self) -> serde_json::Value {
+        parse_json(&self.control_any(0, "GET", "/sim/nodes", None))
+    }
+
+    /// The port of node `node`.
+    pub fn node_port(&self, node: usize) -> u16 {
+        split_host_port(&self.urls[node]).1
+    }
+
+    /// A `qq` wrapper pointed at node `node`, with its own credentials file.
+    pub fn qq_on(&self, node: usize) -> Qq {
+        Qq::new(&self.host, self.node_port(node))
     }
 
     /// `POST /sim/expire-tokens`: every bearer token issued so far becomes invalid.
@@ -211,23 +303,47 @@ impl Drop for Sim {
     }
 }
 
-/// Reads the simulator's stdout: sends the first base URL found, then keeps draining so the pipe
-/// never fills.
+/// curl's exit code for a connection that could not be made (e.g. refused).
+const CURL_COULDNT_CONNECT: i32 = 7;
+
+/// `curl -X METHOD BASE_URL+PATH` with an optional JSON body, failing on HTTP errors.
+fn curl(base_url: &str, method: &str, path: &str, json_body: Option<&str>) -> Output {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-k", "--fail-with-body", "-X", method]);
+    if let Some(body) = json_body {
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    cmd.arg(format!("{base_url}{path}"))
+        .output()
+        .expect("run curl")
+}
+
+fn parse_json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Reads the simulator's stdout: sends each base URL found (one line per node, node 0 first),
+/// and keeps draining so the pipe never fills.
 fn drain_stdout(stdout: ChildStdout, tx: mpsc::Sender<String>) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
-    let mut sent = false;
+    let mut open = true;
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        if sent {
+        if !open {
             continue;
         }
         if let Some(url) = find_url(&String::from_utf8_lossy(&line)) {
-            sent = tx.send(url).is_ok();
+            open = tx.send(url).is_ok();
         }
     }
 }
@@ -316,6 +432,14 @@ impl Qq {
             .env("PYTHONUNBUFFERED", "1")
             .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"));
         cmd
+    }
+
+    /// A wrapper for `host:port` (e.g. another node of the same cluster) that uses this one's
+    /// credentials file, hence its bearer token; `self` must outlive it.
+    pub fn sharing_credentials(&self, host: &str, port: u16) -> Qq {
+        let mut other = Qq::new(host, port);
+        other.cred_file = self.cred_file.clone();
+        other
     }
 
     /// Runs `qq <args>` with stdin closed.

@@ -7,7 +7,7 @@ mod control;
 mod files;
 mod identity;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult, ErrorClass};
 use super::faults::Faults;
+use super::nodes::Nodes;
 use super::store::Store;
 use super::users::{Directory, User};
 
@@ -33,6 +34,9 @@ pub struct Cluster {
     pub faults: Arc<Faults>,
     /// Reported by `GET /v1/cluster/settings`.
     pub cluster_name: String,
+    /// The nodes serving this state, for `/sim/nodes`. Weak: the nodes hold the router, which
+    /// holds this.
+    pub nodes: Weak<Nodes>,
 }
 
 type State = axum::extract::State<Arc<Cluster>>;
@@ -60,7 +64,10 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
                 .put(control::put_faults)
                 .patch(control::patch_faults),
         )
-        .route("/sim/expire-tokens", post(control::expire_tokens));
+        .route("/sim/expire-tokens", post(control::expire_tokens))
+        .route("/sim/nodes", get(control::list_nodes))
+        .route("/sim/nodes/{index}/down", post(control::node_down))
+        .route("/sim/nodes/{index}/up", post(control::node_up));
     r = both(r, "/v1/files/{ref}", delete(files::delete));
     r = both(
         r,
