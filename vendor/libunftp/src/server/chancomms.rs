@@ -130,6 +130,9 @@ pub enum ControlChanMsg {
     /// Authentication could not be done (not the user's fault, e.g. the back-end is
     /// unreachable): 530 with this text, and not counted as a failed login. (qftpd patch)
     AuthUnavailable(String),
+    /// qftpd patch: the authentication service is down: 421 with the reason, then the control
+    /// connection is closed.
+    AuthServiceUnavailable(String),
     /// Sent to switch the control channel to TLS/SSL mode.
     SecureControlChannel,
     /// Sent to switch the control channel from TLS/SSL mode back to plaintext.

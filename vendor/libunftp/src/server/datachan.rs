@@ -2,6 +2,7 @@
 
 use super::{
     chancomms::{ControlChanMsg, DataChanMsg},
+    controlchan::{Reply, ReplyCode},
     tls::FtpsConfig,
 };
 use crate::server::session::SharedSession;
@@ -11,6 +12,7 @@ use crate::{
 };
 
 use crate::server::chancomms::DataChanCmd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::{path::PathBuf, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -35,6 +37,10 @@ where
     pub logger: slog::Logger,
     pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
     pub data_abort_rx: Option<Receiver<()>>,
+    // qftpd patch: how long to wait for the transfer command and for the TLS handshake.
+    pub timeout: Duration,
+    // qftpd patch: set when an upload's data connection reached its end (see `transfer`).
+    pub input_ended: Arc<AtomicBool>,
 }
 
 use std::fmt;
@@ -50,6 +56,8 @@ struct MeasuringWriter<W> {
 struct MeasuringReader<R> {
     reader: R,
     command: &'static str,
+    // qftpd patch: set at end of file.
+    ended: Arc<AtomicBool>,
 }
 
 impl<W: AsyncWrite + Unpin> AsyncWrite for MeasuringWriter<W> {
@@ -78,10 +86,14 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for MeasuringWriter<W> {
 impl<R: AsyncRead + Unpin> AsyncRead for MeasuringReader<R> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        let (room, before) = (buf.remaining() > 0, buf.filled().len());
         let result = Pin::new(&mut this.reader).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &result {
             let bytes_read = buf.filled().len();
             metrics::inc_received_bytes(bytes_read, this.command);
+            if room && bytes_read == before {
+                this.ended.store(true, Ordering::Release);
+            }
         }
         result
     }
@@ -94,8 +106,8 @@ impl<W> MeasuringWriter<W> {
 }
 
 impl<R> MeasuringReader<R> {
-    fn new(reader: R, command: &'static str) -> MeasuringReader<R> {
-        Self { reader, command }
+    fn new(reader: R, command: &'static str, ended: Arc<AtomicBool>) -> MeasuringReader<R> {
+        Self { reader, command, ended }
     }
 }
 
@@ -108,22 +120,90 @@ where
     async fn execute(mut self, session_arc: SharedSession<Storage, User>) {
         let mut data_cmd_rx = self.data_cmd_rx.take().unwrap();
         let mut data_abort_rx = self.data_abort_rx.take().unwrap();
-        let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
-        // TODO: Use configured timeout
-        tokio::select! {
-            Some(command) = data_cmd_rx.recv() => {
-                let session = session_arc.lock().await;
-                self.handle_incoming(DataChanMsg::ExternalCommand(command), session.start_pos).await;
-            },
-            Some(_) = data_abort_rx.recv() => {
+        let (logger, tx) = (self.logger.clone(), self.control_msg_tx.clone());
+        // qftpd patch: ServerBuilder::data_connection_timeout.
+        let mut timeout_delay = Box::pin(tokio::time::sleep(self.timeout));
+        // qftpd patch: while this task runs it answers ABOR (see commands/abor.rs): before the
+        // transfer command, during the transfer and after it. The session is not kept locked
+        // during the transfer, so that the control channel goes on taking commands.
+        let abort = tokio::select! {
+            biased;
+            Some(()) = data_abort_rx.recv() => {
+                // A transfer command given already (answered 150, and maybe still on its way
+                // here: it is sent from a task of its own) gets its 426.
+                let transfer = data_cmd_rx.try_recv().is_ok() || session_arc.lock().await.data_cmd_tx.is_none();
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
+                Some(transfer)
+            },
+            Some(command) = data_cmd_rx.recv() => {
+                let start_pos = session_arc.lock().await.start_pos;
+                self.transfer(command, start_pos, &mut data_abort_rx).await
             },
             _ = &mut timeout_delay => {
-                slog::warn!(self.logger, "Data channel connection timed out");
+                slog::warn!(logger, "Data channel connection timed out");
+                None
             }
         };
+        // qftpd patch: an ABOR sent (under the session lock) while the session was busy, which
+        // the transfer did not see because it had ended. Answered while the session is still
+        // busy, so that a QUIT waiting for the transfer comes after (see control_loop.rs).
+        let late_abort = {
+            let _session = session_arc.lock().await;
+            data_abort_rx.close();
+            data_abort_rx.try_recv().is_ok()
+        };
+        match abort {
+            Some(transfer) => Self::answer_abor(&logger, &tx, transfer).await,
+            None if late_abort => Self::answer_abor(&logger, &tx, false).await,
+            None => {}
+        }
         let mut session = session_arc.lock().await;
         session.data_busy = false;
+    }
+
+    // qftpd patch: runs the transfer `command` until it ends or an ABOR comes. On ABOR the
+    // transfer is dropped, and with it its data connection, which closes; an upload's storage
+    // back-end then gives the upload up. But an upload whose data connection has reached its
+    // end has all its data (in stream mode that is the end of the file): it is no longer
+    // aborted, and finishes with its own reply (RFC 959: no action once the transfer is
+    // complete), so that no 426 is sent for a file that was stored after all. Returns
+    // `Some(true)` when the transfer was aborted, `Some(false)` for an ABOR that came too late.
+    async fn transfer(self, command: DataChanCmd, start_pos: u64, abort_rx: &mut Receiver<()>) -> Option<bool> {
+        let (logger, ended) = (self.logger.clone(), self.input_ended.clone());
+        let what = format!("{:?}", command);
+        let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
+        tokio::pin!(transfer);
+        tokio::select! {
+            biased;
+            () = &mut transfer => None,
+            // None: the channel was replaced (a new PASV or PORT); the transfer goes on.
+            Some(()) = abort_rx.recv() => {
+                if ended.load(Ordering::Acquire) {
+                    slog::info!(logger, "ABOR after all the data arrived: the transfer completes: {}", what);
+                    transfer.await;
+                    return Some(false);
+                }
+                slog::info!(logger, "ABOR: transfer aborted: {}", what);
+                Some(true)
+            }
+        }
+    }
+
+    // qftpd patch: the replies to an ABOR this task took over: `426` for the transfer it cut
+    // off, then `226` for the ABOR itself, in this order (RFC 959, section 4.1.3), after any
+    // reply of the transfer.
+    async fn answer_abor(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, transfer: bool) {
+        let mut replies = Vec::with_capacity(2);
+        if transfer {
+            replies.push(Reply::new(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted"));
+        }
+        replies.push(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"));
+        for reply in replies {
+            if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
+                slog::warn!(logger, "Could not answer ABOR: {:?}", err);
+                return;
+            }
+        }
     }
 
     #[tracing_attributes::instrument]
@@ -168,7 +248,10 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode, "retr", self.timeout).await {
+            Ok(output) => output,
+            Err(err) => return Self::data_connection_failed(&self.logger, &tx, "RETR", err).await,
+        };
 
         let start_time = Instant::now();
         let result = self
@@ -264,16 +347,12 @@ where
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
 
+        let input = match Self::reader(self.socket, self.ftps_mode, "stor", self.timeout, self.input_ended.clone()).await {
+            Ok(input) => input,
+            Err(err) => return Self::data_connection_failed(&self.logger, &tx, "STOR", err).await,
+        };
         let start_time = Instant::now();
-        let put_result = self
-            .storage
-            .put(
-                (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "stor").await,
-                path.clone(),
-                start_pos,
-            )
-            .await;
+        let put_result = self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos).await;
         let duration = start_time.elapsed();
 
         match put_result {
@@ -329,16 +408,12 @@ where
             Err(_) => 0,
         };
 
+        let input = match Self::reader(self.socket, self.ftps_mode, "appe", self.timeout, self.input_ended.clone()).await {
+            Ok(input) => input,
+            Err(err) => return Self::data_connection_failed(&self.logger, &tx, "APPE", err).await,
+        };
         let start_time = Instant::now();
-        let put_result = self
-            .storage
-            .put(
-                (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "appe").await,
-                path.clone(),
-                start_pos,
-            )
-            .await;
+        let put_result = self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos).await;
         let duration = start_time.elapsed();
 
         match put_result {
@@ -381,7 +456,10 @@ where
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str(), self.timeout).await {
+            Ok(output) => output,
+            Err(err) => return Self::data_connection_failed(&self.logger, &tx, command.as_str(), err).await,
+        };
 
         let start_time = Instant::now();
 
@@ -469,7 +547,10 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd", self.timeout).await {
+            Ok(output) => output,
+            Err(err) => return Self::data_connection_failed(&self.logger, &tx, "MLSD", err).await,
+        };
 
         let start_time = Instant::now();
 
@@ -488,6 +569,8 @@ where
                         .unwrap_or("unknown".into());
 
                     let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata);
+                    // qftpd patch: a CR or LF in a name would start a new listing line.
+                    let filename = filename.replace(['\r', '\n'], "?");
                     let line = format!("{} {}", facts_str, filename);
                     buffer.push_str(&line);
                     buffer.push_str("\r\n");
@@ -560,37 +643,63 @@ where
         }
     }
 
+    // qftpd patch: a failed (or endless) TLS handshake on the data connection is an error for the
+    // caller to report, not a panic of the data task (which left the session busy for good).
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
+    async fn writer(
+        socket: TcpStream,
+        ftps_mode: FtpsConfig,
+        command: &'static str,
+        timeout: Duration,
+    ) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
+            FtpsConfig::Off => Ok(Box::new(MeasuringWriter::new(socket, command))),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringWriter::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncWrite + Send + Unpin + Sync>
+                let tls_stream = Self::tls_handshake(socket, tls_config, timeout).await?;
+                Ok(Box::new(MeasuringWriter::new(tls_stream, command)))
             }
         }
     }
 
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
+    async fn reader(
+        socket: TcpStream,
+        ftps_mode: FtpsConfig,
+        command: &'static str,
+        timeout: Duration,
+        ended: Arc<AtomicBool>,
+    ) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
+            FtpsConfig::Off => Ok(Box::new(MeasuringReader::new(socket, command, ended))),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>
+                let tls_stream = Self::tls_handshake(socket, tls_config, timeout).await?;
+                Ok(Box::new(MeasuringReader::new(tls_stream, command, ended)))
             }
+        }
+    }
+
+    // qftpd patch: the server side of the data connection's TLS handshake, within `timeout`.
+    async fn tls_handshake(
+        socket: TcpStream,
+        tls_config: Arc<rustls::ServerConfig>,
+        timeout: Duration,
+    ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        let acceptor: TlsAcceptor = tls_config.into();
+        match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+        }
+    }
+
+    // qftpd patch: the data connection could not be set up (its TLS handshake failed): the
+    // transfer command, already answered 150, gets 425 and the session goes on.
+    async fn data_connection_failed(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, command: &str, err: std::io::Error) {
+        slog::warn!(logger, "{}: TLS handshake on the data connection failed: {}", command, err);
+        let reply = Reply::new(ReplyCode::CantOpenDataConnection, "TLS negotiation on the data connection failed");
+        if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
+            slog::warn!(logger, "Could not notify control channel of the failed data connection: {:?}", err);
         }
     }
 
@@ -631,7 +740,9 @@ where
         match socket.peer_addr() {
             Ok(datachan_addr) => {
                 let controlchan_ip = session.source.ip();
-                if controlchan_ip != datachan_addr.ip() {
+                // qftpd patch: an IPv4 client on a dual-stack control socket is ::ffff:a.b.c.d
+                // there, while an active-mode data connection to it is a.b.c.d.
+                if controlchan_ip.to_canonical() != datachan_addr.ip().to_canonical() {
                     if let Err(err) = socket.shutdown().await {
                         slog::error!(
                             logger,
@@ -691,6 +802,8 @@ where
             logger,
             data_abort_rx: Some(data_abort_rx),
             data_cmd_rx: Some(data_cmd_rx),
+            timeout: session.data_command_timeout(),
+            input_ended: Arc::default(),
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out

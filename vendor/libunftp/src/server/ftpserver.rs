@@ -71,6 +71,8 @@ where
     ftps_required_control_chan: FtpsRequired,
     ftps_required_data_chan: FtpsRequired,
     idle_session_timeout: std::time::Duration,
+    // qftpd patch: see ServerBuilder::data_connection_timeout.
+    data_connection_timeout: Option<Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -105,6 +107,8 @@ where
     ftps_client_auth: FtpsClientAuth,
     ftps_trust_store: PathBuf,
     idle_session_timeout: std::time::Duration,
+    // qftpd patch: see ServerBuilder::data_connection_timeout.
+    data_connection_timeout: Option<Duration>,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -151,6 +155,7 @@ where
             ftps_mode: FtpsConfig::Off,
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
+            data_connection_timeout: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -231,6 +236,7 @@ where
             ftps_client_auth: self.ftps_client_auth,
             ftps_trust_store: self.ftps_trust_store,
             idle_session_timeout: self.idle_session_timeout,
+            data_connection_timeout: self.data_connection_timeout,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -284,6 +290,7 @@ where
             ftps_mode: FtpsConfig::Off,
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
+            data_connection_timeout: None,
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -372,6 +379,7 @@ where
             ftps_required_control_chan: self.ftps_required_control_chan,
             ftps_required_data_chan: self.ftps_required_data_chan,
             idle_session_timeout: self.idle_session_timeout,
+            data_connection_timeout: self.data_connection_timeout,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -541,6 +549,26 @@ where
     /// ```
     pub fn idle_session_timeout(mut self, secs: u64) -> Self {
         self.idle_session_timeout = Duration::from_secs(secs);
+        self
+    }
+
+    /// Sets how long a data connection may wait: for the client to connect to the passive port
+    /// (and for the server to connect to the client's port in active mode), then for the
+    /// transfer command that uses the connection, and for its TLS handshake. By default the
+    /// connection may take 15 seconds and the command 5 minutes. (qftpd patch)
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use libunftp::ServerBuilder;
+    /// use unftp_sbe_fs::Filesystem;
+    /// use std::time::Duration;
+    ///
+    /// let builder = ServerBuilder::new(Box::new(|| Filesystem::new("/tmp").unwrap()))
+    ///     .data_connection_timeout(Duration::from_secs(30));
+    /// ```
+    pub fn data_connection_timeout(mut self, timeout: Duration) -> Self {
+        self.data_connection_timeout = Some(timeout);
         self
     }
 
@@ -1081,6 +1109,7 @@ where
             collect_metrics: server.collect_metrics,
             greeting: server.greeting,
             idle_session_timeout: server.idle_session_timeout,
+            data_connection_timeout: server.data_connection_timeout,
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
             logger: server.logger.new(slog::o!()),
@@ -1119,6 +1148,7 @@ where
             .field("ftps_tls_flags", &self.ftps_tls_flags)
             .field("ftps_trust_store", &self.ftps_trust_store)
             .field("idle_session_timeout", &self.idle_session_timeout)
+            .field("data_connection_timeout", &self.data_connection_timeout)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()
@@ -1145,6 +1175,7 @@ where
             .field("ftps_required_control_chan", &self.ftps_required_control_chan)
             .field("ftps_required_data_chan", &self.ftps_required_data_chan)
             .field("idle_session_timeout", &self.idle_session_timeout)
+            .field("data_connection_timeout", &self.data_connection_timeout)
             .field("listener_mode", &self.listener_mode)
             .field("failed_logins_policy", &self.failed_logins_policy)
             .finish()

@@ -12,6 +12,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::Arc,
+    time::Duration,
 };
 use tokio::sync::mpsc::{Receiver, Sender};
 use unftp_core::auth::UserDetail;
@@ -114,6 +115,8 @@ where
     pub failed_logins: Option<Arc<FailedLoginsCache>>,
     // An optional functor that can bind a socket
     pub binder: Option<Box<dyn crate::options::Binder>>,
+    // qftpd patch: ServerBuilder::data_connection_timeout, if set.
+    pub data_connection_timeout: Option<Duration>,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -148,7 +151,20 @@ where
             cert_chain: None,
             failed_logins: None,
             binder: None,
+            data_connection_timeout: None,
         }
+    }
+
+    // qftpd patch: how long a data connection may take to be established (accepted in passive
+    // mode, connected in active mode).
+    pub fn data_connect_timeout(&self) -> Duration {
+        self.data_connection_timeout.unwrap_or(Duration::from_secs(15))
+    }
+
+    // qftpd patch: how long an established data connection waits for its transfer command (and
+    // for its TLS handshake).
+    pub fn data_command_timeout(&self) -> Duration {
+        self.data_connection_timeout.unwrap_or(Duration::from_secs(5 * 60))
     }
 
     pub fn ftps(mut self, mode: FtpsConfig) -> Self {

@@ -94,6 +94,11 @@ pub enum AuthenticationError {
     /// Another issue occurred during the authentication process.
     #[error("authentication error: {0}: {1:?}")]
     ImplPropagated(String, #[source] Option<BoxError>),
+
+    /// qftpd patch: the service that checks logins cannot be reached; the client gets 421
+    /// with the reason and the control connection is closed.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl AuthenticationError {

@@ -147,7 +147,8 @@ where
             .unwrap_or_else(|_| "--- -- --:--".to_string());
         let basename = self.path.as_ref().components().next_back();
         let path = match basename {
-            Some(v) => v.as_os_str().to_string_lossy(),
+            // qftpd patch: a CR or LF in the name would start a new listing line.
+            Some(v) => v.as_os_str().to_string_lossy().replace(['\r', '\n'], "?"),
             None => {
                 return Err(std::fmt::Error);
             }
@@ -291,10 +292,16 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
         let list = self.list(user, path).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::Other))?;
 
         let buffer = list.iter().fold(String::new(), |mut buf, fi| {
+            // qftpd patch: a CR or LF in the name would start a new listing line.
             let _ = write!(
                 buf,
                 "{}\r\n",
-                fi.path.file_name().unwrap_or_else(|| std::ffi::OsStr::new("")).to_str().unwrap_or("")
+                fi.path
+                    .file_name()
+                    .unwrap_or_else(|| std::ffi::OsStr::new(""))
+                    .to_str()
+                    .unwrap_or("")
+                    .replace(['\r', '\n'], "?")
             );
             buf
         });

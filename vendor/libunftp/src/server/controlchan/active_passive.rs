@@ -24,10 +24,13 @@ where
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         match (self.mode, &event) {
-            (ActivePassiveMode::PassiveOnly, Event::Command(Command::Port { .. })) => {
+            // qftpd patch: EPRT is active mode too, and EPSV passive mode.
+            (ActivePassiveMode::PassiveOnly, Event::Command(Command::Port { .. } | Command::Eprt { .. })) => {
                 Ok(Reply::new(ReplyCode::CommandNotImplemented, "Active mode not enabled."))
             }
-            (ActivePassiveMode::ActiveOnly, Event::Command(Command::Pasv)) => Ok(Reply::new(ReplyCode::CommandNotImplemented, "Passive mode not enabled.")),
+            (ActivePassiveMode::ActiveOnly, Event::Command(Command::Pasv | Command::Epsv)) => {
+                Ok(Reply::new(ReplyCode::CommandNotImplemented, "Passive mode not enabled."))
+            }
             _ => self.next.handle(event).await,
         }
     }

@@ -44,6 +44,11 @@ pub enum Command {
         /// The address to use to make an active connection to the client
         addr: String,
     },
+    /// Extended data port (RFC 2428). (qftpd patch)
+    Eprt {
+        /// The `|protocol|address|port|` argument
+        addr: String,
+    },
     Retr {
         /// The path to the file the client would like to retrieve.
         path: String,

@@ -31,9 +31,15 @@ use crate::{
     storage::{ErrorKind, Metadata, StorageBackend},
 };
 use async_trait::async_trait;
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use rustls::ServerConnection;
+use std::io::{Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::{collections::HashMap, net::SocketAddr, ops::RangeInclusive, sync::Arc, time::Duration};
+use tokio::io::ReadBuf;
+use tokio::io::unix::AsyncFd;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
@@ -43,7 +49,7 @@ use tokio::{
     },
     task::JoinHandle,
 };
-use tokio_util::codec::{Decoder, Framed};
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 trait AsyncReadAsyncWriteSendUnpin: AsyncRead + AsyncWrite + Send + Unpin {}
 
@@ -63,6 +69,7 @@ where
     pub ftps_config: FtpsConfig,
     pub collect_metrics: bool,
     pub idle_session_timeout: Duration,
+    pub data_connection_timeout: Option<Duration>,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -99,6 +106,7 @@ where
         ftps_required_data_chan,
         collect_metrics,
         idle_session_timeout,
+        data_connection_timeout,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -122,6 +130,8 @@ where
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }
+    // qftpd patch: see ServerBuilder::data_connection_timeout.
+    session.data_connection_timeout = data_connection_timeout;
 
     let mut logger = logger.new(
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),
@@ -179,8 +189,10 @@ where
         next: event_chain,
     };
 
-    let codec = FtpCodec::new();
-    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
+    let codec = ControlCodec::new();
+    // qftpd patch: see ControlStream.
+    let control_stream: Box<dyn AsyncReadAsyncWriteSendUnpin> = Box::new(ControlStream::new(tcp_stream)?);
+    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, ControlCodec> = codec.framed(control_stream);
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
@@ -192,16 +204,24 @@ where
         // qftpd patch: after the shutdown signal, a session with a data transfer in progress
         // lets it finish; the session then (or at once, when idle) gets 421 and is closed.
         let mut draining = false;
+        // qftpd patch: a QUIT that waits for the data transfer in progress to end (RFC 959:
+        // the transfer's reply, then 221). No command is read meanwhile.
+        let mut quit: Option<Event> = None;
         loop {
             let incoming = {
                 #[allow(unused_assignments)]
                 let mut incoming = None;
-                let wait = if draining { std::time::Duration::from_millis(100) } else { idle_session_timeout };
+                let wait = if draining || quit.is_some() {
+                    std::time::Duration::from_millis(100)
+                } else {
+                    idle_session_timeout
+                };
                 let mut timeout_delay = Box::pin(tokio::time::sleep(wait));
                 tokio::select! {
-                    cmd = command_source.next() => {
+                    cmd = command_source.next(), if quit.is_none() => {
                         match cmd {
-                            Some(cmd_result) => incoming = Some(cmd_result.map(Event::Command)),
+                            // qftpd patch: a line that did not parse is an item too (see FtpCodec).
+                            Some(cmd_result) => incoming = Some(cmd_result.and_then(|parsed| parsed).map(Event::Command)),
                             None => {
                                 slog::info!(logger, "Control connection was closed.");
                                 incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
@@ -213,7 +233,13 @@ where
                     },
                     _ = &mut timeout_delay => {
                         let busy = shared_session.lock().await.data_busy;
-                        match (draining, busy) {
+                        if quit.is_some() {
+                            // qftpd patch: the QUIT goes on once the transfer has ended and
+                            // its reply has gone out.
+                            if !busy && control_msg_rx.is_empty() {
+                                incoming = quit.take().map(Ok);
+                            }
+                        } else { match (draining, busy) {
                             (_, true) => incoming = None,
                             (true, false) => {
                                 let _ = reply_sink.send(Reply::new(ReplyCode::ServiceNotAvailable, "Service shutting down, closing the control connection")).await;
@@ -221,7 +247,7 @@ where
                                 incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
                             }
                             (false, false) => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout))),
-                        };
+                        } };
                     },
                     _ = shutdown.listen(), if !draining => {
                         draining = true;
@@ -251,6 +277,17 @@ where
                     return;
                 }
                 Some(Ok(event)) => {
+                    // qftpd patch: QUIT while a transfer command's data task runs waits for it.
+                    if let Event::Command(Command::Quit) = event
+                        && quit.is_none()
+                        && let session = shared_session.lock().await
+                        && session.data_busy
+                        && session.data_cmd_tx.is_none()
+                    {
+                        slog::info!(logger, "QUIT: waiting for the data transfer in progress to end");
+                        quit = Some(event);
+                        continue;
+                    }
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
                         slog::info!(logger, "Upgrading control channel to TLS");
 
@@ -280,7 +317,7 @@ where
                         };
 
                         // Wrap in codec again and get sink + source
-                        let codec = FtpCodec::new();
+                        let codec = ControlCodec::new();
                         let cmd_and_reply_stream = codec.framed(io);
                         let (sink, src) = cmd_and_reply_stream.split();
                         reply_sink = sink;
@@ -296,12 +333,24 @@ where
 
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
-                        Ok(reply) => reply_sink.send(reply).await,
+                        Ok(reply) => {
+                            // qftpd patch: a 421 reply ends the session (RFC 959: "service not
+                            // available, closing control connection").
+                            let closing = matches!(&reply, Reply::CodeAndMsg { code: ReplyCode::ServiceNotAvailable, .. });
+                            reply_sink.send(reply).await.map(|()| closing)
+                        }
                     };
 
-                    if let Err(chan_err) = handle_result {
-                        slog::warn!(logger, "Event handler chain error: {:?}. Closing control connection", chan_err);
-                        return;
+                    match handle_result {
+                        Err(chan_err) => {
+                            slog::warn!(logger, "Event handler chain error: {:?}. Closing control connection", chan_err);
+                            return;
+                        }
+                        Ok(true) => {
+                            slog::info!(logger, "Closing control connection after a 421 reply");
+                            return;
+                        }
+                        Ok(false) => {}
                     }
                 }
                 Some(Err(e)) => {
@@ -322,15 +371,142 @@ where
     Ok(jh)
 }
 
+// qftpd patch: the control connection's codec: FtpCodec, and what clients put in front of an
+// urgent ABOR (RFC 959, section 4.1.3). They send Telnet IP and Synch (`IAC IP IAC DM`) first,
+// or only the ABOR line, and the last byte of it as TCP urgent data, which a socket without
+// SO_OOBINLINE takes out of the stream: BSD-derived clients leave `IAC IP DM ABOR\r\n`, Python's
+// ftplib `ABOR\r` without its LF. Telnet commands at the start of a line are skipped (RFC 854),
+// and `ABOR\r` not followed by LF is ABOR (an LF that comes later is skipped).
+struct ControlCodec {
+    inner: FtpCodec,
+    /// An urgent ABOR was taken without its LF: an LF that follows belongs to it.
+    skip_lf: bool,
+}
+
+impl ControlCodec {
+    fn new() -> Self {
+        ControlCodec {
+            inner: FtpCodec::new(),
+            skip_lf: false,
+        }
+    }
+}
+
+impl Decoder for ControlCodec {
+    type Item = <FtpCodec as Decoder>::Item;
+    type Error = ControlChanError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        if self.skip_lf && !buf.is_empty() {
+            self.skip_lf = false;
+            if buf[0] == b'\n' {
+                let _ = buf.split_to(1);
+            }
+        }
+        let Some(telnet) = telnet_prefix(buf) else { return Ok(None) };
+        let _ = buf.split_to(telnet);
+        if buf.len() >= 5 && buf[..5].eq_ignore_ascii_case(b"ABOR\r") && buf.get(5) != Some(&b'\n') {
+            let _ = buf.split_to(5);
+            self.skip_lf = true;
+            self.inner = FtpCodec::new();
+            return Ok(Some(Ok(Command::Abor)));
+        }
+        self.inner.decode(buf)
+    }
+}
+
+impl Encoder<Reply> for ControlCodec {
+    type Error = ControlChanError;
+
+    fn encode(&mut self, reply: Reply, buf: &mut BytesMut) -> Result<(), Self::Error> {
+        self.inner.encode(reply, buf)
+    }
+}
+
+// qftpd patch: the control connection as the control loop reads it. Tokio's TcpStream takes a
+// short read for a drained socket and waits for new data, but a read also stops short at TCP's
+// urgent mark (the Synch of an urgent ABOR), with the ABOR line queued behind it, and no new
+// data comes while the client waits for the reply. Through AsyncFd the socket is taken as
+// drained only when a read would block.
+struct ControlStream(AsyncFd<std::net::TcpStream>);
+
+impl ControlStream {
+    fn new(stream: TcpStream) -> std::io::Result<Self> {
+        // AsyncFd::new is deprecated for descriptors it does not own; a std TcpStream owns its
+        // descriptor, which stays open as long as the AsyncFd holds it.
+        #[allow(deprecated)]
+        Ok(ControlStream(AsyncFd::new(stream.into_std()?)?))
+    }
+}
+
+impl AsyncRead for ControlStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.0.poll_read_ready(cx))?;
+            match guard.try_io(|socket| (&*socket.get_ref()).read(buf.initialize_unfilled())) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(err)) => return Poll::Ready(Err(err)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ControlStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.0.poll_write_ready(cx))?;
+            if let Ok(result) = guard.try_io(|socket| (&*socket.get_ref()).write(buf)) {
+                return Poll::Ready(result);
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(self.0.get_ref().shutdown(std::net::Shutdown::Write))
+    }
+}
+
+// qftpd patch: the length of the Telnet commands at the start of `line` (RFC 854): `IAC` and a
+// command, `IAC WILL|WONT|DO|DONT` and an option, and a lone Data Mark (left of a Synch whose
+// `IAC` went out of band). `None` while a sequence is incomplete. `IAC IAC` is a data byte.
+fn telnet_prefix(line: &[u8]) -> Option<usize> {
+    const IAC: u8 = 255;
+    const DM: u8 = 242;
+    let mut at = 0;
+    loop {
+        match line[at..] {
+            [IAC] | [IAC, 251..=254] => return None,
+            [IAC, 251..=254, _, ..] => at += 3,
+            [IAC, 240..=250, ..] => at += 2,
+            [DM, ..] => at += 1,
+            _ => return Some(at),
+        }
+    }
+}
+
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
     slog::warn!(logger, "Control channel error: {:?}", error);
     match error.kind() {
         ControlChanErrorKind::UnknownCommand { .. } => (Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented"), false),
-        ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), true),
+        // qftpd patch: hostile or broken lines are answered and the session goes on (the codec
+        // skips them); none of them is ever turned into a different, lossy, command.
+        ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF-8 in command"), false),
+        ControlChanErrorKind::ArgumentUtf8Error => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid UTF-8 in argument"), false),
+        ControlChanErrorKind::NulByte => (Reply::new(ReplyCode::ParameterSyntaxError, "NUL byte in command line"), false),
+        ControlChanErrorKind::CommandLineTooLong => (Reply::new(ReplyCode::CommandSyntaxError, "Command line too long"), false),
         ControlChanErrorKind::InvalidCommand => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter"), false),
+        // qftpd patch: 421, as RFC 959 wants for a connection the server closes.
         ControlChanErrorKind::ControlChannelTimeout => (
-            Reply::new(ReplyCode::ClosingControlConnection, "Session timed out. Closing control connection"),
+            Reply::new(ReplyCode::ServiceNotAvailable, "Session timed out. Closing control connection"),
             true,
         ),
         _ => (Reply::new(ReplyCode::LocalError, "Unknown internal server error, please try again later"), true),
@@ -428,6 +604,13 @@ where
                 session.state = New;
                 Ok(Reply::new_with_string(ReplyCode::NotLoggedIn, one_line(&reason)))
             }
+            // qftpd patch: see `AuthServiceUnavailable`; the control loop closes the
+            // connection after a 421 reply.
+            AuthServiceUnavailable(reason) => {
+                let mut session = self.session.lock().await;
+                session.state = New;
+                Ok(Reply::new_with_string(ReplyCode::ServiceNotAvailable, one_line(&reason)))
+            }
             StorageError(error_type) => {
                 let (code, default) = match error_type.kind() {
                     ErrorKind::ExceededStorageAllocationError => (ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation"),
@@ -487,6 +670,7 @@ where
             Command::Pasv => Box::new(commands::Pasv::new()),
             Command::Epsv => Box::new(commands::Epsv::new()),
             Command::Port { addr } => Box::new(commands::Port::new(addr)),
+            Command::Eprt { addr } => Box::new(commands::Port::extended(addr)),
             Command::Retr { .. } => Box::new(commands::Retr),
             Command::Stor { .. } => Box::new(commands::Stor),
             Command::List { .. } => Box::new(commands::List),

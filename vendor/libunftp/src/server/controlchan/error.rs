@@ -55,6 +55,15 @@ pub enum ControlChanErrorKind {
     /// The control channel is out of sync e.g. expecting username in session after USER command but found none.
     #[display("Control channel in illegal state")]
     IllegalState,
+    /// A command line longer than the codec accepts. (qftpd patch)
+    #[display("Command line too long")]
+    CommandLineTooLong,
+    /// A NUL byte in a command line (other than in Telnet's CR NUL). (qftpd patch)
+    #[display("NUL byte in command line")]
+    NulByte,
+    /// A command argument that is not UTF-8. (qftpd patch)
+    #[display("Non-UTF8 character in argument")]
+    ArgumentUtf8Error,
 }
 
 impl ControlChanError {
@@ -99,6 +108,9 @@ impl From<ParseError> for ControlChanError {
         let kind: ControlChanErrorKind = match err.kind().clone() {
             ParseErrorKind::InvalidUtf8 => ControlChanErrorKind::Utf8Error,
             ParseErrorKind::InvalidCommand => ControlChanErrorKind::InvalidCommand,
+            // qftpd patch
+            ParseErrorKind::NulByte => ControlChanErrorKind::NulByte,
+            ParseErrorKind::InvalidUtf8Argument => ControlChanErrorKind::ArgumentUtf8Error,
             _ => ControlChanErrorKind::InvalidCommand,
         };
         ControlChanError {

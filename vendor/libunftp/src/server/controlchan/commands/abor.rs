@@ -9,6 +9,7 @@
 // connection is not to be closed by the server, but the data
 // connection must be closed.
 
+use crate::server::chancomms::ControlChanMsg;
 use crate::server::controlchan::{
     Reply, ReplyCode,
     error::ControlChanError,
@@ -33,13 +34,34 @@ where
         let mut session = args.session.lock().await;
         let logger = args.logger;
         match session.data_abort_tx.take() {
-            Some(tx) => {
+            // qftpd patch: a running data task (data_busy) answers the ABOR itself, after the
+            // reply of the transfer it stops (426, then 226: RFC 959 wants them in this order,
+            // which two independent senders could not keep). The signal is sent under the
+            // session lock, under which the data task also ends, so it is never lost.
+            Some(tx) if session.data_busy && tx.try_send(()).is_ok() => Ok(Reply::none()),
+            Some(_) => {
+                // qftpd patch: no data connection yet. One that comes later is not used; a
+                // transfer command waiting for it (answered 150) is aborted: 426, then 226.
+                let waiting = session.data_cmd_tx.is_none() && session.data_cmd_rx.is_some();
+                session.data_abort_rx = None;
+                session.data_cmd_tx = None;
+                session.data_cmd_rx = None;
+                if !waiting {
+                    return Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"));
+                }
+                let tx = args.tx_control_chan.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = tx.send(()).await {
-                        slog::warn!(logger, "abort failed: {}", err);
+                    for reply in [
+                        Reply::new(ReplyCode::ConnectionClosed, "Connection closed; transfer aborted"),
+                        Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"),
+                    ] {
+                        if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
+                            slog::warn!(logger, "abort failed: {}", err);
+                            return;
+                        }
                     }
                 });
-                Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"))
+                Ok(Reply::none())
             }
             None => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Data channel already closed")),
         }

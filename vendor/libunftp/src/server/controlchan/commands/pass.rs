@@ -138,6 +138,11 @@ where
                         }
                         // qftpd patch: a failure that is not the user's (e.g. the back-end is
                         // unreachable) is reported as such and not counted as a failed login.
+                        // qftpd patch: as ImplPropagated, but the session ends with 421.
+                        Err(unftp_core::auth::AuthenticationError::Unavailable(reason)) => {
+                            slog::warn!(logger, "PASS: Login of user {} could not be checked: {}", username, reason);
+                            ControlChanMsg::AuthServiceUnavailable(reason)
+                        }
                         Err(unftp_core::auth::AuthenticationError::ImplPropagated(reason, _)) => {
                             slog::warn!(logger, "PASS: Login of user {} could not be checked: {}", username, reason);
                             ControlChanMsg::AuthUnavailable(reason)

@@ -12,7 +12,7 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive, time::Duration};
+use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive};
 use tokio::net::TcpSocket;
 use tokio::sync::{
     mpsc::{Receiver, Sender, channel},
@@ -104,20 +104,54 @@ where
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
+        // qftpd patch: the wait is ServerBuilder::data_connection_timeout's, and a connection
+        // that never comes is not waited for by a transfer command (see abandon_data_connection).
+        let (wait, cmd_tx) = {
+            let session = args.session.lock().await;
+            (session.data_connect_timeout(), session.data_cmd_tx.clone())
+        };
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
         tokio::spawn(async move {
             // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
-            let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
+            let r = tokio::time::timeout(wait, listener.accept()).await;
             match r {
                 Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
-                Ok(Err(e)) => slog::error!(args.logger, "Error waiting for data connection: {}", e),
-                Err(_) => slog::warn!(args.logger, "Client did not connect to data port in time"),
+                Ok(Err(e)) => {
+                    slog::error!(args.logger, "Error waiting for data connection: {}", e);
+                    abandon_data_connection(&args.session, &args.tx_control_chan, cmd_tx).await;
+                }
+                Err(_) => {
+                    slog::warn!(args.logger, "Client did not connect to data port in time");
+                    abandon_data_connection(&args.session, &args.tx_control_chan, cmd_tx).await;
+                }
             }
         });
     }
 
     Ok(reply)
+}
+
+// qftpd patch: the client did not open the passive data connection (`ours` is the command
+// channel set up for it). A transfer command already queued for it (answered 150) gets 425
+// instead of nothing; one sent later gets 425 at once instead of 150 and a hang.
+async fn abandon_data_connection<S, U>(session: &SharedSession<S, U>, tx_control_chan: &Sender<ControlChanMsg>, ours: Option<Sender<DataChanCmd>>)
+where
+    U: UserDetail + 'static,
+    S: StorageBackend<U> + 'static,
+    S::Metadata: Metadata,
+{
+    let Some(ours) = ours else { return };
+    if ours.capacity() == 0 {
+        let reply = Reply::new(ReplyCode::CantOpenDataConnection, "Data connection not opened in time");
+        let _ = tx_control_chan.send(ControlChanMsg::CommandChannelReply(reply)).await;
+        return;
+    }
+    let mut session = session.lock().await;
+    if session.data_cmd_tx.as_ref().is_some_and(|tx| tx.same_channel(&ours)) {
+        session.data_cmd_tx = None;
+        session.data_cmd_rx = None;
+    }
 }
 
 // For delegated mode, we prepare the session and let the listener loop know (via channel) that it

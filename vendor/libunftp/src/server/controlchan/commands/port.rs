@@ -15,6 +15,11 @@
 //
 // where h1 is the high order 8 bits of the internet host
 // address.
+//
+// qftpd patch: the RFC 2428 Extended Data Port (`EPRT |1|h1.h2.h3.h4|port|` or
+// `EPRT |2|ipv6|port|`) command is handled here too. Both only connect to the client's own
+// address (the control connection's peer) and to ports from 1024 up (RFC 2577), so the server
+// cannot be used to reach third parties (the FTP bounce attack).
 
 use crate::{
     auth::UserDetail,
@@ -33,18 +38,25 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender, channel};
 
 #[derive(Debug)]
 pub struct Port {
     addr: String,
+    // qftpd patch: EPRT rather than PORT.
+    extended: bool,
 }
 
 impl Port {
     pub fn new(addr: String) -> Self {
-        Port { addr }
+        Port { addr, extended: false }
+    }
+
+    // qftpd patch: the EPRT command, with the same checks and data path as PORT.
+    pub fn extended(addr: String) -> Self {
+        Port { addr, extended: true }
     }
 
     // modifies the session by adding channels that are used to communicate with the data connection
@@ -84,14 +96,37 @@ where
             ..
         } = args;
 
-        let bytes: Vec<u8> = self.addr.split(',').map(|x| x.parse::<u8>()).filter_map(Result::ok).collect();
-        if bytes.len() != 6 {
-            return Ok(Reply::new(ReplyCode::ParameterSyntaxError, "Invalid address format"));
+        // qftpd patch: strict parsing, no connection to anyone but the client's own address
+        // or to a privileged port, and a bounded wait for the connection.
+        let parsed = if self.extended { parse_eprt(&self.addr) } else { parse_port(&self.addr) };
+        let addr = match parsed {
+            Ok(addr) => addr,
+            Err(reply) => return Ok(reply),
+        };
+        let verb = if self.extended { "EPRT" } else { "PORT" };
+        let (client_ip, wait) = {
+            let session = session.lock().await;
+            (session.source.ip(), session.data_connect_timeout())
+        };
+        if addr.ip().to_canonical() != client_ip.to_canonical() {
+            slog::warn!(logger, "{} to {} refused: the client is {}", verb, addr, client_ip);
+            return Ok(Reply::new_with_string(
+                ReplyCode::CommandNotImplementedForParameter,
+                format!("{} to a third-party address refused", verb),
+            ));
         }
-        let port = ((bytes[4] as u16) << 8) | bytes[5] as u16;
-        let addr = SocketAddrV4::new(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]), port);
+        if addr.port() < 1024 {
+            slog::warn!(logger, "{} to privileged port {} refused", verb, addr);
+            return Ok(Reply::new_with_string(
+                ReplyCode::CommandNotImplementedForParameter,
+                format!("{} to a privileged port refused", verb),
+            ));
+        }
 
-        let stream: io::Result<TcpStream> = TcpStream::connect(addr).await;
+        let stream: io::Result<TcpStream> = match tokio::time::timeout(wait, TcpStream::connect(addr)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connection timed out")),
+        };
 
         let stream = match stream {
             Err(e) => {
@@ -104,6 +139,45 @@ where
         self.setup_inter_loop_comms(session.clone(), tx).await;
         datachan::spawn_processing(logger, session, stream).await;
 
-        Ok(Reply::new(ReplyCode::CommandOkay, "PORT command successful"))
+        Ok(Reply::new_with_string(ReplyCode::CommandOkay, format!("{} command successful", verb)))
     }
+}
+
+// qftpd patch: `h1,h2,h3,h4,p1,p2`, every field a decimal byte.
+fn parse_port(arg: &str) -> Result<SocketAddr, Reply> {
+    let bytes: Vec<u8> = arg.split(',').map(|x| x.trim().parse::<u8>()).collect::<Result<_, _>>().unwrap_or_default();
+    if bytes.len() != 6 {
+        return Err(Reply::new(ReplyCode::ParameterSyntaxError, "Invalid address format"));
+    }
+    let port = ((bytes[4] as u16) << 8) | bytes[5] as u16;
+    Ok(SocketAddrV4::new(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]), port).into())
+}
+
+// qftpd patch: RFC 2428 `<d><net-prt><d><net-addr><d><tcp-port><d>`, where <d> is any printable
+// ASCII character; network protocol 1 is IPv4 and 2 is IPv6.
+fn parse_eprt(arg: &str) -> Result<SocketAddr, Reply> {
+    let syntax_error = || {
+        Reply::new(
+            ReplyCode::ParameterSyntaxError,
+            "Invalid EPRT argument, expected |1|a.b.c.d|port| or |2|ipv6|port|",
+        )
+    };
+    let delimiter = match arg.chars().next() {
+        Some(c) if c.is_ascii_graphic() => c,
+        _ => return Err(syntax_error()),
+    };
+    let fields: Vec<&str> = arg[1..].split(delimiter).collect();
+    let [protocol, host, port, rest] = fields[..] else {
+        return Err(syntax_error());
+    };
+    if !rest.is_empty() {
+        return Err(syntax_error());
+    }
+    let ip: IpAddr = match protocol {
+        "1" => host.parse::<Ipv4Addr>().map_err(|_| syntax_error())?.into(),
+        "2" => host.parse::<Ipv6Addr>().map_err(|_| syntax_error())?.into(),
+        _ => return Err(Reply::new(ReplyCode::NetworkProtocolNotSupported, "Network protocol not supported, use (1,2)")),
+    };
+    let port: u16 = port.parse().map_err(|_| syntax_error())?;
+    Ok(SocketAddr::new(ip, port))
 }

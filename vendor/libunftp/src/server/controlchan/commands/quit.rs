@@ -25,7 +25,7 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{Sender, error::TrySendError};
 
 #[derive(Debug)]
 pub struct Quit;
@@ -42,8 +42,19 @@ where
         let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
         let logger = args.logger;
         // Let the control loop know it can exit.
-        if let Err(send_res) = tx.send(ControlChanMsg::ExitControlLoop).await {
-            slog::warn!(logger, "could not send internal message: QUIT. {}", send_res);
+        // qftpd patch: from a task of its own when the queue (of one) is full: the control loop,
+        // which runs this handler, has to take the message in it first.
+        match tx.try_send(ControlChanMsg::ExitControlLoop) {
+            Ok(()) => {}
+            Err(TrySendError::Full(msg)) => {
+                let logger = logger.clone();
+                tokio::spawn(async move {
+                    if let Err(send_res) = tx.send(msg).await {
+                        slog::warn!(logger, "could not send internal message: QUIT. {}", send_res);
+                    }
+                });
+            }
+            Err(send_res) => slog::warn!(logger, "could not send internal message: QUIT. {}", send_res),
         }
         slog::info!(logger, "QUIT: User logged out");
         Ok(Reply::new(ReplyCode::ClosingControlConnection, "Bye!"))

@@ -27,6 +27,12 @@ pub enum ParseErrorKind {
     /// Invalid end-of-line character.
     #[display("Invalid end-of-line")]
     InvalidEol,
+    /// A NUL byte other than the one of Telnet's CR NUL. (qftpd patch)
+    #[display("NUL byte in command line")]
+    NulByte,
+    /// Non-UTF8 character in the command's argument. (qftpd patch)
+    #[display("Non-UTF8 character in argument")]
+    InvalidUtf8Argument,
 }
 
 impl ParseError {

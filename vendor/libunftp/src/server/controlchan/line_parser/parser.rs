@@ -18,8 +18,17 @@ where
     T: AsRef<[u8]> + Into<Bytes>,
 {
     let vec = line.into().to_vec();
+    // qftpd patch: a NUL byte (but the one of Telnet's CR NUL, which stands for a CR) would cut
+    // the path short wherever it is handed to C, and an argument that is not UTF-8 is refused
+    // rather than converted lossily into the name of some other file.
+    if vec.iter().enumerate().any(|(i, b)| *b == 0 && (i == 0 || vec[i - 1] != b'\r')) {
+        return Err(ParseErrorKind::NulByte.into());
+    }
     let (cmd_token, cmd_params) = split_token_params(&vec);
     let cmd_token = normalize(cmd_token)?;
+    if str::from_utf8(cmd_params).is_err() {
+        return Err(ParseErrorKind::InvalidUtf8Argument.into());
+    }
 
     let cmd = match &*cmd_token {
         "USER" => {
@@ -95,6 +104,16 @@ where
             }
             let addr = String::from_utf8_lossy(&params);
             Command::Port { addr: addr.to_string() }
+        }
+        // qftpd patch: RFC 2428 EPRT.
+        "EPRT" => {
+            let params = parse_to_eol(cmd_params)?;
+            if params.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            Command::Eprt {
+                addr: String::from_utf8_lossy(&params).to_string(),
+            }
         }
         "RETR" => {
             let path = parse_to_eol(cmd_params)?;
