@@ -1,9 +1,14 @@
 //! The production Qumulo client against the in-process simulator: every call, paging, name
-//! encoding, streamed data, token expiry and re-login, TLS trust, error classification and
-//! injected faults. Each test starts its own simulator on port 0 over a fresh data directory.
+//! encoding, streamed data, token expiry and re-login, TLS trust (CA file, pinned fingerprint),
+//! error classification, injected faults, retries, several nodes and resumed downloads. Each
+//! test starts its own simulator on port 0 over a fresh data directory; a test that needs
+//! several nodes or connections cut midway puts TCP relays on port 0 in front of it (TLS passes
+//! through them untouched, and a token is valid through every relay, as on a cluster's nodes).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -11,7 +16,9 @@ use qftpd::qumulo::{AttrPatch, Client, ClientConfig, Error, ErrorKind, FileType,
 use qftpd::sim::faults::FaultSettings;
 use qftpd::sim::{self, SimConfig, SimHandle, Transport, UserSpec};
 use tempfile::TempDir;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
 use url::Url;
 
 /// A running simulator with the users `admin` (administrator), `alice` and `bob`, whose
@@ -34,6 +41,7 @@ fn user(name: &str, admin: bool, home: Option<&str>) -> UserSpec {
 
 impl Cluster {
     async fn start() -> Cluster {
+        install_log();
         let data = tempfile::tempdir().unwrap();
         let sim = sim::start(SimConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -64,11 +72,13 @@ impl Cluster {
     /// A configuration trusting the simulator's certificate, with short timeouts.
     fn config(&self) -> ClientConfig {
         ClientConfig {
-            url: Url::parse(self.sim.url()).unwrap(),
+            urls: vec![Url::parse(self.sim.url()).unwrap()],
+            pin_sha256: None,
             ca_file: Some(self.ca_file.clone()),
             accept_invalid_certs: false,
             connect_timeout: Duration::from_secs(3),
             read_timeout: Duration::from_secs(5),
+            retries: 3,
         }
     }
 
@@ -182,6 +192,7 @@ async fn version_who_am_i_and_cluster_settings() {
     let c = Cluster::start().await;
     let client = c.client();
     assert_eq!(client.url().as_str(), format!("{}/", c.sim.url()));
+    assert_eq!(client.urls(), [client.url().clone()]);
     assert_eq!(
         client.version().await.unwrap().revision_id,
         "Qumulo Core 7.10.2"
@@ -576,11 +587,13 @@ async fn unusable_ca_files_are_configuration_errors_naming_the_file() {
     let missing = dir.path().join("missing.pem");
     for path in [empty, garbage, missing] {
         let e = Client::new(&ClientConfig {
-            url: Url::parse("https://127.0.0.1:1").unwrap(),
+            urls: vec![Url::parse("https://127.0.0.1:1").unwrap()],
+            pin_sha256: None,
             ca_file: Some(path.clone()),
             accept_invalid_certs: false,
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
+            retries: 3,
         })
         .unwrap_err();
         assert!(
@@ -765,4 +778,548 @@ async fn an_outage_is_unavailable_quickly_and_recovers() {
 
     c.faults(FaultSettings::default());
     assert_eq!(s.get_attr("/").await.unwrap().path, "/");
+}
+
+/// The SHA-256 fingerprint of a PEM certificate's DER, as `openssl x509 -fingerprint -sha256`
+/// computes it.
+fn fingerprint(pem: &str) -> [u8; 32] {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use sha2::Digest;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    sha2::Sha256::digest(der.as_ref()).into()
+}
+
+/// A fingerprint as openssl prints it: `AB:CD:…`.
+fn colon_hex(digest: &[u8]) -> String {
+    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    hex.join(":")
+}
+
+/// An HTTPS URL on a local port that nothing listens on (bound, then released).
+fn dead_url() -> Url {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    Url::parse(&format!("https://127.0.0.1:{port}")).unwrap()
+}
+
+/// The client's log lines (debug and above) of the whole test binary, as text. One global
+/// subscriber writes them all (scoped ones would race with the other tests' callsites); a test
+/// that reads them runs its calls in a `capture` span of its own and picks its lines by it.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Where the global subscriber writes.
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the global subscriber (once; every cluster start makes sure of it).
+fn install_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "qftpd::qumulo=debug,qumulo_client=info",
+            ))
+            .with_ansi(false)
+            .with_writer(|| LogSink)
+            .init();
+    });
+}
+
+/// One test's share of the log: the lines logged inside [`Logs::span`].
+struct Logs {
+    id: u64,
+}
+
+impl Logs {
+    fn new() -> Logs {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        install_log();
+        Logs {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("capture", id = self.id)
+    }
+
+    fn text(&self) -> String {
+        let all = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+        let tag = format!("capture{{id={}}}", self.id);
+        let mine: Vec<&str> = all.lines().filter(|l| l.contains(&tag)).collect();
+        mine.join("\n")
+    }
+
+    /// The lines that contain every one of `needles`.
+    fn lines(&self, needles: &[&str]) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Attempts sent with `method` so far (one log line of the HTTP layer each).
+    fn attempts(&self, method: &str) -> usize {
+        self.lines(&["qftpd::qumulo::http:", &format!("method={method}")])
+            .len()
+    }
+}
+
+/// A TCP relay in front of the simulator, standing for one node of the cluster. It cuts each
+/// connection (closes both sides) once it has relayed `cut_after` bytes of answers, and after
+/// `die_after` cuts it dies: its port closes and every connection through it ends.
+struct Relay {
+    url: Url,
+    cuts: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(
+        ip: &str,
+        upstream: SocketAddr,
+        cut_after: u64,
+        die_after: Option<u64>,
+    ) -> Relay {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let url = Url::parse(&format!("https://{}", listener.local_addr().unwrap())).unwrap();
+        let cuts = Arc::new(AtomicU64::new(0));
+        let dead = Arc::new(tokio::sync::Notify::new());
+        let (counter, death) = (cuts.clone(), dead.clone());
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let (client, _) = tokio::select! {
+                    () = death.notified() => return,
+                    accepted = listener.accept() => accepted.unwrap(),
+                };
+                let (counter, dead) = (counter.clone(), dead.clone());
+                connections.spawn(async move {
+                    if relay(client, upstream, cut_after).await {
+                        let cuts = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                        if die_after.is_some_and(|n| cuts >= n) {
+                            dead.notify_one();
+                        }
+                    }
+                });
+            }
+        });
+        Relay { url, cuts, task }
+    }
+
+    fn cuts(&self) -> u64 {
+        self.cuts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Relays one connection; true when it was cut after `cut_after` bytes of answers.
+async fn relay(mut client: TcpStream, upstream: SocketAddr, cut_after: u64) -> bool {
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return false;
+    };
+    let (mut from_client, mut to_client) = client.split();
+    let (mut from_server, mut to_server) = server.split();
+    let down = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut relayed = 0u64;
+        loop {
+            let n = match from_server.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n.min((cut_after - relayed) as usize),
+            };
+            if to_client.write_all(&buf[..n]).await.is_err() {
+                return false;
+            }
+            relayed += n as u64;
+            if relayed >= cut_after {
+                return true;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy(&mut from_client, &mut to_server) => false,
+        cut = down => cut,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_fingerprint_is_trusted_without_a_ca_file_or_host_name() {
+    let c = Cluster::start().await;
+    let pin = fingerprint(c.sim.cert_pem().unwrap());
+    let pinned = ClientConfig {
+        pin_sha256: Some(pin),
+        ca_file: None,
+        ..c.config()
+    };
+    let client = Client::new(&pinned).unwrap();
+    assert_eq!(
+        client.version().await.unwrap().revision_id,
+        "Qumulo Core 7.10.2"
+    );
+    let s = client.login("alice", "alice-pw").await.unwrap();
+    s.create_file("/", "f").await.unwrap();
+    put(&s, "/f", b"pinned").await;
+    assert_eq!(read_file(&s, "/f", 0).await, b"pinned");
+
+    // 127.0.0.2 is not a name of the certificate: the CA file refuses it, the pin does not.
+    let relay = Relay::start("127.0.0.2", c.sim.addr(), u64::MAX, None).await;
+    let by_ca = ClientConfig {
+        urls: vec![relay.url.clone()],
+        ..c.config()
+    };
+    let e = Client::new(&by_ca).unwrap().version().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    let by_pin = ClientConfig {
+        urls: vec![relay.url.clone()],
+        ..pinned
+    };
+    let s = Client::new(&by_pin)
+        .unwrap()
+        .login("alice", "alice-pw")
+        .await
+        .unwrap();
+    assert_eq!(read_file(&s, "/f", 0).await, b"pinned");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_pin_is_refused_naming_both_fingerprints() {
+    let c = Cluster::start().await;
+    let presented = fingerprint(c.sim.cert_pem().unwrap());
+    let wrong = [0x42u8; 32];
+    let logs = Logs::new();
+    let started = Instant::now();
+    let e = async {
+        // The pin wins over accepting any certificate.
+        let client = Client::new(&ClientConfig {
+            pin_sha256: Some(wrong),
+            ca_file: None,
+            accept_invalid_certs: true,
+            ..c.config()
+        })
+        .unwrap();
+        client.version().await.unwrap_err()
+    }
+    .instrument(logs.span())
+    .await;
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(matches!(e, Error::Transport(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains(&colon_hex(&wrong)), "{text}");
+    assert!(text.contains(&colon_hex(&presented)), "{text}");
+    // No wait repairs a certificate: not retried.
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(logs.attempts("GET"), 1, "{}", logs.text());
+    let down = logs.lines(&["qumulo node down"]);
+    assert_eq!(down.len(), 1, "{}", logs.text());
+    assert!(down[0].contains(&colon_hex(&presented)), "{}", down[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_ca_file_or_pin_the_clusters_certificate_is_refused() {
+    let c = Cluster::start().await;
+    let e = Client::new(&ClientConfig {
+        ca_file: None,
+        ..c.config()
+    })
+    .unwrap()
+    .login("alice", "alice-pw")
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(
+        matches!(&e, Error::Transport(_)) && e.to_string().contains("certificate"),
+        "{e}"
+    );
+}
+
+/// Calls of every kind, each of which must succeed.
+async fn every_call(s: &Session, round: usize) {
+    let dir = format!("/d{round}");
+    assert_eq!(s.who_am_i().await.unwrap().name, "alice");
+    s.version().await.unwrap();
+    s.create_dir("/", &dir[1..]).await.unwrap();
+    for name in ["a", "b", "c"] {
+        s.create_file(&dir, name).await.unwrap();
+    }
+    put(s, &format!("{dir}/a"), b"data").await;
+    assert_eq!(read_file(s, &format!("{dir}/a"), 1).await, b"ata");
+    // Page by page: each `next` URI goes to whichever node serves the next page.
+    assert_eq!(names(&s.list_all(&dir, 1).await.unwrap()), ["a", "b", "c"]);
+    let patch = AttrPatch {
+        mode: Some(0o600),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.set_attr(&format!("{dir}/a"), &patch).await.unwrap().mode,
+        0o600
+    );
+    s.rename(&format!("{dir}/b"), &dir, "b2", false)
+        .await
+        .unwrap();
+    s.delete(&format!("{dir}/c")).await.unwrap();
+    assert_eq!(s.get_attr(&format!("{dir}/b2")).await.unwrap().name, "b2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_node_is_skipped_and_reported_once() {
+    let c = Cluster::start().await;
+    let dead = dead_url();
+    let live = Url::parse(c.sim.url()).unwrap();
+    let logs = Logs::new();
+    async {
+        // No retries: moving on from a node that takes no connection is not a retry.
+        let client = Client::new(&ClientConfig {
+            urls: vec![dead.clone(), live.clone()],
+            retries: 0,
+            ..c.config()
+        })
+        .unwrap();
+        assert_eq!(client.urls(), [dead.clone(), live.clone()]);
+        // The first call goes to the dead node; a login is not repeated once it may have
+        // reached a node, but here nothing was sent.
+        let s = client.login("alice", "alice-pw").await.unwrap();
+        every_call(&s, 1).await;
+        // Once its backoff is over the dead node is tried again, and skipped again, quietly.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        every_call(&s, 2).await;
+    }
+    .instrument(logs.span())
+    .await;
+    let down = logs.lines(&["WARN", "qumulo node down"]);
+    assert_eq!(down.len(), 1, "{}", logs.text());
+    assert!(
+        down[0].contains(dead.as_str()) && down[0].contains("refused"),
+        "{}",
+        down[0]
+    );
+    assert_eq!(logs.lines(&["qumulo node still down"]).len(), 1);
+    assert!(logs.lines(&["qumulo node back up"]).is_empty());
+    assert!(logs.lines(&["WARN", "qumulo request failed"]).is_empty());
+    let text = logs.text();
+    assert!(!text.contains("alice-pw") && !text.contains("Bearer") && !text.contains("\"1:"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_with_every_node_down_is_unavailable_quickly() {
+    let c = Cluster::start().await;
+    let (one, two) = (dead_url(), dead_url());
+    let logs = Logs::new();
+    let started = Instant::now();
+    async {
+        let client = Client::new(&ClientConfig {
+            urls: vec![one.clone(), two.clone()],
+            retries: 1,
+            ..c.config()
+        })
+        .unwrap();
+        for _ in 0..2 {
+            let e = client.version().await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unavailable);
+            assert!(matches!(e, Error::Transport(_)), "{e:?}");
+            let e = client.login("alice", "alice-pw").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unavailable);
+        }
+    }
+    .instrument(logs.span())
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    for url in [&one, &two] {
+        assert_eq!(
+            logs.lines(&["WARN", "qumulo node down", url.as_str()])
+                .len(),
+            1,
+            "{}",
+            logs.text()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotent_calls_retry_through_5xx_and_others_are_sent_once() {
+    let c = Cluster::start().await;
+    let logs = Logs::new();
+    async {
+        let patient = Client::new(&ClientConfig {
+            retries: 20,
+            ..c.config()
+        })
+        .unwrap();
+        let s = patient.login("alice", "alice-pw").await.unwrap();
+        let usual = c.login("alice").await; // retries: 3
+        s.create_file("/", "f").await.unwrap();
+        put(&s, "/f", b"content").await;
+        c.faults(FaultSettings {
+            error_rate: 0.5,
+            ..Default::default()
+        });
+        for _ in 0..10 {
+            let attr = s.get_attr("/f").await;
+            let attr = attr.unwrap_or_else(|e| panic!("{e}\n{}", logs.text()));
+            assert_eq!(attr.name, "f");
+        }
+        assert_eq!(read_file(&s, "/f", 0).await, b"content");
+        let patch = AttrPatch {
+            mode: Some(0o640),
+            ..Default::default()
+        };
+        assert_eq!(s.set_attr("/f", &patch).await.unwrap().mode, 0o640);
+        assert!(!logs.lines(&["status=503"]).is_empty(), "no 503 seen");
+
+        // Every answer a 503: a GET is tried 1 + retries times, creations and deletions once.
+        let s = usual;
+        c.faults(FaultSettings {
+            error_rate: 1.0,
+            ..Default::default()
+        });
+        let gets = logs.attempts("GET");
+        let e = s.get_attr("/f").await.unwrap_err();
+        assert_eq!(
+            api_status(&e),
+            Some((503, "http_service_unavailable_error"))
+        );
+        assert_eq!(logs.attempts("GET") - gets, 4);
+        let (posts, deletes) = (logs.attempts("POST"), logs.attempts("DELETE"));
+        let e = s.create_file("/", "g").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            s.delete("/f").await.unwrap_err().kind(),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(logs.attempts("POST") - posts, 1);
+        assert_eq!(logs.attempts("DELETE") - deletes, 1);
+
+        // Connections closed without an answer: the same rule.
+        c.faults(FaultSettings {
+            outage: true,
+            ..Default::default()
+        });
+        let (gets, posts) = (logs.attempts("GET"), logs.attempts("POST"));
+        assert!(matches!(s.get_attr("/f").await, Err(Error::Transport(_))));
+        assert!(matches!(
+            s.create_dir("/", "d").await,
+            Err(Error::Transport(_))
+        ));
+        assert_eq!(logs.attempts("GET") - gets, 4);
+        assert_eq!(logs.attempts("POST") - posts, 1);
+    }
+    .instrument(logs.span())
+    .await;
+    c.faults(FaultSettings::default());
+    assert!(c.data.path().join("f").exists());
+    assert!(!c.data.path().join("g").exists() && !c.data.path().join("d").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_cut_midway_resumes_to_the_exact_bytes() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    let c = Cluster::start().await;
+    let setup = c.login("alice").await;
+    setup.create_file("/", "big.bin").await.unwrap();
+    let data = pattern(SIZE, 7);
+    put(&setup, "/big.bin", &data).await;
+
+    // Every connection through the relay is cut after 1 MiB of answers.
+    let relay = Relay::start("127.0.0.1", c.sim.addr(), 1 << 20, None).await;
+    let through = |retries| ClientConfig {
+        urls: vec![relay.url.clone()],
+        retries,
+        ..c.config()
+    };
+    let s = Client::new(&through(3))
+        .unwrap()
+        .login("alice", "alice-pw")
+        .await
+        .unwrap();
+    let whole = read_file(&s, "/big.bin", 0).await;
+    assert!(whole == data, "content differs ({} bytes)", whole.len());
+    assert!(relay.cuts() >= 7, "{} cuts", relay.cuts());
+    let tail = read_file(&s, "/big.bin", 3_000_001).await;
+    assert!(
+        tail == data[3_000_001..],
+        "tail differs ({} bytes)",
+        tail.len()
+    );
+
+    // Without retries a cut is a read error, never a short file.
+    let strict = Client::new(&through(0))
+        .unwrap()
+        .login("alice", "alice-pw")
+        .await
+        .unwrap();
+    let mut reader = strict.read("/big.bin", 0).await.unwrap();
+    let mut got = Vec::new();
+    assert!(reader.read_to_end(&mut got).await.is_err());
+    assert!(got.len() < SIZE && got[..] == data[..got.len()]);
+
+    // The rest asked for again must come from the same version of the file (its ETag).
+    let mut reader = s.read("/big.bin", 0).await.unwrap();
+    let mut start = vec![0u8; 4096];
+    reader.read_exact(&mut start).await.unwrap();
+    assert!(start == data[..4096]);
+    put(&setup, "/big.bin", &pattern(SIZE, 8)).await;
+    let e = reader.read_to_end(&mut got).await.unwrap_err();
+    assert!(e.to_string().contains("changed"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_continues_on_another_node_when_its_node_dies() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    let c = Cluster::start().await;
+    let setup = c.login("alice").await;
+    setup.create_file("/", "big.bin").await.unwrap();
+    let data = pattern(SIZE, 11);
+    put(&setup, "/big.bin", &data).await;
+
+    let healthy = Relay::start("127.0.0.1", c.sim.addr(), u64::MAX, None).await;
+    // Dies after 2 MiB of answers.
+    let dying = Relay::start("127.0.0.1", c.sim.addr(), 2 << 20, Some(1)).await;
+    let logs = Logs::new();
+    async {
+        let client = Client::new(&ClientConfig {
+            urls: vec![healthy.url.clone(), dying.url.clone()],
+            ..c.config()
+        })
+        .unwrap();
+        // Round-robin: the login goes to the healthy node, the download to the dying one.
+        let s = client.login("alice", "alice-pw").await.unwrap();
+        let whole = read_file(&s, "/big.bin", 0).await;
+        assert!(whole == data, "content differs ({} bytes)", whole.len());
+        for _ in 0..4 {
+            assert_eq!(s.get_attr("/big.bin").await.unwrap().size, SIZE as u64);
+        }
+    }
+    .instrument(logs.span())
+    .await;
+    assert_eq!(dying.cuts(), 1);
+    assert_eq!(
+        logs.lines(&["qumulo download broke off"]).len(),
+        1,
+        "{}",
+        logs.text()
+    );
+    let down = logs.lines(&["WARN", "qumulo node down"]);
+    assert_eq!(down.len(), 1, "{}", logs.text());
+    assert!(down[0].contains(dying.url.as_str()), "{}", down[0]);
 }

@@ -1,27 +1,33 @@
-//! The process-wide client: the cluster's base URL and one pooled HTTPS client, reused by
-//! every session (connections are kept alive and shared).
+//! The process-wide client: the cluster's nodes and one pooled HTTPS client, reused by every
+//! session (connections are kept alive and shared).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Certificate, Method, RequestBuilder, Response};
+use reqwest::{Method, Response};
 use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
 use super::api::Version;
 use super::error::Error;
-use super::http;
+use super::nodes::Nodes;
+use super::retry::{self, Call};
 use super::session::Session;
-
-/// The `User-Agent` of every request.
-const USER_AGENT: &str = concat!("qftpd/", env!("CARGO_PKG_VERSION"));
+use super::{http, tls};
 
 /// How to reach the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Base URL, e.g. `https://qumulo.example.com:8000`.
-    pub url: Url,
+    /// Base URLs of one or more nodes of the cluster (at least one), e.g.
+    /// `https://qumulo-1.example.com:8000`. Calls are spread over them and move away from a
+    /// node that cannot be reached.
+    pub urls: Vec<Url>,
+    /// SHA-256 fingerprint of the cluster's own certificate (DER). When set, exactly that
+    /// certificate is trusted, whoever signed it and whatever names it holds (a cluster's
+    /// self-signed certificate), and `ca_file` and `accept_invalid_certs` are ignored.
+    pub pin_sha256: Option<[u8; 32]>,
     /// PEM file of certificates to trust (e.g. the cluster's self-signed certificate), in
     /// addition to the system roots.
     pub ca_file: Option<PathBuf>,
@@ -31,15 +37,26 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Limit on waiting for any read (headers or the next body bytes).
     pub read_timeout: Duration,
+    /// Extra attempts of a call that failed in a way that may be retried (see the rule in
+    /// `retry`); also the number of times in a row a broken download is resumed.
+    pub retries: u32,
 }
 
-/// The Qumulo API client. Cheap to clone; clones share the connection pool.
+/// The Qumulo API client. Cheap to clone; clones share the connection pool and the view of
+/// which nodes are up.
 #[derive(Debug, Clone)]
 pub struct Client {
     /// Built once: every session's requests share its pool of keep-alive connections.
     http: reqwest::Client,
-    /// The cluster; every request URL is this text followed by a server-relative URI.
-    base: Url,
+    /// The same without a read timeout, for streamed uploads (whose answer comes only after
+    /// the whole upload); their stalls are caught by [`super::transfer::Progress`].
+    uploads: reqwest::Client,
+    /// How long the cluster may keep a request waiting.
+    read_timeout: std::time::Duration,
+    /// The nodes; every request URL is a node's URL followed by a server-relative URI.
+    nodes: Arc<Nodes>,
+    /// Extra attempts of a retryable call.
+    retries: u32,
 }
 
 /// The answer of `POST /v1/session/login`.
@@ -49,64 +66,52 @@ struct LoginReply {
 }
 
 impl Client {
-    /// Builds the client (installs the ring TLS provider as the process default if none is).
-    ///
-    /// Certificates are checked against the system roots plus those of `ca_file`. When the
-    /// system has no usable roots and there is no `ca_file`, the client is still built (with a
-    /// warning) but trusts no certificate, so every HTTPS call fails until `ca_file` or
-    /// `accept_invalid_certs` is set.
+    /// Builds the client (installs the ring TLS provider as the process default if none is);
+    /// see [`ClientConfig`] for how certificates are trusted.
     pub fn new(cfg: &ClientConfig) -> Result<Self, Error> {
-        if !matches!(cfg.url.scheme(), "http" | "https") || !cfg.url.has_host() {
-            return Err(Error::Config(format!(
-                "cluster URL {} is not an http(s) URL with a host",
-                cfg.url
-            )));
+        if cfg.urls.is_empty() {
+            return Err(Error::Config("no cluster URL is given".to_string()));
         }
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // Another thread may have installed one in between: that is fine too.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+        for url in &cfg.urls {
+            if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+                return Err(Error::Config(format!(
+                    "cluster URL {url} is not an http(s) URL with a host"
+                )));
+            }
         }
-        let extra = match &cfg.ca_file {
-            Some(path) => Some(load_ca(path)?),
-            None => None,
-        };
-        let http = match builder(cfg, extra.clone()).build() {
-            Ok(http) => http,
-            Err(e) if extra.is_none() && !cfg.accept_invalid_certs => {
-                tracing::warn!(
-                    error = %http::chain(&e),
-                    "no system CA certificates could be loaded and no CA file is set: the \
-                     cluster's certificate cannot be trusted (set ca_file or accept_invalid_certs)"
-                );
-                builder(cfg, None)
-                    .tls_certs_only(Vec::new())
-                    .build()
-                    .map_err(|e| Error::Config(format!("HTTPS client: {}", http::chain(&e))))?
-            }
-            Err(e) => {
-                let what = match &cfg.ca_file {
-                    Some(p) => format!("HTTPS client with CA file {}", p.display()),
-                    None => "HTTPS client".to_string(),
-                };
-                return Err(Error::Config(format!("{what}: {}", http::chain(&e))));
-            }
-        };
         Ok(Self {
-            http,
-            base: cfg.url.clone(),
+            http: tls::http_client(cfg, Some(cfg.read_timeout))?,
+            uploads: tls::http_client(cfg, None)?,
+            read_timeout: cfg.read_timeout,
+            nodes: Arc::new(Nodes::new(cfg.urls.clone())),
+            retries: cfg.retries,
         })
     }
 
-    /// The cluster's base URL.
+    /// The base URLs of the cluster's nodes, in configuration order.
+    pub fn urls(&self) -> &[Url] {
+        self.nodes.urls()
+    }
+
+    /// The base URL of the first node.
     pub fn url(&self) -> &Url {
-        &self.base
+        &self.nodes.urls()[0]
     }
 
     /// `GET /v1/version` (needs no login).
     pub async fn version(&self) -> Result<Version, Error> {
-        let req = self.request(Method::GET, self.endpoint("/v1/version")?);
-        let resp = http::check(self.send(req).await?, false).await?;
-        http::json(resp, "version").await
+        let mut call = Call::new(Method::GET, "/v1/version");
+        let mut broke = 0;
+        loop {
+            let resp = http::check(self.send(&mut call).await?, false).await?;
+            match http::json(resp, "version").await {
+                Err(Error::Transport(e)) if broke < self.retries => {
+                    retry::broke_off(broke, &e).await;
+                    broke += 1;
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Logs in (`POST /v1/session/login`) and returns the user's session. A wrong user name or
@@ -128,60 +133,35 @@ impl Client {
         password: &str,
     ) -> Result<String, Error> {
         let body = json!({"username": username, "password": password});
-        let req = self
-            .request(Method::POST, self.endpoint("/v1/session/login")?)
-            .json(&body);
-        let resp = http::check(self.send(req).await?, true).await?;
+        let mut call = Call::new(Method::POST, "/v1/session/login").json(Some(&body));
+        let resp = http::check(self.send(&mut call).await?, true).await?;
         let reply: LoginReply = http::json(resp, "login").await?;
         tracing::debug!(user = username, "logged in to the cluster");
         Ok(reply.bearer_token)
     }
 
-    /// The URL of a server-relative URI (already encoded, used verbatim).
-    pub(super) fn endpoint(&self, rel: &str) -> Result<Url, Error> {
-        http::join(&self.base, rel)
+    /// Extra attempts of a retryable call.
+    pub(super) fn retries(&self) -> u32 {
+        self.retries
     }
 
-    /// The URL of `/v1/files/{path}{rest}`, the path encoded as one segment.
-    pub(super) fn files(&self, path: &str, rest: &str) -> Result<Url, Error> {
-        self.endpoint(&format!("/v1/files/{}{rest}", http::encode_ref(path)))
+    /// Sends a call to a node, trying again as `retry` allows; returns the answer, whatever
+    /// its status.
+    pub(super) async fn send(&self, call: &mut Call<'_>) -> Result<Response, Error> {
+        retry::send(&self.http, &self.nodes, self.retries, call).await
     }
 
-    /// A request on the shared connection pool.
-    pub(super) fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        self.http.request(method, url)
+    /// Sends a streamed upload whose body reports its `progress`; fails with
+    /// [`Error::Stalled`] when the cluster neither takes data nor answers for the read
+    /// timeout (time spent waiting for the data source does not count).
+    pub(super) async fn send_upload(
+        &self,
+        call: &mut Call<'_>,
+        progress: &super::transfer::Progress,
+    ) -> Result<Response, Error> {
+        tokio::select! {
+            resp = retry::send(&self.uploads, &self.nodes, self.retries, call) => resp,
+            () = progress.stalled(self.read_timeout) => Err(Error::Stalled(self.read_timeout)),
+        }
     }
-
-    /// Sends a request, logging it (see [`http::send`]).
-    pub(super) async fn send(&self, req: RequestBuilder) -> Result<Response, Error> {
-        http::send(&self.base, req).await
-    }
-}
-
-/// The client builder for `cfg`, trusting `extra` certificates besides the system roots.
-fn builder(cfg: &ClientConfig, extra: Option<Vec<Certificate>>) -> reqwest::ClientBuilder {
-    let mut b = reqwest::Client::builder()
-        .connect_timeout(cfg.connect_timeout)
-        .read_timeout(cfg.read_timeout)
-        .tcp_nodelay(true)
-        .user_agent(USER_AGENT);
-    if let Some(certs) = extra {
-        b = b.tls_certs_merge(certs);
-    }
-    if cfg.accept_invalid_certs {
-        b = b.tls_danger_accept_invalid_certs(true);
-    }
-    b
-}
-
-/// Reads the PEM certificates of a CA file; an unreadable file or one without any certificate
-/// is a configuration error naming the file.
-fn load_ca(path: &Path) -> Result<Vec<Certificate>, Error> {
-    let bad = |why: String| Error::Config(format!("CA file {}: {why}", path.display()));
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let certs = Certificate::from_pem_bundle(&pem).map_err(|e| bad(http::chain(&e)))?;
-    if certs.is_empty() {
-        return Err(bad("holds no PEM certificate".to_string()));
-    }
-    Ok(certs)
 }

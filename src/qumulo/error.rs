@@ -45,13 +45,17 @@ pub enum Error {
         /// Whether this answered a login request (a 401 then means bad credentials).
         login: bool,
     },
-    /// The request could not be sent or the answer not received (connect, TLS, timeout, reset).
-    #[error("cluster unreachable: {0}")]
+    /// The request could not be sent or the answer not received (connect, TLS, timeout, reset),
+    /// on any node. The text shows the causes (e.g. both fingerprints of a refused pin).
+    #[error("cluster unreachable: {}", super::http::chain(.0))]
     Transport(#[source] reqwest::Error),
     /// An upload stopped because its data could not be read (e.g. the FTP client went away);
     /// the cluster is not at fault.
     #[error("the data to upload could not be read: {0}")]
     Aborted(#[source] reqwest::Error),
+    /// An upload the cluster stopped taking data for, and did not answer, for this long.
+    #[error("the cluster stopped taking the upload's data for {0:?}")]
+    Stalled(std::time::Duration),
     /// The answer was not the JSON expected.
     #[error("unexpected answer from the cluster: {0}")]
     Decode(String),
@@ -71,7 +75,7 @@ impl Error {
                 login,
                 ..
             } => classify(*status, class, *login),
-            Error::Transport(_) => ErrorKind::Unavailable,
+            Error::Transport(_) | Error::Stalled(_) => ErrorKind::Unavailable,
             Error::Decode(_) | Error::Config(_) | Error::Aborted(_) => ErrorKind::Other,
         }
     }

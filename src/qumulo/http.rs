@@ -32,6 +32,11 @@ pub(super) fn encode_ref(path: &str) -> String {
     utf8_percent_encode(path, REF).to_string()
 }
 
+/// The server-relative URI `/v1/files/{path}{rest}`, the path encoded as one segment.
+pub(super) fn files(path: &str, rest: &str) -> String {
+    format!("/v1/files/{}{rest}", encode_ref(path))
+}
+
 /// `base` + `rel` (a server-relative URI, already encoded) as a URL, by concatenation: the
 /// text of `rel` is kept as it is, never decoded and re-encoded. `rel` must start with `/`, and
 /// the result must stay on the base URL's origin (a `next` URI cannot send the token away).
@@ -57,23 +62,20 @@ fn target(url: &Url) -> String {
     }
 }
 
-/// Sends a request and logs it: method, path, status and duration at debug; a transport failure
-/// at warn with the cluster URL (or at debug when the upload's own data source failed).
-pub(super) async fn send(base: &Url, req: RequestBuilder) -> Result<Response, Error> {
+/// Sends one attempt of a request and logs it: method, path, status and duration at debug.
+/// A transport failure is returned for the caller to decide on (see `retry`); a failure of an
+/// upload's own data source is [`Error::Aborted`].
+pub(super) async fn send(req: RequestBuilder) -> Result<Response, Error> {
     let (client, request) = req.build_split();
     let request = request.map_err(Error::Transport)?;
     let method = request.method().clone();
     let path = target(request.url());
     let started = Instant::now();
+    let elapsed_ms = || started.elapsed().as_millis() as u64;
     match client.execute(request).await {
         Ok(resp) => {
-            tracing::debug!(
-                %method,
-                path,
-                status = resp.status().as_u16(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "qumulo request"
-            );
+            let status = resp.status().as_u16();
+            tracing::debug!(%method, path, status, elapsed_ms = elapsed_ms(), "qumulo request");
             Ok(resp)
         }
         Err(e) if super::transfer::source_failed(&e) => {
@@ -81,14 +83,8 @@ pub(super) async fn send(base: &Url, req: RequestBuilder) -> Result<Response, Er
             Err(Error::Aborted(e))
         }
         Err(e) => {
-            tracing::warn!(
-                cluster = %base,
-                %method,
-                path,
-                error = %chain(&e),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "qumulo request failed"
-            );
+            let error = chain(&e);
+            tracing::debug!(%method, path, error, elapsed_ms = elapsed_ms(), "qumulo request failed");
             Err(Error::Transport(e))
         }
     }
@@ -208,11 +204,14 @@ fn clean(text: &str, max: usize) -> String {
 }
 
 /// An error and its sources on one line (reqwest's own text hides the cause).
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        let s_text = s.to_string();
+        let s_text = match tls_cause(s) {
+            Some(tls) => describe_tls(tls),
+            None => s.to_string(),
+        };
         if !text.contains(&s_text) {
             text.push_str(": ");
             text.push_str(&s_text);
@@ -220,6 +219,40 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The TLS failure among the causes of `e`, if any (a refused certificate, for instance).
+pub(super) fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(tls) = tls_cause(s) {
+            return Some(tls);
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// `e` itself as a TLS failure, also when I/O errors carry it (as the TLS stream's do, at
+/// times wrapped twice).
+fn tls_cause<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+/// A TLS failure's text; a certificate refused by the client's own check shows that check's
+/// message (rustls would show it in `Debug` form).
+fn describe_tls(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            format!("invalid peer certificate: {other}")
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

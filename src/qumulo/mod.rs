@@ -1,18 +1,24 @@
 //! The production Qumulo REST API client. It knows nothing of FTP: the FTP adapters in
 //! [`crate::ftp`] translate between the two. It must not import [`crate::sim`].
 //!
-//! - [`Client`]: one per process; holds the pooled HTTPS client and the cluster URL.
+//! - [`Client`]: one per process; holds the pooled HTTPS client and the cluster's nodes.
 //! - [`Session`]: one per logged-in user; holds the bearer token and logs in again on 401.
 //! - `api`: the JSON shapes of the endpoints used, parsed into typed values.
 //! - `http`: URL building, sending and logging, and the mapping of answers to errors.
-//! - `transfer`: the streamed bodies of data reads and writes.
+//! - `retry`: which node each attempt goes to, and the one rule of what is tried again.
+//! - `nodes`: round-robin over the nodes, and which ones are down (with a growing backoff).
+//! - `tls`: trusting the cluster (system roots and a CA file, or a pinned fingerprint).
+//! - `transfer`: the streamed bodies of data reads (resumed when they break) and writes.
 //! - [`Error`]: every failure, classified by [`Error::kind`] in one place.
 
 mod api;
 mod client;
 mod error;
 mod http;
+mod nodes;
+mod retry;
 mod session;
+mod tls;
 mod transfer;
 
 pub use api::{

@@ -1,34 +1,42 @@
 //! One logged-in user: the bearer token, and every file-system call made as that user.
 //! On a 401 the session logs in again with the password it holds in memory (never logged,
 //! redacted from `Debug`) and repeats the call once; streamed writes cannot be repeated, so a
-//! 401 there is returned (the calls before a write refresh the token).
+//! 401 there is returned (the calls before a write refresh the token). Which failures are
+//! tried again, and on which node, is decided in `retry`.
 
 use std::collections::HashSet;
-use std::sync::RwLock;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 use chrono::SecondsFormat;
-use reqwest::header::CONTENT_TYPE;
+use futures_util::FutureExt;
 use reqwest::{Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncRead;
-use url::Url;
 
 use super::api::{ApiUser, AttrPatch, ClusterSettings, FileAttr, Identity, Page, Version};
 use super::client::Client;
 use super::error::Error;
+use super::retry::{self, Call};
 use super::{http, transfer};
 
 /// A logged-in user's session with the cluster.
 pub struct Session {
-    /// The shared client (connection pool and cluster URL).
+    /// Shared with the downloads in progress, which may have to ask for the rest of a file.
+    auth: Arc<Auth>,
+}
+
+/// What every call of a session needs: the client, the credentials and the token.
+struct Auth {
+    /// The shared client (connection pool and nodes).
     client: Client,
     /// The user name, to log in again.
     username: String,
     /// The password, to log in again when the token is refused. Never logged.
     password: String,
-    /// The bearer token of every call. A std lock: only held to copy or replace the string.
+    /// The bearer token of every call (valid on every node). A std lock: only held to copy or
+    /// replace the string.
     token: RwLock<String>,
     /// Held while logging in again, so that calls refused together log in once.
     relogin: tokio::sync::Mutex<()>,
@@ -36,9 +44,10 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cluster: Vec<&str> = self.auth.client.urls().iter().map(|u| u.as_str()).collect();
         f.debug_struct("Session")
-            .field("username", &self.username)
-            .field("cluster", &self.client.url().as_str())
+            .field("username", &self.auth.username)
+            .field("cluster", &cluster)
             .finish_non_exhaustive()
     }
 }
@@ -47,57 +56,56 @@ impl Session {
     /// A session of `username` holding the token of a login that just succeeded.
     pub(super) fn new(client: Client, username: String, password: String, token: String) -> Self {
         Self {
-            client,
-            username,
-            password,
-            token: RwLock::new(token),
-            relogin: tokio::sync::Mutex::new(()),
+            auth: Arc::new(Auth {
+                client,
+                username,
+                password,
+                token: RwLock::new(token),
+                relogin: tokio::sync::Mutex::new(()),
+            }),
         }
     }
 
     /// The user name this session logged in with.
     pub fn username(&self) -> &str {
-        &self.username
+        &self.auth.username
     }
 
     /// `GET /v1/session/who-am-i`.
     pub async fn who_am_i(&self) -> Result<ApiUser, Error> {
-        let url = self.client.endpoint("/v1/session/who-am-i")?;
-        self.get_json(url, "who-am-i").await
+        self.get_json("/v1/session/who-am-i", "who-am-i").await
     }
 
     /// `GET /v1/cluster/settings` (403 for users who may not read it).
     pub async fn cluster_settings(&self) -> Result<ClusterSettings, Error> {
-        let url = self.client.endpoint("/v1/cluster/settings")?;
-        self.get_json(url, "cluster settings").await
+        self.get_json("/v1/cluster/settings", "cluster settings")
+            .await
     }
 
     /// `GET /v1/version`.
     pub async fn version(&self) -> Result<Version, Error> {
-        self.client.version().await
+        self.auth.client.version().await
     }
 
     /// `GET /v1/files/{path}/info/attributes`; `path` is absolute.
     pub async fn get_attr(&self, path: &str) -> Result<FileAttr, Error> {
-        let url = self.client.files(path, "/info/attributes")?;
-        self.get_json(url, "attributes").await
+        self.get_json(&http::files(path, "/info/attributes"), "attributes")
+            .await
     }
 
     /// One page of a directory: the first (`next = None`, asking for `limit` entries) or the
-    /// one at a `paging.next` URI from the previous page.
+    /// one at a `paging.next` URI from the previous page (server-relative: any node serves it).
     pub async fn list_page(
         &self,
         dir: &str,
         next: Option<&str>,
         limit: usize,
     ) -> Result<Page, Error> {
-        let url = match next {
-            None => self
-                .client
-                .files(dir, &format!("/entries/?limit={}", limit.max(1)))?,
-            Some(next) => self.client.endpoint(next)?,
+        let uri = match next {
+            None => http::files(dir, &format!("/entries/?limit={}", limit.max(1))),
+            Some(next) => next.to_string(),
         };
-        self.get_json(url, "directory listing").await
+        self.get_json(&uri, "directory listing").await
     }
 
     /// Every entry of a directory, following `paging.next` to the end.
@@ -148,31 +156,36 @@ impl Session {
 
     /// Deletes a file, link or empty directory (`DELETE /v1/files/{path}`).
     pub async fn delete(&self, path: &str) -> Result<(), Error> {
-        let url = self.client.files(path, "")?;
-        let resp = self.call(Method::DELETE, url, None).await?;
+        let uri = http::files(path, "");
+        let resp = self.auth.call(&mut Call::new(Method::DELETE, &uri)).await?;
         http::discard(resp).await;
         Ok(())
     }
 
-    /// Changes attributes (`PATCH …/info/attributes`).
+    /// Changes attributes (`PATCH …/info/attributes`; idempotent, so retried).
     pub async fn set_attr(&self, path: &str, patch: &AttrPatch) -> Result<FileAttr, Error> {
-        let url = self.client.files(path, "/info/attributes")?;
-        let resp = self
-            .call(Method::PATCH, url, Some(&patch_body(patch)))
-            .await?;
-        http::json(resp, "attributes").await
+        let uri = http::files(path, "/info/attributes");
+        let body = patch_body(patch);
+        let call = Call::new(Method::PATCH, &uri).json(Some(&body));
+        self.json_call(call.idempotent(), "attributes").await
     }
 
-    /// Streams a file's data from `offset` (`GET …/data?offset=`).
+    /// Streams a file's data from `offset` (`GET …/data?offset=`). When the transfer breaks
+    /// midway, the rest is asked for again from where it broke (see `transfer::download`), so
+    /// the reader sees the file's bytes once each, in order, or a read error.
     pub async fn read(
         &self,
         path: &str,
         offset: u64,
     ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>, Error> {
-        let url = self.client.files(path, &format!("/data?offset={offset}"))?;
-        // Nothing is sent but the request line, so a 401 can be repeated like any other call.
-        let resp = self.call(Method::GET, url, None).await?;
-        Ok(transfer::reader(resp))
+        let first = self.auth.open(path, offset).await?;
+        let (auth, path) = (self.auth.clone(), path.to_string());
+        let reopen = move |at: u64| {
+            let (auth, path) = (auth.clone(), path.clone());
+            async move { auth.open(&path, at).await }.boxed()
+        };
+        let retries = self.auth.client.retries();
+        Ok(transfer::download(first, offset, retries, reopen))
     }
 
     /// Streams `data` into an existing file: replacing its content (`offset = None`, `PUT`) or
@@ -181,22 +194,18 @@ impl Session {
     where
         R: AsyncRead + Send + Sync + Unpin + 'static,
     {
-        let (method, url) = match offset {
-            None => (Method::PUT, self.client.files(path, "/data")?),
+        let (method, uri) = match offset {
+            None => (Method::PUT, http::files(path, "/data")),
             Some(o) => (
                 Method::PATCH,
-                self.client.files(path, &format!("/data?offset={o}"))?,
+                http::files(path, &format!("/data?offset={o}")),
             ),
         };
-        let (body, sent) = transfer::upload(data);
-        let token = self.token();
-        let req = self
-            .client
-            .request(method, url)
-            .bearer_auth(&token)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(body);
-        match http::check(self.client.send(req).await?, false).await {
+        let (body, sent, progress) = transfer::upload(data);
+        let token = self.auth.token();
+        let mut call = Call::new(method, &uri).bearer(token.clone()).stream(body);
+        let resp = self.auth.client.send_upload(&mut call, &progress).await?;
+        match http::check(resp, false).await {
             Ok(resp) => {
                 http::discard(resp).await;
                 Ok(sent.load(Ordering::Relaxed))
@@ -205,35 +214,58 @@ impl Session {
                 if matches!(e, Error::Api { status: 401, .. }) {
                     // The data is spent and cannot be sent again; refresh the token for the
                     // calls that follow, and report the refusal.
-                    let _ = self.refresh(&token).await;
+                    let _ = self.auth.refresh(&token).await;
                 }
                 Err(e)
             }
         }
     }
 
-    /// Looks an identity up by SID (`POST /v1/identity/find`), to name SMB owners.
+    /// Looks an identity up by SID (`POST /v1/identity/find`), to name SMB owners. A lookup
+    /// that changes nothing, so retried like a GET.
     pub async fn find_identity_by_sid(&self, sid: &str) -> Result<Identity, Error> {
-        let url = self.client.endpoint("/v1/identity/find")?;
-        let resp = self
-            .call(Method::POST, url, Some(&json!({"sid": sid})))
-            .await?;
-        http::json(resp, "identity").await
+        let body = json!({"sid": sid});
+        let call = Call::new(Method::POST, "/v1/identity/find").json(Some(&body));
+        self.json_call(call.idempotent(), "identity").await
     }
 
-    /// `POST /v1/files/{dir}/entries/` with `body`: create or rename.
+    /// `POST /v1/files/{dir}/entries/` with `body`: create or rename (never repeated once it
+    /// may have reached the cluster).
     async fn post_entries(&self, dir: &str, body: &Value) -> Result<FileAttr, Error> {
-        let url = self.client.files(dir, "/entries/")?;
-        let resp = self.call(Method::POST, url, Some(body)).await?;
-        http::json(resp, "attributes").await
+        let uri = http::files(dir, "/entries/");
+        let call = Call::new(Method::POST, &uri).json(Some(body));
+        self.json_call(call, "attributes").await
     }
 
     /// An authenticated GET answered with JSON; `what` names the answer in errors.
-    async fn get_json<T: DeserializeOwned>(&self, url: Url, what: &str) -> Result<T, Error> {
-        let resp = self.call(Method::GET, url, None).await?;
-        http::json(resp, what).await
+    async fn get_json<T: DeserializeOwned>(&self, uri: &str, what: &str) -> Result<T, Error> {
+        self.json_call(Call::new(Method::GET, uri), what).await
     }
 
+    /// A call answered with JSON; `what` names the answer in errors. An idempotent call whose
+    /// answer broke off midway is made again.
+    async fn json_call<T: DeserializeOwned>(
+        &self,
+        mut call: Call<'_>,
+        what: &str,
+    ) -> Result<T, Error> {
+        let mut broke = 0;
+        loop {
+            let resp = self.auth.call(&mut call).await?;
+            match http::json(resp, what).await {
+                Err(Error::Transport(e))
+                    if call.is_idempotent() && broke < self.auth.client.retries() =>
+                {
+                    retry::broke_off(broke, &e).await;
+                    broke += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
+impl Auth {
     /// The current bearer token.
     fn token(&self) -> String {
         self.token
@@ -242,41 +274,26 @@ impl Session {
             .clone()
     }
 
-    /// Sends an authenticated request with an optional JSON body and returns its 2xx answer.
-    /// A 401 logs in again (unless another call already did) and repeats the request once.
-    async fn call(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<&Value>,
-    ) -> Result<Response, Error> {
+    /// `GET …/data?offset=` of `path`: the answer whose body is the file from `offset`.
+    async fn open(&self, path: &str, offset: u64) -> Result<Response, Error> {
+        let uri = http::files(path, &format!("/data?offset={offset}"));
+        // Nothing is sent but the request line, so a 401 can be repeated like any other call.
+        self.call(&mut Call::new(Method::GET, &uri)).await
+    }
+
+    /// Sends `call` with the token and returns its 2xx answer. A 401 logs in again (unless
+    /// another call already did) and repeats the call once.
+    async fn call(&self, call: &mut Call<'_>) -> Result<Response, Error> {
         let token = self.token();
-        let resp = self.send(&method, &url, body, &token).await?;
+        call.set_bearer(token.clone());
+        let resp = self.client.send(call).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return http::check(resp, false).await;
         }
         http::discard(resp).await;
         self.refresh(&token).await?;
-        let resp = self.send(&method, &url, body, &self.token()).await?;
-        http::check(resp, false).await
-    }
-
-    /// Sends one attempt of a request with `token`.
-    async fn send(
-        &self,
-        method: &Method,
-        url: &Url,
-        body: Option<&Value>,
-        token: &str,
-    ) -> Result<Response, Error> {
-        let mut req = self
-            .client
-            .request(method.clone(), url.clone())
-            .bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        self.client.send(req).await
+        call.set_bearer(self.token());
+        http::check(self.client.send(call).await?, false).await
     }
 
     /// Logs in again after `failed` was refused, unless the token was replaced meanwhile (by
