@@ -81,6 +81,86 @@ pub struct FtpConfig {
     pub chroot_users: bool,
     /// Seconds running transfers may take to finish when the service stops.
     pub shutdown_grace: u64,
+    /// Seconds a session may stay idle (no command, no transfer) before it is closed.
+    pub idle_timeout: u64,
+    /// Seconds a data connection may stall (not connected yet, or no byte moving) before the
+    /// transfer fails.
+    pub data_timeout: u64,
+    /// STOR writes to a hidden temporary name and replaces the target only when complete.
+    pub atomic_uploads: bool,
+    /// Allow active mode (PORT, EPRT), only towards the client's own address.
+    pub active_mode: bool,
+    /// Open control connections at most, over all clients.
+    pub max_connections: usize,
+    /// Open control connections at most from one client address.
+    pub max_connections_per_ip: usize,
+    /// FTPS.
+    pub tls: TlsConfig,
+    /// Limits on failed logins.
+    pub failed_logins: FailedLoginsConfig,
+}
+
+/// `[ftp.tls]`: explicit FTPS (AUTH TLS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; FTPS is offered when it and `key` are set.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    pub key: Option<PathBuf>,
+    /// Refuse logins on control connections that are not protected by TLS, and data
+    /// connections without PROT P.
+    pub required: bool,
+    /// Oldest TLS version accepted: `"1.2"` or `"1.3"`.
+    pub min_version: TlsVersion,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            certificate: None,
+            key: None,
+            required: false,
+            min_version: TlsVersion::V1_2,
+        }
+    }
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[serde(rename = "1.2")]
+    V1_2,
+    /// TLS 1.3.
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+/// `[ftp.failed-logins]`: brute-force protection, shared by all connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct FailedLoginsConfig {
+    /// Failed logins from one client address before it is banned (0: no limit).
+    pub max_per_address: u32,
+    /// Failed logins for one user name, from any address, before it is banned (0: no limit).
+    pub max_per_user: u32,
+    /// Seconds a ban lasts; failures older than this are forgotten.
+    pub ban_time: u64,
+    /// Milliseconds the reply to the first failure is delayed; it doubles with every further
+    /// failure (at most 8 s).
+    pub delay_ms: u64,
+}
+
+impl Default for FailedLoginsConfig {
+    fn default() -> Self {
+        Self {
+            max_per_address: 5,
+            max_per_user: 10,
+            ban_time: 900,
+            delay_ms: 500,
+        }
+    }
 }
 
 impl Default for FtpConfig {
@@ -93,6 +173,14 @@ impl Default for FtpConfig {
             timezone: chrono_tz::UTC,
             chroot_users: false,
             shutdown_grace: 20,
+            idle_timeout: 600,
+            data_timeout: 120,
+            atomic_uploads: true,
+            active_mode: true,
+            max_connections: 500,
+            max_connections_per_ip: 50,
+            tls: TlsConfig::default(),
+            failed_logins: FailedLoginsConfig::default(),
         }
     }
 }
@@ -101,14 +189,148 @@ impl Default for FtpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct QumuloConfig {
-    /// The cluster's REST API, e.g. `https://qumulo.example.com:8000`.
-    pub url: Url,
+    /// The cluster's REST API, e.g. `https://qumulo.example.com:8000`, or a list of its
+    /// nodes' URLs (requests are spread across them and fail over).
+    pub url: NodeUrls,
     /// PEM certificates to trust besides the system roots (e.g. the cluster's self-signed one).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of the cluster's certificate (64 hex digits, colons allowed): that
+    /// certificate alone is trusted, whoever signed it.
+    #[serde(default)]
+    pub fingerprint_sha256: Option<Fingerprint>,
     /// Do not verify the cluster's certificate at all.
     #[serde(default)]
     pub accept_invalid_certs: bool,
+    /// Seconds to establish a connection to a node.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: u64,
+    /// Seconds the cluster may stay silent during a request.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: u64,
+    /// Extra attempts of a failed idempotent request (reads, attribute changes).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+impl QumuloConfig {
+    /// The cluster at `url`, with the defaults of every other key.
+    pub fn new(url: NodeUrls) -> Self {
+        Self {
+            url,
+            ca_file: None,
+            fingerprint_sha256: None,
+            accept_invalid_certs: false,
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_request_timeout(),
+            retries: default_retries(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+fn default_request_timeout() -> u64 {
+    60
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+/// One or more node URLs: `url = "https://a:8000"` or `url = ["https://a:8000", "https://b:8000"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeUrls(pub Vec<Url>);
+
+impl NodeUrls {
+    /// One node.
+    pub fn one(url: Url) -> Self {
+        Self(vec![url])
+    }
+}
+
+impl std::fmt::Display for NodeUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text: Vec<&str> = self.0.iter().map(Url::as_str).collect();
+        f.write_str(&text.join(", "))
+    }
+}
+
+impl Serialize for NodeUrls {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeUrls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a URL or a list of URLs")]
+        enum OneOrMany {
+            One(Url),
+            Many(Vec<Url>),
+        }
+        let urls = match OneOrMany::deserialize(d)? {
+            OneOrMany::One(u) => vec![u],
+            OneOrMany::Many(v) if v.is_empty() => {
+                return Err(serde::de::Error::custom("the list of node URLs is empty"));
+            }
+            OneOrMany::Many(v) => v,
+        };
+        Ok(Self(urls))
+    }
+}
+
+/// A SHA-256 certificate fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// Parses 64 hex digits, optionally separated by colons (as `openssl x509 -fingerprint
+    /// -sha256` prints them) and optionally prefixed by `sha256:`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{text:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)");
+        let t = text.trim();
+        let t = t
+            .strip_prefix("sha256:")
+            .or_else(|| t.strip_prefix("SHA256:"))
+            .unwrap_or(t);
+        let hex: String = t.chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self(out))
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex: Vec<String> = self.0.iter().map(|b| format!("{b:02X}")).collect();
+        f.write_str(&hex.join(":"))
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A configuration that could not be loaded.
@@ -148,10 +370,14 @@ impl Config {
             .parent()
             .map(Path::to_path_buf);
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-        if let Some(ca) = config.qumulo.ca_file.take() {
-            config.qumulo.ca_file =
-                Some(resolve_file(&ca, credentials.as_deref(), base.as_deref()));
-        }
+        let resolve = |f: &mut Option<PathBuf>| {
+            if let Some(p) = f.take() {
+                *f = Some(resolve_file(&p, credentials.as_deref(), base.as_deref()));
+            }
+        };
+        resolve(&mut config.qumulo.ca_file);
+        resolve(&mut config.ftp.tls.certificate);
+        resolve(&mut config.ftp.tls.key);
         config.validate()?;
         Ok(config)
     }
@@ -174,11 +400,56 @@ impl Config {
         }
         crate::logging::check_filter(&self.log.level)
             .map_err(|e| ConfigError(format!("log.level: {e}")))?;
-        let url = &self.qumulo.url;
-        if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
-            return Err(ConfigError(format!(
-                "qumulo.url: {url} is not an http(s) URL with a host"
-            )));
+        for url in &self.qumulo.url.0 {
+            if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+                return Err(ConfigError(format!(
+                    "qumulo.url: {url} is not an http(s) URL with a host"
+                )));
+            }
+        }
+        let q = &self.qumulo;
+        if q.fingerprint_sha256.is_some() && (q.accept_invalid_certs || q.ca_file.is_some()) {
+            return Err(ConfigError(
+                "qumulo.fingerprint-sha256 pins the cluster's certificate: it contradicts \
+                 qumulo.ca-file and qumulo.accept-invalid-certs (keep only one of them)"
+                    .to_string(),
+            ));
+        }
+        if q.connect_timeout == 0 || q.request_timeout == 0 {
+            return Err(ConfigError(
+                "qumulo.connect-timeout and qumulo.request-timeout must be at least 1 second"
+                    .to_string(),
+            ));
+        }
+        let ftp = &self.ftp;
+        if ftp.idle_timeout == 0 || ftp.data_timeout == 0 {
+            return Err(ConfigError(
+                "ftp.idle-timeout and ftp.data-timeout must be at least 1 second".to_string(),
+            ));
+        }
+        if ftp.max_connections == 0 || ftp.max_connections_per_ip == 0 {
+            return Err(ConfigError(
+                "ftp.max-connections and ftp.max-connections-per-ip must be at least 1".to_string(),
+            ));
+        }
+        let tls = &ftp.tls;
+        match (&tls.certificate, &tls.key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError(
+                    "ftp.tls.certificate and ftp.tls.key go together: set both, or neither"
+                        .to_string(),
+                ));
+            }
+            (None, None) if tls.required => {
+                return Err(ConfigError(
+                    "ftp.tls.required = true needs ftp.tls.certificate and ftp.tls.key".to_string(),
+                ));
+            }
+            (Some(cert), Some(key)) => {
+                crate::ftp::tls::server_config(cert, key, tls.min_version)
+                    .map_err(|e| ConfigError(format!("ftp.tls: {e}")))?;
+            }
+            (None, None) => {}
         }
         Ok(())
     }
@@ -441,7 +712,7 @@ mod tests {
             assert!(c.ftp.chroot_users);
             assert_eq!(c.ftp.timezone, chrono_tz::Europe::Berlin);
             assert_eq!(c.ftp.greeting, "qftpd ready");
-            assert_eq!(c.qumulo.url.as_str(), "https://cluster:8000/");
+            assert_eq!(c.qumulo.url.0[0].as_str(), "https://cluster:8000/");
             Ok(())
         });
     }
@@ -482,6 +753,91 @@ mod tests {
                     .to_string()
                     .contains("does not exist")
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn security_keys() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "q.toml",
+                r#"
+                [ftp]
+                max-connections-per-ip = 4
+                failed-logins.max-per-address = 2
+                [ftp.tls]
+                certificate = "missing.pem"
+                key = "missing.key"
+                [qumulo]
+                url = ["https://a:8000", "https://b:8000"]
+                fingerprint-sha256 = "sha256:0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"
+                "#,
+            )?;
+            let err = Config::load(Some(Path::new("q.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("ftp.tls") && err.contains("missing.pem"),
+                "{err}"
+            );
+            jail.create_file(
+                "q.toml",
+                r#"
+                [ftp]
+                max-connections-per-ip = 4
+                failed-logins.max-per-address = 2
+                [qumulo]
+                url = ["https://a:8000", "https://b:8000"]
+                fingerprint-sha256 = "sha256:0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"
+                "#,
+            )?;
+            let c = Config::load(Some(Path::new("q.toml"))).unwrap();
+            assert_eq!(c.qumulo.url.0.len(), 2);
+            assert_eq!(c.qumulo.url.to_string(), "https://a:8000/, https://b:8000/");
+            let pin = c.qumulo.fingerprint_sha256.unwrap();
+            assert_eq!(pin.0[0], 1);
+            assert_eq!(pin.0[31], 0x20);
+            assert!(pin.to_string().starts_with("01:02:03"));
+            assert_eq!(Fingerprint::parse(&pin.to_string()), Ok(pin));
+            assert_eq!(c.ftp.max_connections_per_ip, 4);
+            assert_eq!(c.ftp.failed_logins.max_per_address, 2);
+            assert_eq!(c.ftp.failed_logins.max_per_user, 10);
+            assert!(c.ftp.atomic_uploads);
+            let url = "[qumulo]\nurl = \"https://c\"\n";
+            let pin = format!("\"{}\"", ["AA"; 32].join(":"));
+            let cases = [
+                (
+                    format!("[ftp]\ntls.required = true\n{url}"),
+                    "needs ftp.tls.certificate",
+                ),
+                (format!("[ftp]\ntls.key = \"k.pem\"\n{url}"), "go together"),
+                (
+                    format!("[ftp]\ntls.min-version = \"1.1\"\n{url}"),
+                    "ftp.tls.min-version",
+                ),
+                (format!("[ftp]\nmax-connections = 0\n{url}"), "at least 1"),
+                (
+                    format!("[ftp]\ndata-timeout = 0\n{url}"),
+                    "at least 1 second",
+                ),
+                (
+                    format!("{url}fingerprint-sha256 = \"abc\"\n"),
+                    "not a SHA-256 fingerprint",
+                ),
+                (
+                    format!("{url}fingerprint-sha256 = {pin}\naccept-invalid-certs = true\n"),
+                    "contradicts",
+                ),
+                ("[qumulo]\nurl = []\n".to_string(), "empty"),
+            ];
+            for (body, needle) in cases {
+                jail.create_file("bad.toml", &body)?;
+                let err = Config::load(Some(Path::new("bad.toml")))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(needle), "{body:?}: {err}");
+            }
             Ok(())
         });
     }

@@ -133,7 +133,11 @@ async fn run(
         "bound"
     };
     match &config {
-        Ok(c) => tracing::info!(cluster = %c.qumulo.url, "listening on {addr} ({socket})"),
+        Ok(c) => tracing::info!(
+            cluster = %c.qumulo.url,
+            ftps = ftps_mode(c),
+            "listening on {addr} ({socket})"
+        ),
         Err(_) => tracing::info!("listening on {addr} ({socket}), not configured"),
     }
     let service = Arc::new(Service {
@@ -180,8 +184,17 @@ fn unconfigured(error: &str) {
     );
 }
 
+/// How FTPS is configured, for the start line.
+fn ftps_mode(config: &Config) -> &'static str {
+    match (&config.ftp.tls.certificate, config.ftp.tls.required) {
+        (None, _) => "off",
+        (Some(_), false) => "offered",
+        (Some(_), true) => "required",
+    }
+}
+
 /// The gateway of a configuration, with the warnings it deserves.
-fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::qumulo::Error> {
+fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::ftp::GatewayError> {
     if config.qumulo.accept_invalid_certs {
         tracing::warn!(cluster = %config.qumulo.url, "qumulo.accept-invalid-certs is on: the cluster's certificate is not verified");
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{Config, FtpConfig, QumuloConfig};
+use crate::config::{Config, FtpConfig, NodeUrls, QumuloConfig};
 use crate::ftp::Gateway;
 use crate::sim::{self, SimConfig, Transport, UserSpec, faults::FaultSettings};
 
@@ -76,12 +76,12 @@ pub async fn run(
         },
         log: crate::config::LogConfig::default(),
         qumulo: QumuloConfig {
-            url: sim
-                .url()
-                .parse()
-                .map_err(|e| DemoError::Gateway(format!("simulator URL: {e}")))?,
             ca_file: Some(cert.clone()),
-            accept_invalid_certs: false,
+            ..QumuloConfig::new(NodeUrls::one(
+                sim.url()
+                    .parse()
+                    .map_err(|e| DemoError::Gateway(format!("simulator URL: {e}")))?,
+            ))
         },
     };
     let activity = Arc::new(crate::server::Activity::default());

@@ -7,16 +7,18 @@
 //! once, ones with a transfer in progress when it completes. Sessions still open after the
 //! grace period are closed.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ftp::Gateway;
+use crate::ftp::{Gateway, LoginGuard};
 
 /// What the service is doing, for `STATUS=` and the watchdog.
 #[derive(Debug)]
@@ -25,6 +27,10 @@ pub struct Activity {
     pub sessions: AtomicUsize,
     /// Data transfers in progress.
     pub transfers: AtomicUsize,
+    /// Failed logins of every connection, kept across reloads.
+    pub logins: LoginGuard,
+    /// Open control connections per client address.
+    per_address: Mutex<HashMap<IpAddr, usize>>,
     /// When the accept loop last showed it runs, in milliseconds since `started`.
     heartbeat_ms: AtomicU64,
     started: Instant,
@@ -35,6 +41,8 @@ impl Default for Activity {
         Self {
             sessions: AtomicUsize::new(0),
             transfers: AtomicUsize::new(0),
+            logins: LoginGuard::default(),
+            per_address: Mutex::default(),
             heartbeat_ms: AtomicU64::new(0),
             started: Instant::now(),
         }
@@ -47,11 +55,87 @@ impl Activity {
         self.heartbeat_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// Counts a new connection from `ip` unless that would pass `max` in all or `per_ip`
+    /// from the address; the count is given back by dropping the returned slot.
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, per_ip: usize) -> Result<Slot, Refusal> {
+        let mut map = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        if self.sessions.load(Ordering::Relaxed) >= max {
+            return Err(Refusal::Full);
+        }
+        let n = map.entry(ip).or_insert(0);
+        if *n >= per_ip {
+            return Err(Refusal::PerAddress);
+        }
+        *n += 1;
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        Ok(Slot {
+            activity: self.clone(),
+            ip,
+        })
+    }
+
     /// How long ago the accept loop last ran.
     pub fn since_heartbeat(&self) -> Duration {
         let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)
     }
+}
+
+/// A counted connection; dropping it gives the count back.
+struct Slot {
+    activity: Arc<Activity>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self
+            .activity
+            .per_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+        self.activity.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection is turned away.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Full,
+    PerAddress,
+    Banned,
+}
+
+impl Refusal {
+    fn reply(self) -> &'static [u8] {
+        match self {
+            Refusal::Full => b"421 Too many connections; try again later\r\n",
+            Refusal::PerAddress => {
+                b"421 Too many connections from your address; try again later\r\n"
+            }
+            Refusal::Banned => b"421 Too many failed logins from your address; try again later\r\n",
+        }
+    }
+}
+
+/// Sends `reply` and closes the connection (in the background: a client that does not read
+/// cannot hold the accept loop).
+fn turn_away(sessions: &mut JoinSet<()>, stream: tokio::net::TcpStream, reply: &'static [u8]) {
+    sessions.spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = stream.write_all(reply).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    });
 }
 
 /// How often the accept loop shows it is alive.
@@ -121,15 +205,30 @@ pub async fn run(
         };
         let Some(gateway) = current.get() else {
             tracing::debug!(%peer, "connection refused: no valid configuration");
-            sessions.spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let mut stream = stream;
-                let _ = stream.write_all(UNCONFIGURED).await;
-                let _ = stream.shutdown().await;
-            });
+            turn_away(&mut sessions, stream, UNCONFIGURED);
             continue;
         };
-        let server = match gateway.server(stop.clone().cancelled_owned()) {
+        let ip = peer.ip().to_canonical();
+        let (max, per_ip) = gateway.connection_limits();
+        let slot = if activity.logins.address_banned(ip) {
+            Err(Refusal::Banned)
+        } else {
+            activity.admit(ip, max, per_ip)
+        };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::warn!(%peer, ?refusal, "connection refused");
+                turn_away(&mut sessions, stream, refusal.reply());
+                continue;
+            }
+        };
+        let control = crate::ftp::ControlLink::new(&stream)
+            .inspect_err(
+                |e| tracing::warn!(%peer, error = %e, "cannot watch the control connection"),
+            )
+            .ok();
+        let server = match gateway.server(stop.clone().cancelled_owned(), control.clone()) {
             Ok(server) => server,
             Err(e) => {
                 tracing::error!(error = %e, %peer, "cannot serve the connection");
@@ -137,13 +236,14 @@ pub async fn run(
             }
         };
         tracing::debug!(%peer, "connection");
-        let activity = activity.clone();
-        activity.sessions.fetch_add(1, Ordering::Relaxed);
         sessions.spawn(async move {
             if let Err(e) = server.service(stream).await {
                 tracing::warn!(%peer, error = %e, "session ended with an error");
             }
-            activity.sessions.fetch_sub(1, Ordering::Relaxed);
+            if let Some(control) = control {
+                control.close();
+            }
+            drop(slot);
         });
     }
     drop(listener);

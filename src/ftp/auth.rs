@@ -10,7 +10,9 @@ use unftp_core::auth::{
     AuthenticationError, Authenticator, Credentials, Principal, UserDetailError, UserDetailProvider,
 };
 
+use super::guard::Ban;
 use super::user::User;
+use crate::config::FailedLoginsConfig;
 use crate::qumulo::{Client, ErrorKind, Session};
 
 /// Where the authenticator leaves the user for the provider.
@@ -25,6 +27,10 @@ pub struct QumuloAuthenticator {
     pub chroot: bool,
     /// Filled on success.
     pub slot: Slot,
+    /// Failed logins of every connection.
+    pub activity: Arc<crate::server::Activity>,
+    /// When failed logins delay and ban.
+    pub limits: FailedLoginsConfig,
 }
 
 #[async_trait]
@@ -35,22 +41,39 @@ impl Authenticator for QumuloAuthenticator {
         creds: &Credentials,
     ) -> Result<Principal, AuthenticationError> {
         let client_ip = creds.source_ip;
+        let guard = &self.activity.logins;
+        if let Err(ban) = guard.check(client_ip, username) {
+            tracing::warn!(user = username, client = %client_ip, ?ban, "login refused: banned after too many failed logins");
+            return Err(AuthenticationError::new(match ban {
+                Ban::Address => {
+                    "Login refused: too many failed logins from your address; try again later"
+                }
+                Ban::User => "Login refused: too many failed logins for this user; try again later",
+            }));
+        }
         let Some(password) = creds.password.as_deref() else {
             return Err(AuthenticationError::BadPassword);
         };
         let session = match self.client.login(username, password).await {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::BadCredentials => {
+                let (delay, ban) = guard.failed(client_ip, username, &self.limits);
                 tracing::warn!(user = username, client = %client_ip, "login failed: wrong user name or password");
+                if let Some(ban) = ban {
+                    tracing::warn!(user = username, client = %client_ip, ?ban, ban_secs = self.limits.ban_time, "banned after too many failed logins");
+                }
+                tokio::time::sleep(delay).await;
                 return Err(AuthenticationError::BadPassword);
             }
             Err(e) => {
                 tracing::error!(user = username, client = %client_ip, error = %e, "login could not be checked: cluster failure");
-                return Err(AuthenticationError::new(
-                    "Login failed: the Qumulo cluster cannot be reached; try again later",
+                return Err(AuthenticationError::Unavailable(
+                    "Login failed: the Qumulo cluster cannot be reached; try again later"
+                        .to_string(),
                 ));
             }
         };
+        guard.succeeded(username);
         let user = self.user(username, session, client_ip).await?;
         tracing::info!(user = username, client = %client_ip, root = %user.root, "login");
         *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(user);
@@ -75,7 +98,10 @@ impl QumuloAuthenticator {
         );
         let me = me.map_err(|e| {
             tracing::error!(user = username, client = %client_ip, error = %e, "who-am-i failed after login");
-            AuthenticationError::new("Login failed: the Qumulo cluster did not say who the user is; try again later")
+            AuthenticationError::Unavailable(
+                "Login failed: the Qumulo cluster did not say who the user is; try again later"
+                    .to_string(),
+            )
         })?;
         let root = if self.chroot {
             match me

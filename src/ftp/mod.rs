@@ -8,40 +8,60 @@
 //!   cluster paths; `errors`: cluster failures to FTP replies; `site`: SITE CHMOD.
 
 mod auth;
+mod control;
 mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
+mod guard;
 mod listing;
 mod path;
 mod site;
 mod storage;
+pub mod tls;
+mod upload;
 mod user;
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use libunftp::options::PassiveHost;
+use std::time::Duration;
+
+use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost};
 use libunftp::{Server, ServerBuilder, ServerError};
 
+pub use control::ControlLink;
+pub use guard::LoginGuard;
 pub use storage::QumuloStorage;
 pub use user::User;
 
-use crate::config::Config;
+use crate::config::{Config, FtpConfig};
 use crate::qumulo::{Client, ClientConfig};
 
-/// How long a REST connection may take to establish.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long the cluster may stay silent during one request.
-const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// A configuration the gateway cannot be built from.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The cluster client.
+    #[error(transparent)]
+    Cluster(#[from] crate::qumulo::Error),
+    /// The FTPS certificate or key.
+    #[error("ftp.tls: {0}")]
+    Tls(String),
+}
 
 /// Everything needed to serve FTP sessions, built once per configuration.
 #[derive(Debug)]
 pub struct Gateway {
     client: Client,
     shared: Arc<storage::Shared>,
+    activity: Arc<crate::server::Activity>,
     greeting: &'static str,
     passive_ports: RangeInclusive<u16>,
     passive_host: PassiveHost,
     chroot: bool,
+    ftp: FtpConfig,
+    /// FTPS, when configured: one rustls configuration for every connection.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Gateway {
@@ -50,14 +70,24 @@ impl Gateway {
     pub fn new(
         config: &Config,
         activity: Arc<crate::server::Activity>,
-    ) -> Result<Self, crate::qumulo::Error> {
+    ) -> Result<Self, GatewayError> {
+        let q = &config.qumulo;
         let client = Client::new(&ClientConfig {
-            url: config.qumulo.url.clone(),
-            ca_file: config.qumulo.ca_file.clone(),
-            accept_invalid_certs: config.qumulo.accept_invalid_certs,
-            connect_timeout: CONNECT_TIMEOUT,
-            read_timeout: READ_TIMEOUT,
+            urls: q.url.0.clone(),
+            pin_sha256: q.fingerprint_sha256.map(|f| f.0),
+            retries: q.retries,
+            ca_file: q.ca_file.clone(),
+            accept_invalid_certs: q.accept_invalid_certs,
+            connect_timeout: Duration::from_secs(q.connect_timeout),
+            read_timeout: Duration::from_secs(q.request_timeout),
         })?;
+        let t = &config.ftp.tls;
+        let tls = match (&t.certificate, &t.key) {
+            (Some(cert), Some(key)) => {
+                Some(tls::server_config(cert, key, t.min_version).map_err(GatewayError::Tls)?)
+            }
+            _ => None,
+        };
         let passive_host = match config.ftp.passive_host.as_deref() {
             None => PassiveHost::FromConnection,
             Some(h) => h
@@ -69,8 +99,13 @@ impl Gateway {
             shared: Arc::new(storage::Shared {
                 timezone: config.ftp.timezone,
                 names: listing::NameCache::default(),
-                activity,
+                activity: activity.clone(),
+                atomic_uploads: config.ftp.atomic_uploads,
+                data_timeout: Duration::from_secs(config.ftp.data_timeout),
             }),
+            activity,
+            ftp: config.ftp.clone(),
+            tls,
             // libunftp wants a 'static greeting; one small string per loaded configuration.
             greeting: Box::leak(config.ftp.greeting.clone().into_boxed_str()),
             passive_ports: config.ftp.passive_ports.clone(),
@@ -84,11 +119,22 @@ impl Gateway {
         &self.client
     }
 
-    /// A libunftp server for one connection; the session ends (after a transfer in progress)
-    /// when `stop` completes.
+    /// Control connections at most: in all, and from one address.
+    pub fn connection_limits(&self) -> (usize, usize) {
+        (self.ftp.max_connections, self.ftp.max_connections_per_ip)
+    }
+
+    /// Whether FTPS is offered.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A libunftp server for one connection (`control` is a second handle on it, see
+    /// [`ControlLink`]); the session ends (after a transfer in progress) when `stop` completes.
     pub fn server(
         &self,
         stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+        control: Option<ControlLink>,
     ) -> Result<Server<QumuloStorage, User>, ServerError> {
         let slot = auth::Slot::default();
         let shared = self.shared.clone();
@@ -96,10 +142,12 @@ impl Gateway {
             client: self.client.clone(),
             chroot: self.chroot,
             slot: slot.clone(),
+            activity: self.activity.clone(),
+            limits: self.ftp.failed_logins.clone(),
         };
         let provider = Arc::new(auth::SessionProvider { slot });
-        ServerBuilder::with_user_detail_provider(
-            Box::new(move || QumuloStorage::new(shared.clone())),
+        let mut builder = ServerBuilder::with_user_detail_provider(
+            Box::new(move || QumuloStorage::new(shared.clone(), control.clone())),
             provider,
         )
         .authenticator(Arc::new(authenticator))
@@ -107,10 +155,23 @@ impl Gateway {
         .greeting(self.greeting)
         .passive_ports(self.passive_ports.clone())
         .passive_host(self.passive_host.clone())
+        .idle_session_timeout(self.ftp.idle_timeout)
+        .data_connection_timeout(Duration::from_secs(self.ftp.data_timeout))
+        .active_passive_mode(if self.ftp.active_mode {
+            ActivePassiveMode::ActiveAndPassive
+        } else {
+            ActivePassiveMode::PassiveOnly
+        })
         .shutdown_indicator(async move {
             stop.await;
             libunftp::options::Shutdown::new()
-        })
-        .build()
+        });
+        if let Some(tls) = &self.tls {
+            builder = builder.ftps_manual::<std::path::PathBuf>(tls.clone());
+            if self.ftp.tls.required {
+                builder = builder.ftps_required(FtpsRequired::All, FtpsRequired::All);
+            }
+        }
+        builder.build()
     }
 }

@@ -6,6 +6,9 @@ against a real peer rather than against itself.
 
 Input (stdin), one JSON object:
     {"host": "127.0.0.1", "port": 2121, "timeout": 60, "ops": [[NAME, ARG...], ...]}
+Optional keys: "source": "127.0.0.2" (the client address to connect from); "tls": {"cafile":
+PATH, "min": "1.2"|"1.3", "max": "1.2"|"1.3"} (use FTP_TLS; AUTH TLS is sent by "auth" or by
+"login").
 
 Operations (all on one control connection, opened by "connect"):
     ["connect"]                        value: the 220 greeting
@@ -22,6 +25,8 @@ Operations (all on one control connection, opened by "connect"):
     ["pwd"]                            value: ftplib's pwd()
     ["post", URL]                      POSTs to URL (e.g. the simulator's control endpoint,
                                        certificate not checked) between FTP operations
+    ["auth"]                           AUTH TLS; value: {"version", "cert_sha256"}
+    ["prot_p"]                         PBSZ 0 and PROT P
     ["quit"]
 
 Output (stdout), one JSON object {"results": [...]}, one result per operation:
@@ -67,6 +72,14 @@ def run_op(ftp, args, host, port, timeout):
         return {"value": ftp.connect(host, port, timeout=timeout)}
     if name == "login":
         return {"reply": ftp.login(args[1], args[2])}
+    if name == "auth":
+        import hashlib
+        reply = ftp.auth()
+        der = ftp.sock.getpeercert(binary_form=True)
+        return {"reply": reply, "value": {"version": ftp.sock.version(),
+                                          "cert_sha256": hashlib.sha256(der).hexdigest()}}
+    if name == "prot_p":
+        return {"reply": ftp.prot_p()}
     if name == "cmd":
         return {"reply": ftp.sendcmd(args[1])}
     if name == "stor":
@@ -116,7 +129,20 @@ def main():
     spec = json.load(sys.stdin)
     host, port = spec["host"], spec["port"]
     timeout = spec.get("timeout", 60)
-    ftp = ftplib.FTP(timeout=timeout, encoding="utf-8")
+    source = (spec["source"], 0) if spec.get("source") else None
+    tls = spec.get("tls")
+    if tls:
+        import ssl
+        versions = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+        context = ssl.create_default_context(cafile=tls["cafile"])
+        if tls.get("min"):
+            context.minimum_version = versions[tls["min"]]
+        if tls.get("max"):
+            context.maximum_version = versions[tls["max"]]
+        ftp = ftplib.FTP_TLS(context=context, timeout=timeout, encoding="utf-8",
+                             source_address=source)
+    else:
+        ftp = ftplib.FTP(timeout=timeout, encoding="utf-8", source_address=source)
     results = []
     for args in spec["ops"]:
         started = time.monotonic()

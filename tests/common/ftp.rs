@@ -58,22 +58,33 @@ impl Gateway {
 
     /// Starts `qftpd serve` for the cluster at `url`, trusting `ca_file` when given.
     pub fn start_with(url: &str, ca_file: Option<&Path>, extra_ftp: &str) -> Gateway {
+        Gateway::start_config(&qumulo_table(url, ca_file), extra_ftp)
+    }
+
+    /// Like [`Gateway::start`], with the passive data ports `LOW-HIGH` given by `ports`
+    /// instead of a 50-port range of the harness (e.g. for hundreds of concurrent transfers).
+    pub fn start_with_ports(sim: &Sim, ports: (u16, u16), extra_ftp: &str) -> Gateway {
+        let qumulo = qumulo_table(&sim.url, Some(&sim.cert_pem_path));
+        Gateway::start_config_with_ports(&qumulo, ports, extra_ftp)
+    }
+
+    /// Starts `qftpd serve` with `qumulo` as the lines of its `[qumulo]` table and
+    /// `extra_ftp` as extra lines of its `[ftp]` table.
+    pub fn start_config(qumulo: &str, extra_ftp: &str) -> Gateway {
+        Gateway::start_config_with_ports(qumulo, passive_range(), extra_ftp)
+    }
+
+    /// [`Gateway::start_config`] with the passive data ports `LOW-HIGH` given by `ports`.
+    pub fn start_config_with_ports(qumulo: &str, ports: (u16, u16), extra_ftp: &str) -> Gateway {
         let dir = tempfile::Builder::new()
             .prefix("qftpd-gw-")
             .tempdir()
             .expect("create gateway dir");
-        let (low, high) = passive_range();
-        let mut config = format!(
+        let (low, high) = ports;
+        let config = format!(
             "[ftp]\nlisten = \"127.0.0.1:0\"\npassive-ports = \"{low}-{high}\"\n{extra_ftp}\n\
-             [qumulo]\nurl = {}\n",
-            toml_str(url)
+             [qumulo]\n{qumulo}\n"
         );
-        if let Some(ca) = ca_file {
-            config.push_str(&format!(
-                "ca-file = {}\n",
-                toml_str(ca.to_str().expect("UTF-8 certificate path"))
-            ));
-        }
         let config_path = dir.path().join("qftpd.toml");
         std::fs::write(&config_path, &config).expect("write gateway config");
 
@@ -225,8 +236,23 @@ impl Gateway {
 
     /// Runs `lftp -c` with `commands` after logging in as `user` (fail-exit on, no TLS).
     pub fn lftp(&self, user: &str, password: &str, commands: &str) -> Output {
+        let out = self.lftp_with("set ftp:ssl-allow no;", user, password, commands);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "lftp failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs `lftp -c` with `settings` (e.g. TLS ones) and `commands` after logging in as
+    /// `user`; returns the output whatever the exit status.
+    pub fn lftp_with(&self, settings: &str, user: &str, password: &str, commands: &str) -> Output {
         let script = format!(
-            "set ftp:ssl-allow no; set net:max-retries 2; set net:reconnect-interval-base 1; \
+            "{settings} set net:max-retries 2; set net:reconnect-interval-base 1; \
              set net:timeout 30; set cmd:fail-exit yes; set xfer:clobber on; \
              open -u {user},{password} -p {port} 127.0.0.1; {commands}",
             port = self.port()
@@ -239,16 +265,7 @@ impl Gateway {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run lftp (apt-get install lftp)");
-        let out = wait_with_deadline(&mut child, Duration::from_secs(300), "lftp");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "lftp -c {script:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        wait_with_deadline(&mut child, Duration::from_secs(300), "lftp")
     }
 }
 
@@ -262,6 +279,18 @@ impl Drop for Gateway {
     }
 }
 
+/// The lines of a `[qumulo]` table for the cluster at `url`, trusting `ca_file` when given.
+fn qumulo_table(url: &str, ca_file: Option<&Path>) -> String {
+    let mut qumulo = format!("url = {}\n", toml_str(url));
+    if let Some(ca) = ca_file {
+        qumulo.push_str(&format!(
+            "ca-file = {}\n",
+            toml_str(ca.to_str().expect("UTF-8 certificate path"))
+        ));
+    }
+    qumulo
+}
+
 /// A fresh passive range in 40000..49000: 50 ports, by process id and gateway counter.
 fn passive_range() -> (u16, u16) {
     let n = GATEWAYS.fetch_add(1, Ordering::Relaxed);
@@ -271,7 +300,7 @@ fn passive_range() -> (u16, u16) {
 }
 
 /// A TOML basic string.
-fn toml_str(s: &str) -> String {
+pub fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -426,6 +455,12 @@ pub mod op {
         json!(["post", url])
     }
     /// `QUIT`.
+    pub fn auth() -> Value {
+        json!(["auth"])
+    }
+    pub fn prot_p() -> Value {
+        json!(["prot_p"])
+    }
     pub fn quit() -> Value {
         json!(["quit"])
     }
@@ -494,12 +529,21 @@ pub fn ftp_ops_script() -> PathBuf {
 
 /// Runs `ops` with ftplib against `addr`.
 pub fn run_ftplib(addr: SocketAddr, ops: &[Value]) -> Vec<OpResult> {
-    let spec = json!({
+    run_ftplib_with(addr, json!({}), ops)
+}
+
+/// Runs `ops` with ftplib against `addr`, with `options` such as `{"source": "127.0.0.2"}` or
+/// `{"tls": {"cafile": PATH, "max": "1.2"}}` (see tests/clients/ftp_ops.py).
+pub fn run_ftplib_with(addr: SocketAddr, options: Value, ops: &[Value]) -> Vec<OpResult> {
+    let mut spec = json!({
         "host": addr.ip().to_string(),
         "port": addr.port(),
         "timeout": 60,
         "ops": ops,
     });
+    if let (Some(spec), Some(options)) = (spec.as_object_mut(), options.as_object()) {
+        spec.extend(options.clone());
+    }
     let mut child = Command::new("python3")
         .arg(ftp_ops_script())
         .env("PYTHONIOENCODING", "utf-8")

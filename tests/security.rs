@@ -1,0 +1,626 @@
+//! Security and reliability with real peers: FTPS with curl, lftp and ftplib (TLS 1.2 and
+//! 1.3, PROT P, required TLS, certificate reload), brute-force bans, connection limits, idle
+//! sessions, the cluster's certificate (CA file, pinned fingerprint), and a cluster outage the
+//! gateway recovers from by itself.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::Sim;
+use common::ftp::{Gateway, OpResult, curl, op, pattern, run_ftplib_with, toml_str};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const ALICE: (&str, &str) = ("alice", "alicepw");
+const BOB: (&str, &str) = ("bob", "bobpw");
+
+/// A simulator with alice and bob, each with a home directory.
+fn start_sim() -> Sim {
+    Sim::start(
+        &[("admin", "adminpw"), ALICE, BOB],
+        Some("admin"),
+        &["--home", "alice:/home/alice", "--home", "bob:/home/bob"],
+    )
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("qftpd-security-")
+        .tempdir()
+        .expect("create scratch dir")
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as `NAME.pem` and
+/// `NAME.key` in `dir`; returns the two paths and the SHA-256 of the certificate.
+fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".into()])
+            .expect("generate certificate");
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let sha = hex(&Sha256::digest(certified.cert.der()));
+    (cert, key, sha)
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `[ftp]` lines for FTPS with `cert` and `key`.
+fn tls_lines(cert: &Path, key: &Path, required: bool) -> String {
+    format!(
+        "tls.certificate = {}\ntls.key = {}\ntls.required = {required}\n",
+        toml_str(cert.to_str().unwrap()),
+        toml_str(key.to_str().unwrap())
+    )
+}
+
+fn tls_options(ca: &Path, min: Option<&str>, max: Option<&str>) -> Value {
+    json!({"tls": {"cafile": ca, "min": min, "max": max}})
+}
+
+fn assert_ok(results: &[OpResult]) {
+    for r in results {
+        assert!(r.ok, "ftplib {} failed: {:#}", r.op, r.raw);
+    }
+}
+
+/// A raw control connection, for replies ftplib would hide.
+struct Control {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Control {
+    fn connect(addr: SocketAddr) -> Control {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Control {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// The next whole reply ("" when the server closed the connection).
+    fn reply(&mut self) -> String {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return text,
+                Ok(_) => {}
+                Err(e) => panic!("reading a reply: {e} (so far {text:?})"),
+            }
+            text.push_str(&line);
+            let b = line.as_bytes();
+            if b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b' ' {
+                return text;
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        self.reply()
+    }
+}
+
+#[test]
+fn ftps_with_curl_lftp_and_ftplib_over_tls_1_2_and_1_3() {
+    let sim = start_sim();
+    let dir = scratch();
+    let (cert, key, sha) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(&sim, &tls_lines(&cert, &key, true));
+    let url = gw.ftp_url(ALICE.0, ALICE.1);
+    let cacert = cert.to_str().unwrap();
+
+    // curl: AUTH TLS on the control connection, PROT P on every data connection.
+    let data = pattern(3 * 1024 * 1024 + 17, 6);
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    let up = curl(
+        &[
+            "--ssl-reqd",
+            "--cacert",
+            cacert,
+            "-T",
+            src.to_str().unwrap(),
+            &format!("{url}/home/alice/curl.bin"),
+        ],
+        120,
+    );
+    let log = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "curl --ssl-reqd upload: {log}");
+    assert!(log.contains("AUTH TLS") && log.contains("PROT P"), "{log}");
+    let down = curl(
+        &[
+            "--ssl-reqd",
+            "--cacert",
+            cacert,
+            &format!("{url}/home/alice/curl.bin"),
+        ],
+        120,
+    );
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        down.stdout == data,
+        "curl over FTPS: downloaded bytes differ"
+    );
+
+    // lftp forcing TLS on control and data.
+    let lftp_settings = format!(
+        "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ftp:ssl-protect-list true; \
+         set ssl:verify-certificate true; set ssl:ca-file {cacert};"
+    );
+    let back = dir.path().join("lftp.bin");
+    let out = gw.lftp_with(
+        &lftp_settings,
+        ALICE.0,
+        ALICE.1,
+        &format!(
+            "put {} -o /home/alice/lftp.bin; get /home/alice/lftp.bin -o {}; cls -1 /home/alice",
+            src.display(),
+            back.display()
+        ),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "lftp over FTPS: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&back).unwrap() == data, "lftp: bytes differ");
+    assert!(
+        stdout.contains("lftp.bin") && stdout.contains("curl.bin"),
+        "{stdout}"
+    );
+
+    // ftplib with each TLS version, checking the certificate presented.
+    for version in ["1.2", "1.3"] {
+        let results = run_ftplib_with(
+            gw.addr,
+            tls_options(&cert, Some(version), Some(version)),
+            &[
+                op::connect(),
+                op::auth(),
+                op::login(ALICE.0, ALICE.1),
+                op::prot_p(),
+                op::retr("RETR /home/alice/curl.bin", None),
+                op::lines("LIST /home/alice"),
+                op::quit(),
+            ],
+        );
+        assert_ok(&results);
+        let info = &results[1].value();
+        assert_eq!(info["version"], format!("TLSv{version}"), "{info}");
+        assert_eq!(info["cert_sha256"], sha.as_str());
+        assert!(
+            results[4].data() == data,
+            "ftplib TLS {version}: bytes differ"
+        );
+    }
+}
+
+#[test]
+fn required_tls_refuses_plaintext_logins_and_unprotected_data() {
+    let sim = start_sim();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(&sim, &tls_lines(&cert, &key, true));
+
+    // Plaintext: USER is refused before any password is sent.
+    let mut c = Control::connect(gw.addr);
+    assert!(c.reply().starts_with("220"));
+    let reply = c.cmd(&format!("USER {}", ALICE.0));
+    assert!(reply.starts_with("534"), "plaintext USER: {reply}");
+    let reply = c.cmd(&format!("PASS {}", ALICE.1));
+    assert!(
+        reply.starts_with("534") || reply.starts_with("503"),
+        "plaintext PASS: {reply}"
+    );
+    drop(c);
+
+    // curl without TLS fails to log in.
+    let plain = curl(
+        &[&format!("{}/home/alice/", gw.ftp_url(ALICE.0, ALICE.1))],
+        60,
+    );
+    assert!(!plain.status.success(), "plaintext curl must fail");
+
+    // TLS on the control connection but PROT C on the data: no data connection is opened.
+    let results = run_ftplib_with(
+        gw.addr,
+        tls_options(&cert, None, None),
+        &[
+            op::connect(),
+            op::auth(),
+            op::login(ALICE.0, ALICE.1),
+            op::cmd("PASV"),
+            op::cmd("EPSV"),
+            op::quit(),
+        ],
+    );
+    assert!(results[2].ok, "{:#}", results[2].raw);
+    for r in &results[3..5] {
+        assert!(
+            !r.ok && r.error().starts_with("5"),
+            "{} without PROT P must be refused: {:#}",
+            r.op,
+            r.raw
+        );
+    }
+
+    // Without TLS required, plaintext still works (and TLS is offered).
+    let sim2 = start_sim();
+    let gw2 = Gateway::start(&sim2, &tls_lines(&cert, &key, false));
+    let mut c = Control::connect(gw2.addr);
+    assert!(c.reply().starts_with("220"));
+    let feat = c.cmd("FEAT");
+    assert!(feat.contains("AUTH TLS"), "{feat}");
+    assert!(c.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
+    assert!(c.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+}
+
+#[test]
+fn certificates_are_read_again_on_sighup() {
+    let sim = start_sim();
+    let dir = scratch();
+    let (cert, key, first) = certificate(dir.path(), "live");
+    let gw = Gateway::start(&sim, &tls_lines(&cert, &key, false));
+    let presented = |ca: &Path| {
+        let results = run_ftplib_with(
+            gw.addr,
+            tls_options(ca, None, None),
+            &[op::connect(), op::auth(), op::quit()],
+        );
+        assert_ok(&results);
+        results[1].value()["cert_sha256"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(presented(&cert), first);
+
+    // A renewed certificate replaces the files; the service reloads.
+    let (new_cert, new_key, second) = certificate(dir.path(), "renewed");
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while presented(&cert) != second {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not used after SIGHUP:\n{}",
+            gw.stderr_log()
+        );
+        std::thread::yield_now();
+    }
+
+    // A broken key is refused at reload; the previous certificate stays in force.
+    std::fs::write(&key, "not a key").unwrap();
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gw.stderr_log().contains("ftp.tls") {
+        assert!(Instant::now() < deadline, "{}", gw.stderr_log());
+        std::thread::yield_now();
+    }
+    assert_eq!(presented(&cert), second);
+}
+
+#[test]
+fn brute_force_from_one_address_is_banned_while_others_log_in() {
+    let sim = start_sim();
+    let gw = Gateway::start(
+        &sim,
+        "failed-logins.max-per-address = 3\nfailed-logins.max-per-user = 20\n\
+         failed-logins.delay-ms = 200\nfailed-logins.ban-time = 600\n",
+    );
+    let attacker = json!({"source": "127.0.0.1"});
+    let mut ops = vec![op::connect()];
+    for i in 0..3 {
+        ops.push(op::login(ALICE.0, &format!("guess{i}")));
+    }
+    let results = run_ftplib_with(gw.addr, attacker.clone(), &ops);
+    for r in &results[1..] {
+        assert!(r.error().starts_with("530"), "{:#}", r.raw);
+    }
+    // Each failure waits longer than the one before: 200 ms, 400 ms, 800 ms at least.
+    assert!(
+        results[2].secs() >= 0.4 && results[3].secs() >= 0.8,
+        "{results:?}"
+    );
+
+    // The address is banned now: a new connection is turned away, even with the right
+    // password, and the log says why.
+    let mut c = Control::connect(gw.addr);
+    let greeting = c.reply();
+    assert!(greeting.starts_with("421"), "banned address: {greeting}");
+    assert!(gw.stderr_log().contains("banned"), "{}", gw.stderr_log());
+
+    // Another address still logs in, as alice and as bob.
+    for (user, password) in [ALICE, BOB] {
+        let results = run_ftplib_with(
+            gw.addr,
+            json!({"source": "127.0.0.2"}),
+            &[
+                op::connect(),
+                op::login(user, password),
+                op::pwd(),
+                op::quit(),
+            ],
+        );
+        assert_ok(&results);
+    }
+    // No password appears in the log.
+    let log = gw.stderr_log();
+    assert!(!log.contains("guess") && !log.contains(ALICE.1), "{log}");
+}
+
+#[test]
+fn connections_are_capped_per_address_and_in_all() {
+    let sim = start_sim();
+    let gw = Gateway::start(&sim, "max-connections-per-ip = 2\nmax-connections = 3\n");
+    let mut first = Control::connect(gw.addr);
+    let mut second = Control::connect(gw.addr);
+    assert!(first.reply().starts_with("220") && second.reply().starts_with("220"));
+    let mut third = Control::connect(gw.addr);
+    let reply = third.reply();
+    assert!(
+        reply.starts_with("421") && reply.contains("your address"),
+        "{reply}"
+    );
+
+    // Another address gets the last slot; then the server is full for everyone.
+    let other = bind_from("127.0.0.2", gw.addr);
+    let mut other = control_from(other);
+    assert!(other.reply().starts_with("220"));
+    let mut fourth = control_from(bind_from("127.0.0.3", gw.addr));
+    let reply = fourth.reply();
+    assert!(
+        reply.starts_with("421") && reply.contains("Too many connections"),
+        "{reply}"
+    );
+
+    // A slot comes back when a session ends.
+    assert!(first.cmd("QUIT").starts_with("221"));
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = Control::connect(gw.addr);
+        if c.reply().starts_with("220") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot of a closed session never came back"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn bind_from(source: &str, to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{source}:0").parse().unwrap();
+    socket
+        .bind(&local.into())
+        .expect("bind a loopback source address");
+    socket.connect(&to.into()).expect("connect");
+    socket.into()
+}
+
+fn control_from(stream: TcpStream) -> Control {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    Control {
+        writer: stream.try_clone().unwrap(),
+        reader: BufReader::new(stream),
+    }
+}
+
+#[test]
+fn idle_sessions_are_closed() {
+    let sim = start_sim();
+    let gw = Gateway::start(&sim, "idle-timeout = 1\n");
+    let mut c = Control::connect(gw.addr);
+    assert!(c.reply().starts_with("220"));
+    assert!(c.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
+    assert!(c.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+    let started = Instant::now();
+    // The next reply comes unasked: the server closes the idle session.
+    let reply = c.reply();
+    assert!(reply.starts_with("421"), "idle session: {reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(c.reply(), "", "the connection is closed after the 421");
+}
+
+#[test]
+fn the_clusters_certificate_is_verified_or_pinned() {
+    let sim = start_sim();
+    let pem = std::fs::read(&sim.cert_pem_path).unwrap();
+    let der = rustls_pemfile_der(&pem);
+    let pin = Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let login = |gw: &Gateway| {
+        run_ftplib_with(
+            gw.addr,
+            json!({}),
+            &[op::connect(), op::login(ALICE.0, ALICE.1), op::quit()],
+        )
+    };
+
+    // Pinned: trusted without any CA file.
+    let pinned = Gateway::start_config(
+        &format!(
+            "url = {}\nfingerprint-sha256 = \"{pin}\"\n",
+            toml_str(&sim.url)
+        ),
+        "",
+    );
+    assert_ok(&login(&pinned));
+
+    // Not pinned and not in any CA file: refused, and the operator is told why.
+    let unknown = Gateway::start_config(&format!("url = {}\n", toml_str(&sim.url)), "");
+    let results = login(&unknown);
+    assert!(!results[1].ok, "an unknown certificate must not be trusted");
+    assert!(
+        results[1].error().starts_with("421"),
+        "{:#}",
+        results[1].raw
+    );
+
+    // A wrong pin: refused, the log shows both fingerprints.
+    let wrong = "AA:".repeat(31) + "AA";
+    let mispinned = Gateway::start_config(
+        &format!(
+            "url = {}\nfingerprint-sha256 = \"{wrong}\"\n",
+            toml_str(&sim.url)
+        ),
+        "",
+    );
+    let results = login(&mispinned);
+    assert!(
+        results[1].error().starts_with("421"),
+        "{:#}",
+        results[1].raw
+    );
+    let log = mispinned.stderr_log();
+    assert!(log.contains(&wrong) && log.contains(&pin), "{log}");
+
+    // Verification off: works, with a warning at start.
+    let careless = Gateway::start_config(
+        &format!(
+            "url = {}\naccept-invalid-certs = true\n",
+            toml_str(&sim.url)
+        ),
+        "",
+    );
+    assert_ok(&login(&careless));
+    assert!(
+        careless.stderr_log().contains("not verified"),
+        "{}",
+        careless.stderr_log()
+    );
+}
+
+/// The DER of the first certificate of a PEM text.
+fn rustls_pemfile_der(pem: &[u8]) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem)
+        .expect("a PEM certificate")
+        .to_vec()
+}
+
+#[test]
+fn a_cluster_outage_gives_421_and_451_and_the_gateway_recovers() {
+    let sim = start_sim();
+    let gw = Gateway::start(&sim, "");
+    let data = pattern(100_000, 3);
+    let src = scratch();
+    let file = src.path().join("f.bin");
+    std::fs::write(&file, &data).unwrap();
+
+    // A session logged in before the outage.
+    let mut c = Control::connect(gw.addr);
+    assert!(c.reply().starts_with("220"));
+    assert!(c.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
+    assert!(c.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+
+    sim.set_faults(r#"{"outage": true}"#);
+    let reply = c.cmd("SIZE /home/alice");
+    assert!(
+        reply.starts_with("451"),
+        "file operation during an outage: {reply}"
+    );
+    let reply = c.cmd("MKD /home/alice/during");
+    assert!(reply.starts_with("451"), "MKD during an outage: {reply}");
+    let results = run_ftplib_with(
+        gw.addr,
+        json!({}),
+        &[op::connect(), op::login(BOB.0, BOB.1)],
+    );
+    assert!(
+        results[1].error().starts_with("421"),
+        "login during an outage: {:#}",
+        results[1].raw
+    );
+
+    // The cluster comes back: the same session and new logins work, without a restart.
+    sim.set_faults(r#"{"outage": false}"#);
+    assert!(c.cmd("MKD /home/alice/after").starts_with("257"));
+    let results = run_ftplib_with(
+        gw.addr,
+        json!({}),
+        &[
+            op::connect(),
+            op::login(BOB.0, BOB.1),
+            op::stor_file("STOR /home/bob/f.bin", &file, None),
+            op::retr("RETR /home/bob/f.bin", None),
+            op::quit(),
+        ],
+    );
+    assert_ok(&results);
+    assert!(results[3].data() == data);
+    assert!(c.cmd("QUIT").starts_with("221"));
+}
+
+#[test]
+fn slow_clients_outlast_the_clusters_request_timeout() {
+    // A request may keep the cluster silent for 2 s; these transfers take several times that
+    // because the FTP client is slow, which is not the cluster stalling.
+    let sim = start_sim();
+    let gw = Gateway::start_config(
+        &format!(
+            "url = {}\nca-file = {}\nrequest-timeout = 2\n",
+            toml_str(&sim.url),
+            toml_str(sim.cert_pem_path.to_str().unwrap())
+        ),
+        "",
+    );
+    let dir = scratch();
+    let data = pattern(1536 * 1024, 9);
+    let src = dir.path().join("slow.bin");
+    std::fs::write(&src, &data).unwrap();
+    let url = format!("{}/home/alice/slow.bin", gw.ftp_url(ALICE.0, ALICE.1));
+    let started = Instant::now();
+    let up = curl(
+        &["--limit-rate", "256K", "-T", src.to_str().unwrap(), &url],
+        120,
+    );
+    assert!(
+        up.status.success(),
+        "slow upload: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "the upload was not slow"
+    );
+    assert!(std::fs::read(sim.disk_path("/home/alice/slow.bin")).unwrap() == data);
+    let down = curl(&["--limit-rate", "256K", &url], 120);
+    assert!(
+        down.status.success(),
+        "slow download: {}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(down.stdout == data, "slow download: bytes differ");
+}
