@@ -33,6 +33,13 @@ pub struct Failure {
     message: String,
 }
 
+impl Failure {
+    /// What went wrong, without the path.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 /// A cluster failure on `path` as libunftp's storage error.
 pub fn cluster(path: &Path, err: &Error) -> FtpError {
     let message = match err {
@@ -62,6 +69,48 @@ pub fn bad_path(path: &Path, err: PathError) -> FtpError {
     failure(Ftp::FileNameNotAllowedError, path, err.to_string())
 }
 
+/// Why a transfer ended early on the client's side (the cluster did nothing wrong).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    /// The client closed its control connection before the transfer was over: it was killed
+    /// or gave up, and the end of its data may be missing.
+    ControlClosed,
+    /// The data connection failed (reset, TLS failure).
+    DataFailed,
+    /// No byte moved on the data connection for `secs` seconds (the data timeout).
+    DataStalled {
+        /// The data timeout.
+        secs: u64,
+    },
+}
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Abort::ControlClosed => f.write_str("connection closed; transfer aborted"),
+            Abort::DataFailed => f.write_str("data connection failed; transfer aborted"),
+            Abort::DataStalled { secs } => {
+                write!(f, "no data moved for {secs} s; transfer aborted")
+            }
+        }
+    }
+}
+
+/// The FTP reply for each way a client's transfer can end early (the reply code is in the
+/// comment).
+pub fn abort_kind(why: Abort) -> Ftp {
+    match why {
+        Abort::ControlClosed => Ftp::ConnectionClosed, // 426
+        Abort::DataFailed => Ftp::ConnectionClosed,    // 426
+        Abort::DataStalled { .. } => Ftp::ConnectionClosed, // 426
+    }
+}
+
+/// A transfer of `path` that ended early because of the client, as libunftp's storage error.
+pub fn aborted(path: &Path, why: Abort) -> FtpError {
+    failure(abort_kind(why), path, why.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +132,34 @@ mod tests {
         ];
         for (kind, code) in table {
             assert!(reply_kind(kind).to_string().starts_with(code), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn every_abort_has_the_documented_reply_and_text() {
+        let table = [
+            (
+                Abort::ControlClosed,
+                "426",
+                "connection closed; transfer aborted",
+            ),
+            (
+                Abort::DataFailed,
+                "426",
+                "data connection failed; transfer aborted",
+            ),
+            (
+                Abort::DataStalled { secs: 120 },
+                "426",
+                "no data moved for 120 s; transfer aborted",
+            ),
+        ];
+        for (why, code, text) in table {
+            assert!(abort_kind(why).to_string().starts_with(code), "{why:?}");
+            let e = aborted(Path::new("/up/f.bin"), why);
+            assert_eq!(e.kind(), abort_kind(why));
+            let source = std::error::Error::source(&e).unwrap().to_string();
+            assert_eq!(source, format!("/up/f.bin: {text}"));
         }
     }
 

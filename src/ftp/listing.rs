@@ -155,6 +155,18 @@ fn mode_string(mode: u32) -> String {
     s
 }
 
+/// An owner or group name as LIST and the MLSx facts show it: one non-empty word, so that
+/// LIST columns stay parseable, without `;`, which would end its fact and start another.
+/// Whitespace and `;` become `_`; an empty name shows as `?`.
+pub fn shown_name(raw: &str) -> String {
+    let name = raw.split_whitespace().collect::<Vec<_>>().join("_");
+    if name.is_empty() {
+        "?".to_string()
+    } else {
+        name.replace(';', "_")
+    }
+}
+
 /// Names owners and groups: local names and NFS ids as they are, SMB SIDs resolved through
 /// identity find and cached for the whole process (the cache is bounded; failures are not
 /// cached, so a later listing tries again).
@@ -167,15 +179,14 @@ pub struct NameCache {
 const MAX_CACHED: usize = 10_000;
 
 impl NameCache {
-    /// The display name of an owner or group. Whitespace becomes `_` so LIST columns stay
-    /// parseable.
+    /// The display name of an owner or group (see [`shown_name`]).
     pub async fn name(&self, session: &Session, id: &IdDetails) -> String {
         let raw = if id.id_type == "SMB_SID" {
             self.sid_name(session, &id.id_value).await
         } else {
             id.id_value.clone()
         };
-        raw.split_whitespace().collect::<Vec<_>>().join("_")
+        shown_name(&raw)
     }
 
     async fn sid_name(&self, session: &Session, sid: &str) -> String {
@@ -268,6 +279,15 @@ mod tests {
         );
         assert!(list_line(&future, "x", now, chrono_tz::UTC).starts_with("-rwxrwxrwt"));
         assert!(list_line(&future, "x", now, chrono_tz::UTC).ends_with("Jan  1  2027 x"));
+    }
+
+    #[test]
+    fn owner_names_are_one_word_without_semicolons() {
+        assert_eq!(shown_name("Domain Users"), "Domain_Users");
+        assert_eq!(shown_name(" a\r\n226 b "), "a_226_b");
+        assert_eq!(shown_name("grp;type=dir"), "grp_type=dir");
+        assert_eq!(shown_name(""), "?");
+        assert_eq!(shown_name(" \t"), "?");
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! The libunftp storage back-end: every FTP file operation as a call on the user's cluster
 //! session. A thin adapter: paths go through [`super::path`], failures through
-//! [`super::errors`], listings through [`super::listing`].
+//! [`super::errors`], listings through [`super::listing`], uploads through [`super::upload`].
+//!
+//! Uploads lose nothing (see [`super::upload`]). Data connections on which no byte moves for
+//! `data_timeout` fail.
 
 use std::fmt::Debug;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -14,9 +19,10 @@ use unftp_core::storage::{
     Error as FtpError, ErrorKind as Ftp, FEATURE_RESTART, Fileinfo, Result, StorageBackend,
 };
 
-use super::errors::{bad_path, cluster, failure};
+use super::errors::{Abort, aborted, bad_path, cluster, failure};
 use super::listing::{Entry, NameCache, list_line, perm_fact};
 use super::path::{split, to_cluster};
+use super::upload::{Watched, is_temp_name, upload};
 use super::user::User;
 use crate::qumulo::{ErrorKind, FileAttr};
 
@@ -34,18 +40,26 @@ pub struct Shared {
     pub names: NameCache,
     /// Transfers in progress are counted here.
     pub activity: Arc<crate::server::Activity>,
+    /// STOR writes to a hidden temporary file and renames it over the target once complete,
+    /// so a failed upload leaves the previous file intact (`ftp.atomic-uploads`).
+    pub atomic_uploads: bool,
+    /// How long a data connection may stall, no byte moving, before its transfer fails
+    /// (`ftp.data-timeout`).
+    pub data_timeout: Duration,
 }
 
 /// The storage back-end of one FTP session.
 #[derive(Debug, Clone)]
 pub struct QumuloStorage {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
+    /// The session's control connection, to tell a finished upload from a dead client.
+    control: Option<super::ControlLink>,
 }
 
 impl QumuloStorage {
-    /// A back-end using `shared` settings and caches.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// A back-end using `shared` settings and caches, for the session on `control`.
+    pub fn new(shared: Arc<Shared>, control: Option<super::ControlLink>) -> Self {
+        Self { shared, control }
     }
 
     async fn entry(&self, user: &User, attr: FileAttr) -> Entry {
@@ -70,11 +84,15 @@ impl QumuloStorage {
     }
 
     /// The entries of a directory, or the entry itself when `path` is not a directory
-    /// (`LIST file` shows that file, as `ls -l file` does).
+    /// (`LIST file` shows that file, as `ls -l file` does). Uploads' temporary files are left
+    /// out of directories (another session's upload in progress is not shown), not when named.
     async fn entries(&self, user: &User, path: &Path) -> Result<Vec<Entry>> {
         let cp = cluster_path(user, path)?;
         let attrs = match user.session.list_all(&cp, PAGE_SIZE).await {
-            Ok(attrs) => attrs,
+            Ok(mut attrs) => {
+                attrs.retain(|a| !is_temp_name(&a.name));
+                attrs
+            }
             Err(e) if e.kind() == ErrorKind::NotADirectory => vec![self.attr(user, path).await?],
             Err(e) => return Err(cluster(path, &e)),
         };
@@ -96,36 +114,24 @@ impl QumuloStorage {
 }
 
 impl QumuloStorage {
-    async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
-        &self,
-        user: &User,
-        input: R,
-        path: &Path,
-        start_pos: u64,
-    ) -> Result<u64> {
-        let cp = cluster_path(user, path)?;
-        let session = &user.session;
-        let written = if start_pos == 0 {
-            // STOR: the file must exist before its data is replaced (a new file is created
-            // empty first; an existing one is overwritten).
-            let (dir, name) = dir_and_name(user, &cp, path)?;
-            match session.create_file(dir, name).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Exists => {}
-                Err(e) => return Err(cluster(path, &e)),
-            }
-            session.write(&cp, None, input).await
-        } else {
-            // REST+STOR and APPE extend the file in place from the offset.
-            session.write(&cp, Some(start_pos), input).await
-        };
-        written.map_err(|e| cluster(path, &e))
+    /// Whether the client closes its control connection within `limit` (see
+    /// [`super::ControlLink`]).
+    pub(super) async fn client_gone(&self, limit: std::time::Duration) -> bool {
+        match &self.control {
+            Some(control) => control.closed_within(limit).await,
+            None => false,
+        }
     }
 }
 
 /// The cluster path of an FTP path for `user`.
-fn cluster_path(user: &User, path: &Path) -> Result<String> {
+pub(super) fn cluster_path(user: &User, path: &Path) -> Result<String> {
     to_cluster(&user.root, path).map_err(|e| bad_path(path, e))
+}
+
+/// The text of a failure, for the log: the back-end's description when it gave one.
+pub(super) fn reason(e: &FtpError) -> String {
+    std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)
 }
 
 /// One data transfer: counted while it runs, logged as one event when it ends (like an
@@ -138,6 +144,9 @@ struct Transfer<'a> {
     direction: &'static str,
     offset: u64,
     started: std::time::Instant,
+    /// Logged by [`Transfer::finish`]; a transfer dropped before (ABOR, the session ended) is
+    /// logged when dropped.
+    logged: bool,
 }
 
 impl<'a> Transfer<'a> {
@@ -160,13 +169,20 @@ impl<'a> Transfer<'a> {
             direction,
             offset,
             started: std::time::Instant::now(),
+            logged: false,
         }
     }
 
-    /// Logs the transfer: at notice level when it worked or the user asked for something the
-    /// cluster refused, at warning level when the cluster failed.
-    fn finish(self, result: &Result<u64>) {
-        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    fn duration_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Logs the transfer: at notice level when it worked, the user asked for something the
+    /// cluster refused, or the client broke the transfer off; at warning level when the
+    /// cluster failed.
+    fn finish(mut self, result: &Result<u64>) {
+        self.logged = true;
+        let duration_ms = self.duration_ms();
         let (user, client, direction, offset) =
             (self.user, self.client, self.direction, self.offset);
         let path = self.path.display();
@@ -175,9 +191,15 @@ impl<'a> Transfer<'a> {
                 user, %client, %path, direction, offset, bytes, duration_ms, result = "ok",
                 "transfer {direction} {path} {bytes} bytes"
             ),
+            Err(e) if e.kind() == Ftp::ConnectionClosed => {
+                let reason = reason(e);
+                tracing::info!(
+                    user, %client, %path, direction, offset, duration_ms, result = "aborted",
+                    error = %reason, "transfer {direction} {path} aborted"
+                );
+            }
             Err(e) => {
-                let reason =
-                    std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string);
+                let reason = reason(e);
                 if e.kind() == Ftp::LocalError {
                     tracing::warn!(
                         user, %client, %path, direction, offset, duration_ms, result = "failed",
@@ -199,12 +221,26 @@ impl Drop for Transfer<'_> {
         self.activity
             .transfers
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.logged {
+            let duration_ms = self.duration_ms();
+            let (user, client, direction, offset) =
+                (self.user, self.client, self.direction, self.offset);
+            let path = self.path.display();
+            tracing::info!(
+                user, %client, %path, direction, offset, duration_ms, result = "aborted",
+                error = "the transfer was cancelled", "transfer {direction} {path} aborted"
+            );
+        }
     }
 }
 
 /// The directory and name of `cp`, which must not be the user's root (it has no name the
 /// user may change).
-fn dir_and_name<'a>(user: &User, cp: &'a str, path: &Path) -> Result<(&'a str, &'a str)> {
+pub(super) fn dir_and_name<'a>(
+    user: &User,
+    cp: &'a str,
+    path: &Path,
+) -> Result<(&'a str, &'a str)> {
     match split(cp) {
         Some(parts) if cp != user.root => Ok(parts),
         _ => Err(failure(
@@ -216,7 +252,7 @@ fn dir_and_name<'a>(user: &User, cp: &'a str, path: &Path) -> Result<(&'a str, &
 }
 
 /// A name as listed: CR and LF could inject lines into a listing, so they show as `?`.
-fn display_name(name: &str) -> String {
+pub(crate) fn display_name(name: &str) -> String {
     name.replace(['\r', '\n'], "?")
 }
 
@@ -312,7 +348,16 @@ impl StorageBackend<User> for QumuloStorage {
         let result = async {
             let reader = self.get(user, path, start_pos).await?;
             let mut reader = BufReader::with_capacity(COPY_BUF, reader);
-            Ok(tokio::io::copy_buf(&mut reader, output).await?)
+            let timeout = self.shared.data_timeout;
+            let (mut output, tally) = Watched::writer(output, timeout);
+            match tokio::io::copy_buf(&mut reader, &mut output).await {
+                Ok(bytes) => Ok(bytes),
+                Err(_) if tally.failure.get() == Some(&io::ErrorKind::TimedOut) => {
+                    let secs = timeout.as_secs();
+                    Err(aborted(path, Abort::DataStalled { secs }))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         .await;
         transfer.finish(&result);
@@ -342,7 +387,7 @@ impl StorageBackend<User> for QumuloStorage {
     ) -> Result<u64> {
         let path = path.as_ref();
         let transfer = Transfer::start(&self.shared, user, path, "upload", start_pos);
-        let result = self.upload(user, input, path, start_pos).await;
+        let result = upload(self, user, input, path, start_pos).await;
         transfer.finish(&result);
         result
     }

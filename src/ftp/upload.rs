@@ -1,0 +1,566 @@
+//! Uploads that lose nothing, and data connections that cannot stall forever.
+//!
+//! STOR (with `atomic_uploads`) writes to a hidden temporary file in the target's directory and
+//! renames it over the target only once all the data arrived and the client is still there;
+//! whatever goes wrong before (the upload fails, or is dropped: ABOR, the session ends), the
+//! temporary file is deleted and the previous file stays as it was. REST+STOR and APPE extend
+//! the file in place, as do uploads without `atomic_uploads`. A data connection on which no
+//! byte moves for `data_timeout` fails ([`Watched`], for downloads too).
+//!
+//! Used by [`super::storage`] only; knows nothing of libunftp but its storage error type.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_io_timeout::{TimeoutReader, TimeoutWriter};
+use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp, Result};
+
+use super::errors::{Abort, Failure, aborted, cluster, failure};
+use super::storage::{QumuloStorage, cluster_path, dir_and_name, reason};
+use super::user::User;
+use crate::qumulo::{AttrPatch, ErrorKind, FileAttr, Session};
+
+/// Start of the hidden name an atomic upload is written to, next to its target.
+const TEMP_PREFIX: &str = ".qftpd-upload.";
+/// The cluster's longest name, in bytes.
+const NAME_MAX: usize = 255;
+/// Permission bits an atomic upload copies from the file it replaces: not setuid, setgid or
+/// sticky, which an in-place overwrite clears too.
+const COPIED_MODE: u32 = 0o777;
+/// How long a completed STOR waits for the control connection to close before it replaces
+/// the target: the gap between the kernel closing a killed client's data and control
+/// connections (microseconds, a scheduler tick or two when the machine is busy). A live
+/// client, waiting for its 226, pays this once per STOR; one that sent a command meanwhile,
+/// not at all.
+const KILLED_CLIENT_GRACE: Duration = Duration::from_millis(20);
+
+/// An upload: REST+STOR and APPE (`start_pos > 0`) extend the file in place from the offset;
+/// STOR replaces the file through a temporary file, or in place without `atomic_uploads`. STOU
+/// arrives here as a STOR of a new name.
+pub(super) async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
+    storage: &QumuloStorage,
+    user: &User,
+    input: R,
+    path: &Path,
+    start_pos: u64,
+) -> Result<u64> {
+    let cp = cluster_path(user, path)?;
+    let (input, tally) = Watched::reader(input, storage.shared.data_timeout);
+    let upload = Upload {
+        storage,
+        user,
+        path,
+        cp: &cp,
+        tally,
+    };
+    if start_pos > 0 {
+        return upload.in_place(Some(start_pos), input).await;
+    }
+    let (dir, name) = dir_and_name(user, &cp, path)?;
+    if storage.shared.atomic_uploads {
+        return upload.replace(dir, name, input).await;
+    }
+    // The file must exist before its data is replaced: a new one is created empty first.
+    match user.session.create_file(dir, name).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::Exists => {}
+        Err(e) => return Err(cluster(path, &e)),
+    }
+    upload.in_place(None, input).await
+}
+
+/// An upload's data connection as the cluster reads it.
+type Input<R> = Watched<TimeoutReader<R>>;
+
+/// One upload in progress.
+struct Upload<'a> {
+    storage: &'a QumuloStorage,
+    user: &'a User,
+    /// The FTP path, for replies and the log.
+    path: &'a Path,
+    /// The target's cluster path.
+    cp: &'a str,
+    /// What the data connection delivered so far, and how it failed.
+    tally: Arc<Tally>,
+}
+
+impl Upload<'_> {
+    /// Writes the data into the target itself: replacing its content (`offset = None`) or from
+    /// `offset`. A client that went away meanwhile is only logged: nothing can be undone.
+    async fn in_place<R>(&self, offset: Option<u64>, input: Input<R>) -> Result<u64>
+    where
+        R: AsyncRead + Send + Sync + Unpin + 'static,
+    {
+        let written = (self.user.session)
+            .write(self.cp, offset, input)
+            .await
+            .map_err(|e| self.write_failure(&e))?;
+        if self.storage.client_gone(Duration::ZERO).await {
+            tracing::info!(
+                user = %self.user.name, client = %self.user.client, path = %self.path.display(),
+                bytes = written,
+                "the client closed its control connection during the upload; the data \
+                 received stays in the file (written in place)"
+            );
+        }
+        Ok(written)
+    }
+
+    /// STOR through a hidden temporary file in the target's directory (so that the rename is
+    /// atomic, and quota and permissions are those of the target's directory), renamed over
+    /// the target once all the data arrived and the client is still there. A user who may
+    /// write the target but not add names to its directory overwrites it in place.
+    async fn replace<R>(&self, dir: &str, name: &str, input: Input<R>) -> Result<u64>
+    where
+        R: AsyncRead + Send + Sync + Unpin + 'static,
+    {
+        let target = match self.user.session.get_attr(self.cp).await {
+            Ok(attr) if attr.is_dir() => {
+                return Err(failure(
+                    Ftp::PermanentFileNotAvailable,
+                    self.path,
+                    "is a directory",
+                ));
+            }
+            Ok(attr) => Some(attr),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(cluster(self.path, &e)),
+        };
+        let (mut temp, created) = match TempFile::create(self, dir, name, target.is_some()).await {
+            Ok(temp) => temp,
+            Err(e) if e.kind() == ErrorKind::Denied && target.is_some() => {
+                tracing::info!(
+                    user = %self.user.name, client = %self.user.client, path = %self.path.display(),
+                    "no permission to create a temporary file next to the target; overwriting \
+                     it in place"
+                );
+                return self.in_place(None, input).await;
+            }
+            Err(e) => return Err(cluster(self.path, &e)),
+        };
+        let result = self
+            .fill_and_rename(
+                &temp.path,
+                created.mode,
+                target.as_ref(),
+                (dir, name),
+                input,
+            )
+            .await;
+        match &result {
+            Ok(_) => temp.keep(),
+            Err(e) => temp.discard(e).await,
+        }
+        result
+    }
+
+    /// Streams the data into the temporary file `temp` (created with `mode`) and renames it
+    /// to `name` in `dir`, over the target if there is one, giving it the target's mode
+    /// first. A failure to copy the mode fails the upload: the new content never appears with
+    /// permissions other than those of the file it replaces.
+    async fn fill_and_rename<R>(
+        &self,
+        temp: &str,
+        mut mode: u32,
+        target: Option<&FileAttr>,
+        (dir, name): (&str, &str),
+        input: Input<R>,
+    ) -> Result<u64>
+    where
+        R: AsyncRead + Send + Sync + Unpin + 'static,
+    {
+        let session = &self.user.session;
+        if let Some(target) = target {
+            // Even incomplete, the new content is not readable by more users than the old.
+            let exposed = mode & 0o077 & !target.mode;
+            if exposed != 0 {
+                mode &= !exposed;
+                self.set_mode(temp, mode).await?;
+            }
+        }
+        let written = session
+            .write(temp, None, input)
+            .await
+            .map_err(|e| self.write_failure(&e))?;
+        // In stream mode a client killed mid-transfer ends the data like one that finished;
+        // it shows as a closed control connection (given a moment: see ControlLink).
+        if self.storage.client_gone(KILLED_CLIENT_GRACE).await {
+            return Err(aborted(self.path, Abort::ControlClosed));
+        }
+        if let Some(target) = target
+            && target.mode & COPIED_MODE != mode
+        {
+            self.set_mode(temp, target.mode & COPIED_MODE).await?;
+        }
+        session
+            .rename(temp, dir, name, true)
+            .await
+            .map_err(|e| cluster(self.path, &e))?;
+        Ok(written)
+    }
+
+    async fn set_mode(&self, temp: &str, mode: u32) -> Result<()> {
+        let patch = AttrPatch {
+            mode: Some(mode),
+            ..AttrPatch::default()
+        };
+        match self.user.session.set_attr(temp, &patch).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(cluster(self.path, &e)),
+        }
+    }
+
+    /// The reply to a failed write of the data: the client's side when its data connection
+    /// failed or stalled (426), the cluster's otherwise.
+    fn write_failure(&self, err: &crate::qumulo::Error) -> FtpError {
+        let secs = self.storage.shared.data_timeout.as_secs();
+        match self.tally.failure.get() {
+            Some(io::ErrorKind::TimedOut) => aborted(self.path, Abort::DataStalled { secs }),
+            Some(_) => aborted(self.path, Abort::DataFailed),
+            None if matches!(err, crate::qumulo::Error::Aborted(_)) => {
+                aborted(self.path, Abort::DataFailed)
+            }
+            None => cluster(self.path, err),
+        }
+    }
+}
+
+/// The hidden file an atomic upload is written to. It is deleted unless [`TempFile::keep`]
+/// says it was renamed over the target: by [`TempFile::discard`] when the upload fails, or by
+/// a task spawned from `drop` when the upload is dropped midway (the session was aborted, the
+/// service stops). A process killed outright leaves it behind, under its telling name.
+struct TempFile {
+    session: Arc<Session>,
+    /// Its cluster path.
+    path: String,
+    /// Whether it may exist and has to be deleted.
+    armed: bool,
+    /// The log line of an upload given up.
+    report: AbortReport,
+}
+
+impl TempFile {
+    /// Creates a new hidden file for `name` in `dir` (`replacing` an existing file or not),
+    /// never an existing one: a name taken by chance is tried again with new random digits.
+    async fn create(
+        up: &Upload<'_>,
+        dir: &str,
+        name: &str,
+        replacing: bool,
+    ) -> std::result::Result<(Self, FileAttr), crate::qumulo::Error> {
+        let mut tries = 0;
+        loop {
+            let temp = temp_name(name);
+            let path = if dir == "/" {
+                format!("/{temp}")
+            } else {
+                format!("{dir}/{temp}")
+            };
+            // The request runs in its own task: if the upload is dropped while it runs, the
+            // task still learns whether the cluster created the file, and deletes it.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let (session, d, p) = (up.user.session.clone(), dir.to_string(), path.clone());
+            tokio::spawn(async move {
+                let result = session.create_file(&d, &temp).await;
+                if let Err(Ok(_)) = tx.send(result) {
+                    cleaned(&p, session.delete(&p).await);
+                }
+            });
+            let created = rx.await.unwrap_or_else(|_| {
+                Err(crate::qumulo::Error::Decode(
+                    "creating the temporary file failed".to_string(),
+                ))
+            });
+            match created {
+                Ok(attr) => {
+                    let file = TempFile {
+                        session: up.user.session.clone(),
+                        path,
+                        armed: true,
+                        report: AbortReport {
+                            user: up.user.name.clone(),
+                            client: up.user.client,
+                            path: up.path.display().to_string(),
+                            tally: up.tally.clone(),
+                            replacing,
+                            logged: false,
+                        },
+                    };
+                    return Ok((file, attr));
+                }
+                Err(e) => {
+                    if e.kind() != ErrorKind::Exists || tries == 2 {
+                        return Err(e);
+                    }
+                    tries += 1;
+                }
+            }
+        }
+    }
+
+    /// The file was renamed over the target: nothing to delete.
+    fn keep(&mut self) {
+        self.armed = false;
+    }
+
+    /// Logs why the upload was given up and deletes the file (a failure to is logged).
+    async fn discard(&mut self, err: &FtpError) {
+        self.report
+            .log(&why(err), err.kind() == Ftp::ConnectionClosed);
+        let result = self.session.delete(&self.path).await;
+        self.armed = false;
+        cleaned(&self.path, result);
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.report.log("the transfer was cancelled", true);
+        let (session, path) = (self.session.clone(), std::mem::take(&mut self.path));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { cleaned(&path, session.delete(&path).await) });
+            }
+            Err(_) => {
+                tracing::warn!(temp = %path, "cannot delete the temporary file of a cancelled upload")
+            }
+        }
+    }
+}
+
+/// The log line of an upload given up: who, what, how much had arrived, why, and that the
+/// target did not change.
+struct AbortReport {
+    user: String,
+    client: std::net::IpAddr,
+    /// The FTP path.
+    path: String,
+    tally: Arc<Tally>,
+    /// Whether the upload was to replace an existing file.
+    replacing: bool,
+    /// Logged already (a failed upload may also be dropped while it cleans up).
+    logged: bool,
+}
+
+impl AbortReport {
+    /// Logs the line once: at info level when the client caused it, at warning level else.
+    fn log(&mut self, why: &str, client_side: bool) {
+        if std::mem::replace(&mut self.logged, true) {
+            return;
+        }
+        let (user, client, path) = (&self.user, self.client, &self.path);
+        let bytes = self.tally.bytes.load(Ordering::Relaxed);
+        let kept = if self.replacing {
+            "previous file kept"
+        } else {
+            "no file created"
+        };
+        if client_side {
+            tracing::info!(
+                user, %client, path, bytes, reason = why, "upload {path} aborted after {bytes} \
+                bytes received: {why}; {kept}"
+            );
+        } else {
+            tracing::warn!(
+                user, %client, path, bytes, reason = why, "upload {path} aborted after {bytes} \
+                bytes received: {why}; {kept}"
+            );
+        }
+    }
+}
+
+/// Logs a failure to delete a temporary file (one already gone is fine).
+fn cleaned(temp: &str, result: std::result::Result<(), crate::qumulo::Error>) {
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(
+            temp, error = %e, "cannot delete the temporary file of an aborted upload; it stays behind"
+        ),
+    }
+}
+
+/// Whether `name` is that of an upload's temporary file (see [`temp_name`]).
+pub(super) fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX)
+}
+
+/// A hidden name for an upload to `name`: the prefix, 16 random hex digits, a dot and as much
+/// of `name` as fits in the cluster's limit (cut at a character boundary).
+fn temp_name(name: &str) -> String {
+    let mut temp = format!("{TEMP_PREFIX}{:016x}.", fastrand::u64(..));
+    let mut end = name.len().min(NAME_MAX - temp.len());
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    temp.push_str(&name[..end]);
+    temp
+}
+
+/// Why an upload failed, without the path the log line names already.
+fn why(e: &FtpError) -> String {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<Failure>())
+        .map_or_else(|| reason(e), |f| f.message().to_string())
+}
+
+/// What a data connection did during one transfer: the bytes it moved and its first failure.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    bytes: AtomicU64,
+    pub(super) failure: OnceLock<io::ErrorKind>,
+}
+
+impl Tally {
+    fn count<T>(&self, result: &Poll<io::Result<T>>, bytes: usize) {
+        match result {
+            Poll::Ready(Ok(_)) => {
+                self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            }
+            Poll::Ready(Err(e)) => {
+                let _ = self.failure.set(e.kind());
+            }
+            Poll::Pending => {}
+        }
+    }
+}
+
+/// A data connection as a transfer uses it: when no byte moves for the data timeout it fails
+/// with `TimedOut`, and what it does is counted in a [`Tally`].
+pub(super) struct Watched<T> {
+    io: Pin<Box<T>>,
+    tally: Arc<Tally>,
+}
+
+impl<T> Watched<T> {
+    fn new(io: T) -> (Self, Arc<Tally>) {
+        let tally = Arc::new(Tally::default());
+        let io = Box::pin(io);
+        let watched = Self {
+            io,
+            tally: tally.clone(),
+        };
+        (watched, tally)
+    }
+}
+
+impl<R: AsyncRead> Watched<TimeoutReader<R>> {
+    /// An upload's data connection, failing after `timeout` without a byte.
+    fn reader(reader: R, timeout: Duration) -> (Self, Arc<Tally>) {
+        let mut io = TimeoutReader::new(reader);
+        io.set_timeout(Some(timeout));
+        Self::new(io)
+    }
+}
+
+impl<W: AsyncWrite> Watched<TimeoutWriter<W>> {
+    /// A download's data connection, failing after `timeout` without a byte taken.
+    pub(super) fn writer(writer: W, timeout: Duration) -> (Self, Arc<Tally>) {
+        let mut io = TimeoutWriter::new(writer);
+        io.set_timeout(Some(timeout));
+        Self::new(io)
+    }
+}
+
+impl<R: AsyncRead> AsyncRead for Watched<TimeoutReader<R>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = self.io.as_mut().poll_read(cx, buf);
+        self.tally.count(&result, buf.filled().len() - before);
+        result
+    }
+}
+
+impl<W: AsyncWrite> AsyncWrite for Watched<TimeoutWriter<W>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = self.io.as_mut().poll_write(cx, buf);
+        let n = match result {
+            Poll::Ready(Ok(n)) => n,
+            _ => 0,
+        };
+        self.tally.count(&result, n);
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = self.io.as_mut().poll_flush(cx);
+        self.tally.count(&result, 0);
+        result
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = self.io.as_mut().poll_shutdown(cx);
+        self.tally.count(&result, 0);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn temp_names_are_hidden_unique_and_within_the_name_limit() {
+        let a = temp_name("report.pdf");
+        assert!(
+            a.starts_with(TEMP_PREFIX) && a.ends_with(".report.pdf"),
+            "{a}"
+        );
+        assert_eq!(a.len(), TEMP_PREFIX.len() + 16 + 1 + "report.pdf".len());
+        assert_ne!(a, temp_name("report.pdf"));
+        // 254 bytes of two-byte characters: cut at a character boundary, within 255 bytes.
+        let long = "é".repeat(127);
+        let t = temp_name(&long);
+        assert!(
+            t.len() <= NAME_MAX && t.len() >= NAME_MAX - 1,
+            "{}",
+            t.len()
+        );
+        assert!(long.starts_with(&t[TEMP_PREFIX.len() + 17..]));
+        let t = temp_name(&"x".repeat(255));
+        assert_eq!(t.len(), NAME_MAX);
+    }
+
+    #[tokio::test]
+    async fn a_silent_data_connection_times_out_and_bytes_are_counted() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let (mut input, tally) = Watched::reader(server, Duration::from_millis(50));
+        client.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(input.read(&mut buf).await.unwrap(), 5);
+        let err = input.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(tally.bytes.load(Ordering::Relaxed), 5);
+        assert_eq!(tally.failure.get(), Some(&io::ErrorKind::TimedOut));
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_nothing_times_the_download_out() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let (mut output, tally) = Watched::writer(&mut server, Duration::from_millis(50));
+        let err = output.write_all(&[0u8; 1000]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(tally.bytes.load(Ordering::Relaxed), 64);
+        assert_eq!(tally.failure.get(), Some(&io::ErrorKind::TimedOut));
+        drop(client);
+    }
+}
