@@ -1,0 +1,894 @@
+//! Hostile clients and hostile data: over-long command lines, NUL bytes, invalid UTF-8, bare LF,
+//! empty lines and unknown commands on the control connection; names with CR and LF that must
+//! not inject reply or listing lines; the FTP bounce attack through PORT and EPRT; data
+//! connections whose TLS handshake fails or that never come.
+//!
+//! The gateway (`qftpd serve` in front of `qftpd sim`) is driven over raw control connections,
+//! every read bounded by [`READ_TIMEOUT`]. What the gateway cannot show (a storage that accepts
+//! names with CR, a short data connection timeout, libunftp's own defaults) is checked on an
+//! in-process libunftp server built the same way as the gateway's (one `Server` per connection,
+//! `Server::service`), over a storage back-end of a few lines ([`Fixed`]).
+
+mod common;
+
+use std::fmt::Debug;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use common::Sim;
+use common::ftp::Gateway;
+use libunftp::ServerBuilder;
+use libunftp::options::ActivePassiveMode;
+use unftp_core::auth::DefaultUser;
+use unftp_core::storage::{Fileinfo, Metadata, StorageBackend};
+
+const ADMIN: (&str, &str) = ("admin", "adminpw");
+/// The in-process server lets anyone in.
+const ANONYMOUS: (&str, &str) = ("anonymous", "guest");
+/// The longest wait for any reply, connection or data read.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// A raw FTP client.
+
+/// One reply: its code and its lines as received (without CRLF).
+#[derive(Debug)]
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    fn assert_code(&self, code: u16) -> &Self {
+        assert_eq!(self.code, code, "unexpected reply: {self:#?}");
+        self
+    }
+
+    fn assert_says(&self, code: u16, text: &str) -> &Self {
+        self.assert_code(code);
+        assert!(
+            self.text().contains(text),
+            "reply lacks {text:?}: {self:#?}"
+        );
+        self
+    }
+}
+
+/// A control connection that reads replies strictly: every line ends with CRLF and holds no
+/// other CR, a reply starts with three digits and a space or a dash, and a multi-line reply
+/// ends at the first line starting with its code and a space.
+struct Control {
+    stream: BufReader<TcpStream>,
+}
+
+impl Control {
+    /// Connects and reads the 220 greeting.
+    fn connect(addr: SocketAddr) -> Control {
+        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut control = Control {
+            stream: BufReader::new(stream),
+        };
+        control.reply().assert_code(220);
+        control
+    }
+
+    /// Connects and logs in.
+    fn login(addr: SocketAddr, (user, password): (&str, &str)) -> Control {
+        let mut control = Control::connect(addr);
+        control.cmd(&format!("USER {user}")).assert_code(331);
+        control.cmd(&format!("PASS {password}")).assert_code(230);
+        control
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream
+            .get_mut()
+            .write_all(bytes)
+            .expect("write to the control connection");
+    }
+
+    fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        let n = self
+            .stream
+            .read_until(b'\n', &mut buf)
+            .expect("read a reply line");
+        assert!(n > 0, "the server closed the control connection");
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        assert!(buf.ends_with(b"\r\n"), "reply line without CRLF: {text:?}");
+        buf.truncate(buf.len() - 2);
+        assert!(!buf.contains(&b'\r'), "CR inside a reply line: {text:?}");
+        String::from_utf8(buf).expect("a UTF-8 reply line")
+    }
+
+    /// Reads one whole reply.
+    fn reply(&mut self) -> Reply {
+        let first = self.line();
+        let code: u16 = match first.as_bytes() {
+            [a, b, c, ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+                first[..3].parse().unwrap()
+            }
+            _ => panic!("not a reply line: {first:?}"),
+        };
+        let mut lines = vec![first.clone()];
+        match first.as_bytes().get(3) {
+            None | Some(b' ') => {}
+            Some(b'-') => loop {
+                let line = self.line();
+                let last = line.starts_with(&format!("{code} "));
+                lines.push(line);
+                if last {
+                    break;
+                }
+            },
+            Some(_) => panic!("not a reply line: {first:?}"),
+        }
+        Reply { code, lines }
+    }
+
+    /// Sends `line` and CRLF; reads the reply.
+    fn cmd(&mut self, line: &str) -> Reply {
+        self.raw(format!("{line}\r\n").as_bytes())
+    }
+
+    /// Sends `bytes` as they are; reads the reply.
+    fn raw(&mut self, bytes: &[u8]) -> Reply {
+        self.send(bytes);
+        self.reply()
+    }
+
+    /// NOOP is answered 200: the session is usable, and no stray line of an earlier reply was
+    /// waiting (it would have been read as the answer).
+    fn assert_in_step(&mut self) {
+        self.cmd("NOOP").assert_code(200);
+    }
+
+    /// PASV; the address of the reply.
+    fn pasv(&mut self) -> SocketAddr {
+        let reply = self.cmd("PASV");
+        reply.assert_code(227);
+        let text = reply.text();
+        let inner = text
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(inner, _)| inner)
+            .unwrap_or_else(|| panic!("no address in {text:?}"));
+        let n: Vec<u8> = inner.split(',').map(|x| x.parse().unwrap()).collect();
+        let ip = IpAddr::from([n[0], n[1], n[2], n[3]]);
+        SocketAddr::new(ip, u16::from(n[4]) << 8 | u16::from(n[5]))
+    }
+
+    /// A listing command over a passive data connection (150, the data, 226); the lines of
+    /// the data, each of which ended with CRLF and holds neither CR nor LF.
+    fn listing(&mut self, cmd: &str) -> Vec<String> {
+        let addr = self.pasv();
+        let mut data = connect_data(addr);
+        self.cmd(cmd).assert_code(150);
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).expect("read the listing");
+        self.reply().assert_code(226);
+        split_crlf_lines(&bytes, cmd)
+    }
+}
+
+fn connect_data(addr: SocketAddr) -> TcpStream {
+    let data = TcpStream::connect_timeout(&addr, READ_TIMEOUT).expect("open the data connection");
+    data.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    data
+}
+
+/// The CRLF-terminated lines of `bytes`, asserting there is no other CR or LF.
+fn split_crlf_lines(bytes: &[u8], what: &str) -> Vec<String> {
+    let text = String::from_utf8(bytes.to_vec()).expect("a UTF-8 listing");
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let body = text
+        .strip_suffix("\r\n")
+        .unwrap_or_else(|| panic!("{what}: listing does not end with CRLF: {text:?}"));
+    let lines: Vec<String> = body.split("\r\n").map(str::to_owned).collect();
+    for line in &lines {
+        assert!(
+            !line.contains(['\r', '\n']),
+            "{what}: bare CR or LF in {line:?} of {text:?}"
+        );
+    }
+    lines
+}
+
+/// `line` looks like an `ls -l` line: a type letter and nine permission characters, then at
+/// least eight more fields.
+fn assert_ls_line(line: &str) {
+    let mode: Vec<char> = line.chars().take(10).collect();
+    assert!(
+        mode.len() == 10
+            && "-dlp".contains(mode[0])
+            && mode[1..].iter().all(|c| "rwxsStT-".contains(*c)),
+        "not an ls -l line: {line:?}"
+    );
+    assert!(
+        line.split_whitespace().count() >= 9,
+        "not an ls -l line: {line:?}"
+    );
+}
+
+/// `line` looks like an MLSD line: `fact=value;...; name`.
+fn assert_mlsd_line(line: &str) {
+    let (facts, name) = line
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("not an MLSD line: {line:?}"));
+    assert!(
+        facts.ends_with(';') && facts.to_ascii_lowercase().contains("type=") && !name.is_empty(),
+        "not an MLSD line: {line:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway.
+
+fn start() -> (Sim, Gateway) {
+    let sim = Sim::start_default();
+    let gw = Gateway::start(&sim, "");
+    (sim, gw)
+}
+
+/// A command line of 16 MiB gets one 500 reply; the gateway skips it without buffering it
+/// (its peak RSS does not grow by the line's size) and the session goes on.
+#[test]
+fn gateway_over_long_command_line_is_refused_without_growing_memory() {
+    let (_sim, gw) = start();
+    let mut c = Control::login(gw.addr, ADMIN);
+    c.raw(format!("NOOP {}\r\n", "x".repeat(5000)).as_bytes())
+        .assert_says(500, "too long");
+    c.assert_in_step();
+
+    let before = gw.peak_rss_kib();
+    let chunk = vec![b'A'; 64 << 10];
+    c.send(b"STOR ");
+    for _ in 0..256 {
+        c.send(&chunk);
+    }
+    c.send(b"\r\n");
+    c.reply().assert_says(500, "Command line too long");
+    c.assert_in_step();
+    let grown = gw.peak_rss_kib().saturating_sub(before);
+    assert!(
+        grown < 8 << 10,
+        "the gateway's peak RSS grew by {grown} KiB for a 16 MiB line"
+    );
+
+    // A line just within the limit is a command like any other (here an unknown path).
+    let long_name = format!("MLST /{}", "n".repeat(4096 - 6));
+    assert_eq!(long_name.len(), 4096);
+    assert_ne!(c.cmd(&long_name).code, 500);
+    c.assert_in_step();
+}
+
+/// NUL bytes in a command or its argument are refused with 501; Telnet's CR NUL (a CR) is not
+/// mistaken for one.
+#[test]
+fn gateway_nul_bytes_are_refused() {
+    let (sim, gw) = start();
+    std::fs::write(sim.disk_path("/a"), b"short name").unwrap();
+    let mut c = Control::login(gw.addr, ADMIN);
+    for line in [
+        &b"RETR a\0b\r\n"[..],
+        b"DELE a\0\r\n",
+        b"CWD /\0\r\n",
+        b"NO\0OP\r\n",
+        b"\0\r\n",
+    ] {
+        c.raw(line).assert_says(501, "NUL");
+        c.assert_in_step();
+    }
+    assert!(sim.disk_path("/a").exists(), "DELE a<NUL> deleted a");
+    // CR NUL is a CR: the path has a CR in it, which the gateway refuses as a name.
+    let r = c.raw(b"DELE a\r\0b\r\n");
+    assert!(r.code >= 500 && r.code != 501, "{r:#?}");
+    c.assert_in_step();
+    assert!(sim.disk_path("/a").exists());
+}
+
+/// Arguments that are not UTF-8 are refused (never converted lossily into the name of another
+/// file); a command verb that is not UTF-8 is an unknown command.
+#[test]
+fn gateway_invalid_utf8_is_refused_not_converted() {
+    let (sim, gw) = start();
+    // What a lossy conversion of b"\xff\xfe.txt" would name.
+    let lossy = "\u{fffd}\u{fffd}.txt";
+    std::fs::write(sim.disk_path(&format!("/{lossy}")), b"not yours").unwrap();
+    let mut c = Control::login(gw.addr, ADMIN);
+    for line in [
+        &b"DELE \xff\xfe.txt\r\n"[..],
+        b"RETR \xff\xfe.txt\r\n",
+        b"MLST \xff\xfe.txt\r\n",
+        b"CWD \xc3\x28\r\n",
+        b"USER \xff\r\n",
+    ] {
+        c.raw(line).assert_says(501, "UTF-8");
+        c.assert_in_step();
+    }
+    assert!(sim.disk_path(&format!("/{lossy}")).exists());
+    c.raw(b"\xffNOOP\r\n").assert_says(500, "UTF-8");
+    c.assert_in_step();
+    c.cmd("PWD").assert_says(257, "\"/\"");
+}
+
+/// Bare LF ends a line like CRLF; empty lines, unknown commands and bad parameters are
+/// answered and the session goes on.
+#[test]
+fn gateway_bare_lf_empty_lines_unknown_commands() {
+    let (_sim, gw) = start();
+    let mut c = Control::connect(gw.addr);
+    c.raw(format!("USER {}\n", ADMIN.0).as_bytes())
+        .assert_code(331);
+    c.raw(format!("PASS {}\n", ADMIN.1).as_bytes())
+        .assert_code(230);
+    c.raw(b"PWD\n").assert_code(257);
+    c.raw(b"NOOP\n").assert_code(200);
+    for line in [&b"\r\n"[..], b"\n", b" \r\n"] {
+        c.raw(line).assert_code(500);
+        c.assert_in_step();
+    }
+    c.cmd("FOOBAR x").assert_code(500);
+    c.assert_in_step();
+    c.cmd("XYZZY").assert_code(500);
+    c.assert_in_step();
+    // A bad parameter is a 501; the session survives it.
+    c.cmd("NOOP x").assert_code(501);
+    c.assert_in_step();
+    c.cmd("MODE Z").assert_code(501);
+    c.assert_in_step();
+    // A CR not followed by LF (nor NUL) is not a line end.
+    c.raw(b"NOOP\rNOOP\r\n").assert_code(501);
+    c.assert_in_step();
+    c.cmd("QUIT").assert_code(221);
+}
+
+/// Names with CR and LF, made directly on the cluster's disk, never inject a line into a
+/// listing (LIST, NLST, MLSD, STAT) or a reply (MLST, CWD, and PWD after it).
+#[test]
+fn gateway_names_with_cr_and_lf_inject_no_lines() {
+    let (sim, gw) = start();
+    let dir = sim.disk_path("/evil");
+    std::fs::create_dir(&dir).unwrap();
+    let names = [
+        "a\r\n226 Transfer complete",
+        "b\n-rw-r--r--   1 root     root            0 Jan  1 00:00 fake",
+        "c\r250 fake",
+        "d\n\n",
+    ];
+    for name in names {
+        std::fs::write(dir.join(name), b"x").unwrap();
+    }
+    std::fs::create_dir(dir.join("e\r\n257 \"fake\"")).unwrap();
+    let entries = names.len() + 1;
+
+    let mut c = Control::login(gw.addr, ADMIN);
+    let list = c.listing("LIST /evil");
+    assert_eq!(list.len(), entries, "{list:#?}");
+    list.iter().for_each(|l| assert_ls_line(l));
+    let nlst = c.listing("NLST /evil");
+    assert_eq!(nlst.len(), entries, "{nlst:#?}");
+    assert!(nlst.iter().all(|n| !n.is_empty()), "{nlst:#?}");
+    let mlsd = c.listing("MLSD /evil");
+    assert_eq!(mlsd.len(), entries, "{mlsd:#?}");
+    mlsd.iter().for_each(|l| assert_mlsd_line(l));
+    c.assert_in_step();
+
+    // STAT lists over the control connection.
+    let stat = c.cmd("STAT /evil");
+    assert!(stat.code / 100 == 2, "{stat:#?}");
+    assert_eq!(stat.lines.len(), entries, "{stat:#?}");
+    c.assert_in_step();
+
+    // The names can be sent with Telnet's CR NUL for CR (LF cannot be sent at all); whatever
+    // the gateway answers is one reply, in step.
+    c.raw(b"MLST /evil/c\r\x00250 fake\r\n");
+    c.assert_in_step();
+    c.raw(b"CWD /evil/e\r\x00257 \"fake\"\r\n");
+    c.assert_in_step();
+    let pwd = c.cmd("PWD");
+    pwd.assert_code(257);
+    assert_eq!(pwd.lines.len(), 1, "{pwd:#?}");
+    c.assert_in_step();
+    c.cmd("CWD /evil").assert_code(250);
+    c.cmd("PWD").assert_says(257, "\"/evil\"");
+    c.raw(b"RETR c\r\x00250 fake\r\n");
+    c.assert_in_step();
+    let mlst = c.cmd("MLST /evil");
+    mlst.assert_code(250);
+    assert_eq!(mlst.lines.len(), 3, "{mlst:#?}");
+    c.assert_in_step();
+}
+
+/// With active mode off, PORT and EPRT get a clean 502, connect nowhere, and the session goes
+/// on.
+#[test]
+fn gateway_port_and_eprt_refused_while_active_mode_is_off() {
+    let sim = Sim::start_default();
+    let gw = Gateway::start(&sim, "active-mode = false");
+    let third_party = Listener::bind("127.0.0.2");
+    let own = Listener::bind("127.0.0.1");
+    let mut c = Control::login(gw.addr, ADMIN);
+    for target in [&third_party, &own] {
+        c.cmd(&format!("PORT {}", target.port_arg()))
+            .assert_says(502, "Active mode not enabled");
+        c.cmd(&format!("EPRT {}", target.eprt_arg()))
+            .assert_says(502, "Active mode not enabled");
+        target.assert_no_connection();
+        c.assert_in_step();
+    }
+}
+
+/// The bounce checks on the gateway, with active mode on.
+#[test]
+fn gateway_port_and_eprt_refuse_third_parties_and_privileged_ports() {
+    let sim = Sim::start_default();
+    let gw = Gateway::start(&sim, "active-mode = true");
+    check_active_mode(gw.addr, ADMIN);
+}
+
+/// FTPS: a data connection whose TLS handshake fails (the client speaks plain text after
+/// PROT P) fails the transfer with 425 after its 150; the session goes on, and it is idle again
+/// (its idle timeout fires, which it never does while a data transfer is running).
+#[test]
+fn gateway_failed_data_tls_handshake_is_a_425() {
+    let sim = Sim::start_default();
+    let dir = tempfile::Builder::new()
+        .prefix("qftpd-hostile-tls-")
+        .tempdir()
+        .expect("create a certificate dir");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("generate a certificate");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "idle-timeout = 3\n[ftp.tls]\ncertificate = \"{}\"\nkey = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+    );
+    check_failed_data_tls_handshake(gw.addr, ADMIN);
+}
+
+/// PROT P, then plain text on the data connection: 150 and 425; then the idle timeout (at
+/// most a few seconds) closes the session.
+fn check_failed_data_tls_handshake(addr: SocketAddr, user: (&str, &str)) {
+    let mut c = Control::login(addr, user);
+    c.cmd("PBSZ 0").assert_code(200);
+    c.cmd("PROT P").assert_code(200);
+    let mut data = connect_data(c.pasv());
+    data.write_all(b"not a TLS client hello\r\n").unwrap();
+    c.cmd("LIST").assert_code(150);
+    c.reply()
+        .assert_says(425, "TLS negotiation on the data connection failed");
+    c.assert_in_step();
+    c.reply().assert_says(421, "timed out");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Active mode (on the gateway and on the in-process server).
+
+/// A listener standing for a data port of the client or of a third party.
+struct Listener(TcpListener);
+
+impl Listener {
+    fn bind(ip: &str) -> Listener {
+        let listener = TcpListener::bind((ip, 0)).expect("bind a test listener");
+        listener.set_nonblocking(true).unwrap();
+        Listener(listener)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.local_addr().unwrap()
+    }
+
+    /// `h1,h2,h3,h4,p1,p2` for PORT.
+    fn port_arg(&self) -> String {
+        port_arg(self.addr())
+    }
+
+    /// `|1|a.b.c.d|port|` for EPRT.
+    fn eprt_arg(&self) -> String {
+        format!("|1|{}|{}|", self.addr().ip(), self.addr().port())
+    }
+
+    /// Nobody connected. The server connects before it answers PORT/EPRT, so once the reply
+    /// is read a connection would already be waiting.
+    fn assert_no_connection(&self) {
+        match self.0.accept() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok((_, peer)) => panic!("the server connected to {} from {peer}", self.addr()),
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+
+    /// The server's connection, which is already there.
+    fn accept(&self) -> TcpStream {
+        let (stream, _) = self.0.accept().expect("the server's data connection");
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream
+    }
+}
+
+fn port_arg(addr: SocketAddr) -> String {
+    let IpAddr::V4(ip) = addr.ip() else {
+        panic!("PORT takes IPv4 addresses")
+    };
+    let [a, b, c, d] = ip.octets();
+    format!(
+        "{a},{b},{c},{d},{},{}",
+        addr.port() >> 8,
+        addr.port() & 0xff
+    )
+}
+
+/// PORT and EPRT refuse third-party addresses and privileged ports with 504 and connect
+/// nowhere; EPRT refuses unknown network protocols with 522 and bad syntax with 501; to the
+/// client's own address both work (a LIST goes through).
+fn check_active_mode(addr: SocketAddr, user: (&str, &str)) {
+    let third_party = Listener::bind("127.0.0.2");
+    let mut c = Control::login(addr, user);
+
+    c.cmd(&format!("PORT {}", third_party.port_arg()))
+        .assert_says(504, "PORT to a third-party address refused");
+    c.cmd(&format!("EPRT {}", third_party.eprt_arg()))
+        .assert_says(504, "EPRT to a third-party address refused");
+    let v6 = format!("EPRT |2|::1|{}|", third_party.addr().port());
+    c.cmd(&v6).assert_says(504, "third-party");
+    third_party.assert_no_connection();
+    // Without a data connection a transfer command is refused, not started.
+    c.cmd("LIST").assert_code(425);
+    c.assert_in_step();
+
+    c.cmd("PORT 127,0,0,1,0,21")
+        .assert_says(504, "PORT to a privileged port refused");
+    c.cmd("EPRT |1|127.0.0.1|1023|")
+        .assert_says(504, "EPRT to a privileged port refused");
+    c.cmd("EPRT |3|127.0.0.1|2000|")
+        .assert_says(522, "Network protocol not supported");
+    for bad in [
+        "PORT 127,0,0,1,4",
+        "PORT 127,0,0,x,4,1",
+        "PORT 127,0,0,1,4,256",
+        "EPRT 127.0.0.1:2000",
+        "EPRT |1|127.0.0.1|2000",
+        "EPRT |1|localhost|2000|",
+        "EPRT |1|127.0.0.1|65536|",
+    ] {
+        c.cmd(bad).assert_code(501);
+    }
+    c.assert_in_step();
+
+    let own = Listener::bind("127.0.0.1");
+    c.cmd(&format!("PORT {}", own.port_arg()))
+        .assert_says(200, "PORT command successful");
+    let mut data = own.accept();
+    c.cmd("LIST").assert_code(150);
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).expect("read the listing");
+    c.reply().assert_code(226);
+    split_crlf_lines(&bytes, "LIST")
+        .iter()
+        .for_each(|l| assert_ls_line(l));
+
+    let own = Listener::bind("127.0.0.1");
+    c.cmd(&format!("EPRT {}", own.eprt_arg()))
+        .assert_says(200, "EPRT command successful");
+    let mut data = own.accept();
+    c.cmd("NLST").assert_code(150);
+    data.read_to_end(&mut Vec::new()).expect("read the listing");
+    c.reply().assert_code(226);
+    c.assert_in_step();
+}
+
+#[test]
+fn in_process_port_and_eprt_refuse_third_parties_and_privileged_ports() {
+    let server = InProcess::start(|b| b.active_passive_mode(ActivePassiveMode::ActiveAndPassive));
+    check_active_mode(server.addr, ANONYMOUS);
+}
+
+/// libunftp's default mode is passive only: PORT and EPRT get 502.
+#[test]
+fn in_process_passive_only_refuses_port_and_eprt() {
+    let server = InProcess::start(|b| b);
+    let own = Listener::bind("127.0.0.1");
+    let mut c = Control::login(server.addr, ANONYMOUS);
+    c.cmd(&format!("PORT {}", own.port_arg()))
+        .assert_says(502, "Active mode not enabled");
+    c.cmd(&format!("EPRT {}", own.eprt_arg()))
+        .assert_says(502, "Active mode not enabled");
+    own.assert_no_connection();
+    c.assert_in_step();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies and listings of names with CR and LF, where the storage accepts anything.
+
+/// Paths echoed in replies (PWD after CWD, MLST) and names in listings never start a line.
+#[test]
+fn in_process_cr_and_lf_inject_no_lines() {
+    let server = InProcess::start(|b| b);
+    let mut c = Control::login(server.addr, ANONYMOUS);
+
+    c.raw(b"CWD /d\r\x00257 \"/fake\"\r\n").assert_code(250);
+    let pwd = c.cmd("PWD");
+    pwd.assert_code(257);
+    assert_eq!(pwd.lines, ["257 \"/d?257 \"\"/fake\"\"\""]);
+    c.assert_in_step();
+
+    let mlst = c.raw(b"MLST x\r\x00250 fake\r\n");
+    mlst.assert_code(250);
+    assert_eq!(mlst.lines.len(), 3, "{mlst:#?}");
+    assert!(mlst.lines[1].ends_with(" x?250 fake"), "{mlst:#?}");
+    c.assert_in_step();
+
+    let entries = Fixed::NAMES.len();
+    let list = c.listing("LIST");
+    assert_eq!(list.len(), entries, "{list:#?}");
+    list.iter().for_each(|l| assert_ls_line(l));
+    let nlst = c.listing("NLST");
+    assert_eq!(nlst.len(), entries, "{nlst:#?}");
+    let mlsd = c.listing("MLSD");
+    assert_eq!(mlsd.len(), entries, "{mlsd:#?}");
+    mlsd.iter().for_each(|l| assert_mlsd_line(l));
+    let stat = c.cmd("STAT /");
+    assert_eq!(stat.lines.len(), entries, "{stat:#?}");
+    c.assert_in_step();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data connections that fail or never come.
+
+/// As [`gateway_failed_data_tls_handshake_is_a_425`], on libunftp alone.
+#[test]
+fn in_process_failed_data_tls_handshake_is_a_425() {
+    let tls = tls_config();
+    let server = InProcess::start(move |b| {
+        b.ftps_manual::<PathBuf>(tls.clone())
+            .idle_session_timeout(3)
+    });
+    check_failed_data_tls_handshake(server.addr, ANONYMOUS);
+}
+
+/// With `data_connection_timeout`, a data connection that gets no command is closed in time
+/// (instead of after 5 minutes).
+#[test]
+fn in_process_data_connection_without_command_is_closed() {
+    let server = InProcess::start(|b| b.data_connection_timeout(Duration::from_secs(1)));
+    let mut c = Control::login(server.addr, ANONYMOUS);
+    let mut data = connect_data(c.pasv());
+    let n = data
+        .read(&mut [0u8; 16])
+        .expect("the server closes the idle data connection before the read times out");
+    assert_eq!(n, 0);
+    c.assert_in_step();
+}
+
+/// A transfer command for a passive connection the client never opens gets 425 when the wait
+/// ends, instead of a 150 that is never followed up; after it (and once the passive port is
+/// given up without a transfer) a transfer command gets 425 at once.
+#[test]
+fn in_process_passive_connection_that_never_comes_is_a_425() {
+    let server = InProcess::start(|b| b.data_connection_timeout(Duration::from_secs(1)));
+    let mut c = Control::login(server.addr, ANONYMOUS);
+    c.pasv();
+    c.cmd("LIST").assert_code(150);
+    c.reply()
+        .assert_says(425, "Data connection not opened in time");
+    c.cmd("LIST").assert_code(425);
+    c.assert_in_step();
+
+    let addr = c.pasv();
+    // Lets the configured one-second wait for the connection expire.
+    std::thread::sleep(Duration::from_secs(3));
+    c.cmd("LIST").assert_code(425);
+    assert!(
+        TcpStream::connect_timeout(&addr, READ_TIMEOUT).is_err(),
+        "the passive port still accepts connections"
+    );
+    c.assert_in_step();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The in-process libunftp server.
+
+/// A libunftp server on 127.0.0.1 (port 0) with [`Fixed`] storage and anonymous login; each
+/// connection gets a `Server` from `configure(ServerBuilder::new(..))`. Stops when dropped.
+struct InProcess {
+    addr: SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+}
+
+type Builder = ServerBuilder<Fixed, DefaultUser>;
+
+impl InProcess {
+    fn start(configure: impl Fn(Builder) -> Builder + Send + Sync + 'static) -> InProcess {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the in-process server");
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let server = configure(ServerBuilder::new(Box::new(|| Fixed)))
+                    .build()
+                    .expect("build the libunftp server");
+                tokio::spawn(server.service(stream));
+            }
+        });
+        InProcess {
+            addr,
+            _runtime: runtime,
+        }
+    }
+}
+
+/// A self-signed certificate for `localhost`.
+fn tls_config() -> Arc<rustls::ServerConfig> {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("generate a certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("TLS server configuration");
+    Arc::new(config)
+}
+
+/// Storage where every path is a directory holding [`Fixed::NAMES`] (empty files), and every
+/// change succeeds.
+#[derive(Debug)]
+struct Fixed;
+
+impl Fixed {
+    /// Names with CR and LF that would forge listing and reply lines.
+    const NAMES: [&str; 4] = [
+        "f.txt",
+        "a\r\n226 Transfer complete",
+        "b\n-rw-r--r--   1 0 0 0 Jan  1 00:00 fake",
+        "c\r250 fake",
+    ];
+}
+
+#[derive(Debug)]
+struct Meta {
+    dir: bool,
+}
+
+impl Metadata for Meta {
+    fn len(&self) -> u64 {
+        0
+    }
+    fn is_dir(&self) -> bool {
+        self.dir
+    }
+    fn is_file(&self) -> bool {
+        !self.dir
+    }
+    fn is_symlink(&self) -> bool {
+        false
+    }
+    fn modified(&self) -> unftp_core::storage::Result<SystemTime> {
+        Ok(SystemTime::UNIX_EPOCH)
+    }
+    fn gid(&self) -> u32 {
+        0
+    }
+    fn uid(&self) -> u32 {
+        0
+    }
+}
+
+#[async_trait]
+impl StorageBackend<DefaultUser> for Fixed {
+    type Metadata = Meta;
+
+    async fn metadata<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _: &DefaultUser,
+        _: P,
+    ) -> unftp_core::storage::Result<Meta> {
+        Ok(Meta { dir: true })
+    }
+
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _: &DefaultUser,
+        path: P,
+    ) -> unftp_core::storage::Result<Vec<Fileinfo<PathBuf, Meta>>> {
+        Ok(Fixed::NAMES
+            .iter()
+            .map(|name| Fileinfo {
+                path: path.as_ref().join(name),
+                metadata: Meta { dir: false },
+            })
+            .collect())
+    }
+
+    async fn get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _: &DefaultUser,
+        _: P,
+        _: u64,
+    ) -> unftp_core::storage::Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+        Ok(Box::new(tokio::io::empty()))
+    }
+
+    async fn put<
+        P: AsRef<Path> + Send + Debug,
+        R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static,
+    >(
+        &self,
+        _: &DefaultUser,
+        mut input: R,
+        _: P,
+        _: u64,
+    ) -> unftp_core::storage::Result<u64> {
+        Ok(tokio::io::copy(&mut input, &mut tokio::io::sink()).await?)
+    }
+
+    async fn del<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _: &DefaultUser,
+        _: P,
+    ) -> unftp_core::storage::Result<()> {
+        Ok(())
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _: &DefaultUser,
+        _: P,
+    ) -> unftp_core::storage::Result<()> {
+        Ok(())
+    }
+
+    async fn rename<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _: &DefaultUser,
+        _: P,
+        _: P,
+    ) -> unftp_core::storage::Result<()> {
+        Ok(())
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _: &DefaultUser,
+        _: P,
+    ) -> unftp_core::storage::Result<()> {
+        Ok(())
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _: &DefaultUser,
+        _: P,
+    ) -> unftp_core::storage::Result<()> {
+        Ok(())
+    }
+}
