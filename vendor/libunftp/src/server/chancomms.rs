@@ -170,3 +170,22 @@ where
 
 pub(crate) type SwitchboardSender<Storage, User> = Sender<SwitchboardMessage<Storage, User>>;
 pub(crate) type SwitchboardReceiver<Storage, User> = Receiver<SwitchboardMessage<Storage, User>>;
+
+/// qftpd patch: sends a message to the control loop from a command handler that the control
+/// loop itself runs. The queue holds one message, and only the loop takes messages out of it:
+/// when it is full (a background task's message, pipelined commands), waiting would stop the
+/// loop for good, so the message is sent from a task of its own instead.
+pub(crate) fn send_from_loop(tx: &tokio::sync::mpsc::Sender<ControlChanMsg>, msg: ControlChanMsg, logger: &slog::Logger) {
+    match tx.try_send(msg) {
+        Ok(()) => {}
+        Err(tokio::sync::mpsc::error::TrySendError::Full(msg)) => {
+            let (tx, logger) = (tx.clone(), logger.clone());
+            tokio::spawn(async move {
+                if let Err(e) = tx.send(msg).await {
+                    slog::warn!(logger, "could not send an internal message: {}", e);
+                }
+            });
+        }
+        Err(e) => slog::warn!(logger, "could not send an internal message: {}", e),
+    }
+}

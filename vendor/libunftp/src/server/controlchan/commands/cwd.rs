@@ -54,17 +54,12 @@ where
         match storage.cwd((*session.user).as_ref().unwrap(), path.clone()).await {
             Err(err) => {
                 slog::warn!(logger, "CWD: Failed to change directory {:?}: {} ", path, err);
-                let r = tx_fail.send(ControlChanMsg::StorageError(err)).await;
-                if let Err(e) = r {
-                    slog::warn!(logger, "CWD: Could not send internal message to notify of CWD error: {}", e);
-                }
+                // qftpd patch: never wait on the control loop's own queue.
+                crate::server::chancomms::send_from_loop(&tx_fail, ControlChanMsg::StorageError(err), &logger);
             }
             _ => {
-                let r = tx_success.send(ControlChanMsg::CwdSuccess).await;
+                crate::server::chancomms::send_from_loop(&tx_success, ControlChanMsg::CwdSuccess, &logger);
                 session.cwd = path;
-                if let Err(e) = r {
-                    slog::warn!(logger, "CWD: Could not send internal message to notify of CWD success: {}", e);
-                }
             }
         }
 

@@ -49,17 +49,12 @@ where
         match storage.rmd((*session.user).as_ref().unwrap(), path).await {
             Err(err) => {
                 slog::warn!(logger, "RMD: Failed to delete directory {}: {}", path_str, err);
-                let r = tx.send(ControlChanMsg::StorageError(err)).await;
-                if let Err(e) = r {
-                    slog::warn!(logger, "RMD: Could not send internal message to notify of RMD error: {}", e);
-                }
+                // qftpd patch: never wait on the control loop's own queue.
+                crate::server::chancomms::send_from_loop(&tx, ControlChanMsg::StorageError(err), &logger);
             }
             _ => {
                 slog::info!(logger, "RMD: Successfully removed directory {:?}", path_str);
-                let r = tx.send(ControlChanMsg::RmDirSuccess { path: path_str }).await;
-                if let Err(e) = r {
-                    slog::warn!(logger, "RMD: Could not send internal message to notify of RMD success: {}", e);
-                }
+                crate::server::chancomms::send_from_loop(&tx, ControlChanMsg::RmDirSuccess { path: path_str }, &logger);
             }
         }
         Ok(Reply::none())

@@ -53,14 +53,11 @@ where
         match storage.rename(user, &from, &to).await {
             Ok(_) => {
                 slog::info!(logger, "RNTO: Successfully renamed {:?} to {:?}", from, to);
-                if let Err(err) = tx_control_chan.send(ControlChanMsg::RenameSuccess { old_path, new_path }).await {
-                    slog::warn!(logger, "RNTO: Could not send internal message to notify of RNTO success: {}", err);
-                }
+                // qftpd patch: never wait on the control loop's own queue.
+                crate::server::chancomms::send_from_loop(&tx_control_chan, ControlChanMsg::RenameSuccess { old_path, new_path }, &logger);
             }
             Err(err) => {
-                if let Err(err) = tx_control_chan.send(ControlChanMsg::StorageError(err)).await {
-                    slog::warn!(logger, "RNTO: Could not send internal message to notify of RNTO failure: {}", err);
-                }
+                crate::server::chancomms::send_from_loop(&tx_control_chan, ControlChanMsg::StorageError(err), &logger);
             }
         }
         Ok(Reply::none())
