@@ -263,3 +263,51 @@ fn an_invalid_log_level_is_refused_by_serve_too() {
     let out = qftpd(&["serve", "--config", config.to_str().unwrap()], &[]);
     refused(&out, &["log.level"]);
 }
+
+/// The default configuration file of the packages documents every key, in its section: each
+/// key `check-config` prints (with every optional key set) appears there as a commented-out
+/// line `#key =` or an example `e.g. key =` under its `[section]` header.
+#[test]
+fn the_packaged_file_documents_every_key() {
+    let packaged = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/qftpd.toml"),
+    )
+    .expect("read packaging/qftpd.toml");
+    let out = qftpd(
+        &["check-config", "--config", "packaging/qftpd.toml"],
+        &[
+            ("QFTPD_QUMULO__URL", "https://c:8000"),
+            ("QFTPD_QUMULO__CA_FILE", "/etc/hostname"),
+            ("QFTPD_FTP__PASSIVE_HOST", "ftp.example.com"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The effective configuration, plus the keys that have no default.
+    let mut effective = text(&out.stdout);
+    effective.push_str("[ftp.tls]\ncertificate = 1\nkey = 1\n[qumulo]\nfingerprint-sha256 = 1\n");
+    let mut section = String::new();
+    let mut documented = std::collections::HashSet::new();
+    for line in packaged.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if line.starts_with('[') && line.ends_with(']') {
+            section = line.trim_matches(|c| c == '[' || c == ']').to_string();
+        } else if let Some((key, _)) = line.trim_start_matches("e.g.").trim().split_once(" =") {
+            documented.insert(format!("{section}.{}", key.trim()));
+        }
+    }
+    let mut section = String::new();
+    for line in effective
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        if line.starts_with('[') {
+            section = line.trim_matches(|c| c == '[' || c == ']').to_string();
+        } else if let Some((key, _)) = line.split_once(" =") {
+            let key = format!("{section}.{key}");
+            assert!(
+                documented.contains(&key),
+                "{key} is not documented in packaging/qftpd.toml"
+            );
+        }
+    }
+}
