@@ -147,6 +147,20 @@ impl Control {
         self.reply()
     }
 
+    /// Reads replies until the server closes the connection.
+    fn replies_until_closed(&mut self) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        while !self
+            .stream
+            .fill_buf()
+            .expect("read from the control connection")
+            .is_empty()
+        {
+            replies.push(self.reply());
+        }
+        replies
+    }
+
     /// NOOP is answered 200: the session is usable, and no stray line of an earlier reply was
     /// waiting (it would have been read as the answer).
     fn assert_in_step(&mut self) {
@@ -353,6 +367,54 @@ fn gateway_bare_lf_empty_lines_unknown_commands() {
     c.raw(b"NOOP\rNOOP\r\n").assert_code(501);
     c.assert_in_step();
     c.cmd("QUIT").assert_code(221);
+}
+
+/// Commands sent together in one packet (RFC 959 lets a client send several before the
+/// replies) are each answered once and in order, also those the storage answers later (MKD,
+/// SIZE, CWD, RNFR, RNTO, RMD) and those right after PASS; QUIT is answered last.
+#[test]
+fn gateway_pipelined_commands_are_answered_in_order() {
+    let (sim, gw) = start();
+    let batches: [(&str, &[(u16, &str)]); 3] = [
+        (
+            "MKD x\r\nMKD y\r\nMKD z\r\nQUIT\r\n",
+            &[(257, "\"/x\""), (257, "\"/y\""), (257, "\"/z\""), (221, "")],
+        ),
+        (
+            "SIZE nosuch\r\nNOOP\r\nCWD /x\r\nPWD\r\nQUIT\r\n",
+            &[(550, ""), (200, ""), (250, ""), (257, "\"/x\""), (221, "")],
+        ),
+        (
+            "RNFR x\r\nRNTO w\r\nRMD w\r\nRMD y\r\nQUIT\r\n",
+            &[(350, ""), (250, "Renamed"), (250, ""), (250, ""), (221, "")],
+        ),
+    ];
+    let check = |batch: &str, replies: Vec<Reply>, expected: &[(u16, &str)]| {
+        let got: Vec<u16> = replies.iter().map(|r| r.code).collect();
+        let want: Vec<u16> = expected.iter().map(|(code, _)| *code).collect();
+        assert_eq!(got, want, "replies to {batch:?}: {replies:#?}");
+        for (reply, (code, text)) in replies.iter().zip(expected) {
+            reply.assert_says(*code, text);
+        }
+    };
+    for (batch, expected) in batches {
+        let mut c = Control::login(gw.addr, ADMIN);
+        c.send(batch.as_bytes());
+        check(batch, c.replies_until_closed(), expected);
+    }
+    assert!(sim.disk_path("/z").is_dir());
+    for gone in ["/x", "/y", "/w"] {
+        assert!(!sim.disk_path(gone).exists(), "{gone} exists");
+    }
+
+    let batch = format!("USER {}\r\nPASS {}\r\nPWD\r\nQUIT\r\n", ADMIN.0, ADMIN.1);
+    let mut c = Control::connect(gw.addr);
+    c.send(batch.as_bytes());
+    check(
+        &batch,
+        c.replies_until_closed(),
+        &[(331, ""), (230, ""), (257, "\"/\""), (221, "")],
+    );
 }
 
 /// Names with CR and LF, made directly on the cluster's disk, never inject a line into a

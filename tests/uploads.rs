@@ -459,7 +459,8 @@ fn abor_mid_stor_changes_nothing() {
     // The ABOR may come before the data connection does (then no transfer starts at all),
     // but no upload of /new.bin ever completes.
     assert!(
-        !gw.stderr_log().contains("transfer upload /new.bin 100000 bytes"),
+        !gw.stderr_log()
+            .contains("transfer upload /new.bin 100000 bytes"),
         "{}",
         gw.stderr_log()
     );

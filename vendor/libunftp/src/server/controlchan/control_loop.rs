@@ -207,18 +207,21 @@ where
         // qftpd patch: a QUIT that waits for the data transfer in progress to end (RFC 959:
         // the transfer's reply, then 221). No command is read meanwhile.
         let mut quit: Option<Event> = None;
+        // qftpd patch: a command whose reply is still to come as an internal message; no
+        // command is read until it has been sent (RFC 959: replies in command order).
+        let mut pending: Option<Pending> = None;
         loop {
             let incoming = {
                 #[allow(unused_assignments)]
                 let mut incoming = None;
-                let wait = if draining || quit.is_some() {
+                let wait = if draining || quit.is_some() || matches!(pending, Some(Pending::Abor { .. })) {
                     std::time::Duration::from_millis(100)
                 } else {
                     idle_session_timeout
                 };
                 let mut timeout_delay = Box::pin(tokio::time::sleep(wait));
                 tokio::select! {
-                    cmd = command_source.next(), if quit.is_none() => {
+                    cmd = command_source.next(), if quit.is_none() && pending.is_none() => {
                         match cmd {
                             // qftpd patch: a line that did not parse is an item too (see FtpCodec).
                             Some(cmd_result) => incoming = Some(cmd_result.and_then(|parsed| parsed).map(Event::Command)),
@@ -239,6 +242,16 @@ where
                             if !busy && control_msg_rx.is_empty() {
                                 incoming = quit.take().map(Ok);
                             }
+                        } else if let Some(Pending::Abor { answered, since }) = pending
+                            && !draining
+                            && since.elapsed() < idle_session_timeout
+                        {
+                            // qftpd patch: the ABOR is answered once its 226 has gone out and
+                            // the data task, which may answer it, has ended.
+                            if answered && !busy && control_msg_rx.is_empty() {
+                                pending = None;
+                            }
+                            incoming = None;
                         } else { match (draining, busy) {
                             (_, true) => incoming = None,
                             (true, false) => {
@@ -331,12 +344,27 @@ where
 
                     // TODO: Handle Event::InternalMsg(InternalMsg::PlaintextControlChannel)
 
+                    // qftpd patch: see `Pending`.
+                    let command = match &event {
+                        Event::Command(command) => Some(command.clone()),
+                        Event::InternalMsg(_) => None,
+                    };
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
                         Ok(reply) => {
                             // qftpd patch: a 421 reply ends the session (RFC 959: "service not
                             // available, closing control connection").
                             let closing = matches!(&reply, Reply::CodeAndMsg { code: ReplyCode::ServiceNotAvailable, .. });
+                            match &command {
+                                Some(command) => pending = Pending::after(command, &reply),
+                                None => match &mut pending {
+                                    Some(Pending::Reply) => pending = None,
+                                    Some(Pending::Abor { answered, .. }) => {
+                                        *answered |= matches!(&reply, Reply::CodeAndMsg { code: ReplyCode::ClosingDataConnection, .. })
+                                    }
+                                    None => {}
+                                },
+                            }
                             reply_sink.send(reply).await.map(|()| closing)
                         }
                     };
@@ -488,6 +516,56 @@ fn telnet_prefix(line: &[u8]) -> Option<usize> {
             [IAC, 240..=250, ..] => at += 2,
             [DM, ..] => at += 1,
             _ => return Some(at),
+        }
+    }
+}
+
+// qftpd patch: a command answered by an internal message (ControlChanMsg) the control loop gets
+// later, often from a task of its own. The control loop reads no further command until that
+// reply has gone out, so that pipelined commands are answered in order (RFC 959, section 4.2),
+// and a QUIT after them comes last. The idle timeout and the shutdown still end the wait.
+// Transfer commands (RETR, STOR, APPE, STOU, LIST, NLST, MLSD) are not among them: they are
+// answered 150 at once, and commands (ABOR, STAT, NOOP...) are read during the transfer.
+#[derive(Clone, Copy, Debug)]
+enum Pending {
+    /// One internal message, the command's reply, is to come.
+    Reply,
+    /// ABOR taken over by the data task, or of a transfer command still waiting for its data
+    /// connection: its replies (the transfer's, maybe `426`, then `226`) come as internal
+    /// messages; done once a `226` has been sent, the data task has ended and the queue is
+    /// empty.
+    Abor { answered: bool, since: std::time::Instant },
+}
+
+impl Pending {
+    /// What is to come after `command` was answered `reply` by its handler. Each command here
+    /// sends exactly one internal message whenever its handler answers `Reply::none()`
+    /// (`commands/*.rs`); `AUTH TLS`, answered `234`, sends `SecureControlChannel`, and the TLS
+    /// handshake must not find its first bytes taken as commands.
+    fn after(command: &Command, reply: &Reply) -> Option<Pending> {
+        let none = matches!(reply, Reply::None);
+        match command {
+            Command::Abor if none => Some(Pending::Abor {
+                answered: false,
+                since: std::time::Instant::now(),
+            }),
+            Command::Pass { .. }
+            | Command::Cwd { .. }
+            | Command::Dele { .. }
+            | Command::Rmd { .. }
+            | Command::Mkd { .. }
+            | Command::Rnfr { .. }
+            | Command::Rnto { .. }
+            | Command::Size { .. }
+            | Command::Mdtm { .. }
+            | Command::Md5 { .. }
+            | Command::Stat { path: Some(_) }
+                if none =>
+            {
+                Some(Pending::Reply)
+            }
+            Command::Auth { .. } if matches!(reply, Reply::CodeAndMsg { code: ReplyCode::AuthOkayNoDataNeeded, .. }) => Some(Pending::Reply),
+            _ => None,
         }
     }
 }
