@@ -1,0 +1,831 @@
+#!/usr/bin/env python3
+"""Benchmark driver for benches/run (python3 standard library only).
+
+Starts `qftpd sim` over HTTPS and over plain HTTP, a `qftpd serve` gateway in front of each
+(restarted per phase, so the gateway's peak RSS is per phase), and vsftpd as a reference FTP
+server; measures each figure next to its baseline and prints one table.
+
+Exit status: 1 when a correctness check fails (a transfer fails, bytes differ, a listing is
+incomplete); in a full run also when a target is missed (never with --quick).
+"""
+
+import argparse
+import ftplib
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+MIB = 1024 * 1024
+USER, PASSWORD = "bench", "benchpw"
+HOME = "/home/bench"
+LISTEN_RE = re.compile(r"listening on (\S+)")
+QFTPD_PASV = "30000-32767"
+VSFTPD_PASV = (33000, 35999)
+
+PROCS = []
+VSFTPD_CONFS = []
+FAILURES = []   # correctness failures
+ROWS = []       # table rows
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def fail(msg):
+    FAILURES.append(msg)
+    log("   FAIL: " + msg)
+
+
+# --------------------------------------------------------------------------- processes
+
+class Proc:
+    """A child process whose output is drained; `addr` is its first `listening on X`."""
+
+    def __init__(self, name, argv, env=None):
+        self.name = name
+        self.lines = []
+        self.addr = None
+        self.ready = threading.Event()
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=env)
+        PROCS.append(self)
+        for stream in (self.p.stdout, self.p.stderr):
+            threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
+
+    def _drain(self, stream):
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if len(self.lines) < 2000:
+                self.lines.append(line)
+            m = LISTEN_RE.search(line)
+            if m and self.addr is None:
+                self.addr = m.group(1).rstrip(",;")
+                self.ready.set()
+
+    def wait_ready(self, timeout=60):
+        if not self.ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("%s did not print `listening on`:\n%s"
+                               % (self.name, "\n".join(self.lines[-30:])))
+        return self.addr
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def status(self, key):
+        """A KiB figure from /proc/PID/status (VmHWM, VmRSS)."""
+        try:
+            with open("/proc/%d/status" % self.p.pid) as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if self in PROCS:
+            PROCS.remove(self)
+
+
+def stop_all(*_):
+    for p in list(PROCS):
+        try:
+            p.stop()
+        except Exception:
+            pass
+    # vsftpd's per-session processes leave its process group: end those started with our
+    # own configuration file (by pid).
+    for conf in VSFTPD_CONFS:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if conf.encode() in argv:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+def clean_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("QFTPD_")}
+
+
+def start_sim(binary, work, name, plain):
+    data = os.path.join(work, name + "-data")
+    os.makedirs(data, exist_ok=True)
+    cert = os.path.join(work, name + "-cert.pem")
+    argv = [binary, "sim", "--listen", "127.0.0.1:0", "--data-dir", data,
+            "--user", "%s:%s" % (USER, PASSWORD), "--home", "%s:%s" % (USER, HOME)]
+    argv += ["--plain-http"] if plain else ["--cert-out", cert]
+    p = Proc("sim " + name, argv, env=clean_env())
+    url = p.wait_ready()
+    os.makedirs(os.path.join(data, HOME.lstrip("/")), exist_ok=True)
+    return {"proc": p, "url": url.rstrip("/"), "data": data,
+            "cert": None if plain else cert, "name": name}
+
+
+def start_gateway(binary, work, sim):
+    cfg = os.path.join(work, "qftpd-%s.toml" % sim["name"])
+    lines = ["[ftp]", 'listen = "127.0.0.1:0"', 'passive-ports = "%s"' % QFTPD_PASV,
+             "max-connections = 1000", "max-connections-per-ip = 1000",
+             "[qumulo]", "url = %s" % json.dumps(sim["url"])]
+    if sim["cert"]:
+        lines.append("ca-file = %s" % json.dumps(sim["cert"]))
+    with open(cfg, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    p = Proc("qftpd serve (%s)" % sim["name"], [binary, "serve", "--config", cfg],
+             env=clean_env())
+    addr = p.wait_ready()
+    host, port = addr.rsplit(":", 1)
+    return p, host.strip("[]"), int(port)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_vsftpd(work):
+    exe = shutil.which("vsftpd") or ("/usr/sbin/vsftpd" if os.path.exists("/usr/sbin/vsftpd")
+                                      else None)
+    if not exe or os.geteuid() != 0:
+        return None
+    import pwd
+    try:
+        ftp_pw = pwd.getpwnam("ftp")
+    except KeyError:
+        return None
+    root = os.path.join(work, "vsftpd-root")
+    up = os.path.join(root, "up")
+    os.makedirs(up, exist_ok=True)
+    os.chmod(root, 0o755)
+    os.chown(up, ftp_pw.pw_uid, ftp_pw.pw_gid)
+    os.chmod(up, 0o777)
+    os.makedirs("/var/run/vsftpd/empty", exist_ok=True)
+    port = free_port()
+    conf = os.path.join(work, "vsftpd.conf")
+    with open(conf, "w") as f:
+        f.write("\n".join([
+            "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1",
+            "listen_port=%d" % port, "background=NO",
+            "anonymous_enable=YES", "no_anon_password=YES", "anon_root=" + root,
+            "local_enable=NO", "write_enable=YES", "anon_upload_enable=YES",
+            "anon_mkdir_write_enable=YES", "anon_other_write_enable=YES",
+            "anon_world_readable_only=NO", "anon_umask=022",
+            "pasv_enable=YES", "pasv_min_port=%d" % VSFTPD_PASV[0],
+            "pasv_max_port=%d" % VSFTPD_PASV[1], "pasv_address=127.0.0.1",
+            "max_clients=2000", "max_per_ip=2000", "seccomp_sandbox=NO",
+            "secure_chroot_dir=/var/run/vsftpd/empty", "xferlog_enable=NO",
+            "dirmessage_enable=NO", "use_localtime=NO", "connect_from_port_20=NO",
+            "idle_session_timeout=600", "data_connection_timeout=600",
+            "ftpd_banner=vsftpd bench", ""]))
+    VSFTPD_CONFS.append(conf)
+    p = Proc("vsftpd", [exe, conf])
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return {"proc": p, "host": "127.0.0.1", "port": port, "root": root, "up": up}
+        except OSError:
+            if p.p.poll() is not None:
+                break
+            time.sleep(0.1)
+    log("   vsftpd did not start:\n" + "\n".join(p.lines[-20:]))
+    p.stop()
+    return None
+
+
+# --------------------------------------------------------------------------- helpers
+
+def make_file(path, size):
+    """A file of `size` pseudo-random bytes (a 16 MiB random block repeated)."""
+    block = os.urandom(min(size, 16 * MIB)) if size else b""
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+
+
+def curl(args, timeout=900):
+    r = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + args,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+
+
+def curl_w(args, what):
+    """Runs curl with -w; returns a dict of the written variables, or None on failure."""
+    fmt = " ".join("%%{%s}" % w for w in what)
+    rc, out, err = curl(args + ["-w", fmt])
+    if rc != 0:
+        return None, "curl exit %d: %s" % (rc, err.strip()[:300])
+    vals = out.strip().split()[-len(what):]
+    return dict(zip(what, (float(v) for v in vals))), None
+
+
+def ftp_url(host, port, path):
+    return "ftp://%s:%d%s" % (host, port, urllib.parse.quote(path))
+
+
+def ref(path):
+    return urllib.parse.quote(path, safe="")
+
+
+class Rest:
+    def __init__(self, sim):
+        self.sim = sim
+        u = urllib.parse.urlsplit(sim["url"])
+        self.https = u.scheme == "https"
+        self.host, self.port = u.hostname, u.port
+        self.ctx = ssl.create_default_context(cafile=sim["cert"]) if self.https else None
+        if self.ctx:
+            self.ctx.check_hostname = False
+        self.token = None
+        self.token = self.login()
+
+    def conn(self):
+        if self.https:
+            return http.client.HTTPSConnection(self.host, self.port, context=self.ctx,
+                                               timeout=600)
+        return http.client.HTTPConnection(self.host, self.port, timeout=600)
+
+    def request(self, method, path, body=None, conn=None):
+        c = conn or self.conn()
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        if conn is None:
+            c.close()
+        if r.status >= 300:
+            raise RuntimeError("%s %s: HTTP %d %s" % (method, path, r.status, data[:300]))
+        return json.loads(data) if data else None
+
+    def login(self, conn=None):
+        return self.request("POST", "/v1/session/login",
+                            {"username": USER, "password": PASSWORD}, conn)["bearer_token"]
+
+    def curl_auth(self):
+        a = ["-H", "Authorization: Bearer " + self.token]
+        if self.sim["cert"]:
+            a += ["--cacert", self.sim["cert"]]
+        return a
+
+
+def rss_mib(kib):
+    return kib / 1024.0
+
+
+# --------------------------------------------------------------------------- table
+
+def add_row(measure, qftpd, baseline, ratio, target, ok, reference="", unit=""):
+    ROWS.append({"measure": measure, "qftpd": qftpd, "baseline": baseline,
+                 "ratio": ratio, "target": target, "ok": ok, "ref": reference})
+
+
+def fmt(v, unit="", prec=1):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    return ("%.*f %s" % (prec, v, unit)).strip()
+
+
+def verdict(ok):
+    return "—" if ok is None else ("pass" if ok else "FAIL")
+
+
+def render(header, markdown):
+    cols = ["measure", "qftpd", "baseline", "ratio", "target", "pass/fail", "vsftpd (ref)"]
+    rows = [[r["measure"], r["qftpd"], r["baseline"], r["ratio"], r["target"], verdict(r["ok"]),
+             r["ref"] or "—"] for r in ROWS]
+    if markdown:
+        out = header + ["", "| " + " | ".join(cols) + " |",
+                        "|" + "|".join("---" for _ in cols) + "|"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        return "\n".join(out) + "\n"
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
+              for i, c in enumerate(cols)]
+    line = lambda cells: "  ".join(c.ljust(widths[i]) for i, c in enumerate(cells))
+    out = header + ["", line(cols), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- phases
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.quick = args.quick
+        env = os.environ.get
+        self.file_mib = int(env("BENCH_FILE_MIB", 64 if self.quick else 1024))
+        self.list_n = int(env("BENCH_LIST_ENTRIES", 2000 if self.quick else 100000))
+        self.sessions = int(env("BENCH_SESSIONS", 20 if self.quick else 200))
+        self.sess_mib = int(env("BENCH_SESSION_MIB", 1 if self.quick else 16))
+        self.rss_sessions = int(env("BENCH_RSS_SESSIONS", 10 if self.quick else 100))
+        self.n_logins = int(env("BENCH_LOGINS", 100 if self.quick else 1000))
+        self.repeat = int(env("BENCH_REPEAT", 1 if self.quick else 2))
+        self.work = tempfile.mkdtemp(prefix="qftpd-bench-",
+                                     dir=env("BENCH_WORKDIR") or None)
+        self.durations = []
+
+    # ---- setup
+    def setup(self):
+        b = self.a.binary
+        self.sim = start_sim(b, self.work, "https", plain=False)
+        self.simp = start_sim(b, self.work, "http", plain=True)
+        log("   simulator (HTTPS): %s  simulator (HTTP): %s" % (self.sim["url"], self.simp["url"]))
+        self.rest = Rest(self.sim)
+        self.restp = Rest(self.simp)
+        self.size = self.file_mib * MIB
+        self.big = os.path.join(self.work, "big.bin")
+        make_file(self.big, self.size)
+        for s in (self.sim, self.simp):
+            os.link(self.big, os.path.join(s["data"], HOME.lstrip("/"), "big.bin"))
+            with open(os.path.join(s["data"], HOME.lstrip("/"), "one.bin"), "wb") as f:
+                f.write(b"x")
+        self.vs = start_vsftpd(self.work)
+        if self.vs:
+            os.link(self.big, os.path.join(self.vs["root"], "big.bin"))
+            with open(os.path.join(self.vs["root"], "one.bin"), "wb") as f:
+                f.write(b"x")
+            log("   vsftpd on port %d" % self.vs["port"])
+        else:
+            log("   vsftpd not available: no reference column")
+
+    def disk(self, sim, api_path):
+        return os.path.join(sim["data"], api_path.lstrip("/"))
+
+    def phase(self, name, fn):
+        log("== " + name)
+        t0 = time.time()
+        try:
+            fn()
+        except Exception as e:  # a phase that cannot run is a correctness failure
+            fail("%s: %s: %s" % (name, type(e).__name__, e))
+        d = time.time() - t0
+        self.durations.append((name, d))
+        log("   (%s: %.1f s)" % (name, d))
+
+    # ---- 1 and 2: large transfers
+    def retr_ftp(self, host, port, path, user=True):
+        args = [ftp_url(host, port, path), "-o", "/dev/null"]
+        if user:
+            args += ["--user", "%s:%s" % (USER, PASSWORD)]
+        best = None
+        for _ in range(self.repeat):
+            r, err = curl_w(args, ["speed_download", "size_download"])
+            if r is None:
+                fail("RETR %s: %s" % (path, err))
+                return None
+            if int(r["size_download"]) != self.size:
+                fail("RETR %s: %d bytes, expected %d" % (path, r["size_download"], self.size))
+                return None
+            best = max(best or 0, r["speed_download"])
+        return best
+
+    def retr_rest(self, rest):
+        url = "%s/v1/files/%s/data" % (rest.sim["url"], ref(HOME + "/big.bin"))
+        best = None
+        for _ in range(self.repeat):
+            r, err = curl_w([url, "-o", "/dev/null", "--fail"] + rest.curl_auth(),
+                            ["speed_download", "size_download"])
+            if r is None or int(r["size_download"]) != self.size:
+                fail("direct GET: %s" % (err or "%d bytes" % r["size_download"]))
+                return None
+            best = max(best or 0, r["speed_download"])
+        return best
+
+    def stor_ftp(self, host, port, path, sim_disk=None, user=True):
+        args = ["-T", self.big, ftp_url(host, port, path)]
+        if user:
+            args += ["--user", "%s:%s" % (USER, PASSWORD)]
+        best = None
+        for _ in range(self.repeat):
+            r, err = curl_w(args, ["speed_upload", "size_upload"])
+            if r is None:
+                fail("STOR %s: %s" % (path, err))
+                return None
+            if sim_disk and os.path.getsize(sim_disk) != self.size:
+                fail("STOR %s: stored %d bytes" % (path, os.path.getsize(sim_disk)))
+                return None
+            best = max(best or 0, r["speed_upload"])
+        if sim_disk and not same_file(sim_disk, self.big):
+            fail("STOR %s: stored bytes differ" % path)
+        if sim_disk:
+            os.unlink(sim_disk)
+        return best
+
+    def stor_rest(self, rest, tag):
+        best = None
+        for i in range(self.repeat):
+            name = "put-%s-%d.bin" % (tag, i)
+            rest.request("POST", "/v1/files/%s/entries/" % ref(HOME),
+                         {"name": name, "action": "CREATE_FILE"})
+            url = "%s/v1/files/%s/data" % (rest.sim["url"], ref(HOME + "/" + name))
+            r, err = curl_w(["-T", self.big, "-X", "PUT", "--fail", "-o", "/dev/null",
+                             "-H", "Transfer-Encoding: chunked",
+                             "-H", "Content-Type: application/octet-stream", url]
+                            + rest.curl_auth(), ["speed_upload", "size_upload"])
+            disk = self.disk(rest.sim, HOME + "/" + name)
+            if r is None or os.path.getsize(disk) != self.size:
+                fail("direct PUT: %s" % (err or "stored %d bytes" % os.path.getsize(disk)))
+                return None
+            best = max(best or 0, r["speed_upload"])
+            os.unlink(disk)
+        return best
+
+    def big_transfers(self, sim, rest, label, with_ref):
+        """RETR and STOR through a gateway in front of `sim`, each with a fresh gateway."""
+        gb = self.size / float(1 << 30)
+        size_label = ("%g GiB" % gb) if gb >= 1 else ("%d MiB" % self.file_mib)
+        # RETR
+        gw, host, port = start_gateway(self.a.binary, self.work, sim)
+        q = self.retr_ftp(host, port, HOME + "/big.bin")
+        rss_retr = gw.status("VmHWM")
+        gw.stop()
+        base = self.retr_rest(rest)
+        ref_v = self.retr_ftp(self.vs["host"], self.vs["port"], "/big.bin", user=False) \
+            if (with_ref and self.vs) else None
+        self.ratio_row("RETR %s, %s (MB/s)" % (size_label, label), q, base, ref_v, 0.90,
+                       "≥ 0.90", "direct GET")
+        # STOR
+        gw, host, port = start_gateway(self.a.binary, self.work, sim)
+        q = self.stor_ftp(host, port, HOME + "/up.bin", self.disk(sim, HOME + "/up.bin"))
+        rss_stor = gw.status("VmHWM")
+        gw.stop()
+        base = self.stor_rest(rest, label)
+        ref_v = None
+        if with_ref and self.vs:
+            ref_v = self.stor_ftp(self.vs["host"], self.vs["port"], "/up/up.bin",
+                                  os.path.join(self.vs["up"], "up.bin"), user=False)
+        self.ratio_row("STOR %s, %s (MB/s)" % (size_label, label), q, base, ref_v, 0.90,
+                       "≥ 0.90", "direct chunked PUT")
+        for what, kib in (("RETR", rss_retr), ("STOR", rss_stor)):
+            ok = kib / 1024.0 <= 64
+            add_row("peak RSS of qftpd, %s %s, %s" % (what, size_label, label),
+                    fmt(rss_mib(kib), "MiB"), "—", "—", "≤ 64 MiB", ok)
+
+    def ratio_row(self, measure, q, base, ref_v, target, target_s, base_name, higher=True):
+        ratio = (q / base) if (q and base) else None
+        ok = None if ratio is None else (ratio >= target if higher else ratio <= target)
+        mb = lambda v: None if v is None else v / 1e6
+        add_row(measure, fmt(mb(q)), "%s (%s)" % (fmt(mb(base)), base_name),
+                fmt(ratio, prec=2), target_s, ok, fmt(mb(ref_v)) if ref_v else "")
+
+    # ---- 4: large listing
+    def listing(self):
+        d = HOME + "/list%d" % self.list_n
+        disk = self.disk(self.sim, d)
+        os.makedirs(disk, exist_ok=True)
+        for i in range(self.list_n):
+            open(os.path.join(disk, "f%07d" % i), "wb").close()
+        gw, host, port = start_gateway(self.a.binary, self.work, self.sim)
+        out = os.path.join(self.work, "list.txt")
+        r, err = curl_w([ftp_url(host, port, d + "/"), "--user", "%s:%s" % (USER, PASSWORD),
+                         "-o", out], ["time_starttransfer", "time_total"])
+        rss = gw.status("VmHWM")
+        gw.stop()
+        if r is None:
+            fail("LIST: " + err)
+            return
+        with open(out, "rb") as f:
+            lines = sum(1 for _ in f)
+        if lines != self.list_n:
+            fail("LIST: %d lines, expected %d" % (lines, self.list_n))
+        # Direct paged listing (token obtained beforehand, as the gateway holds one too).
+        conn = self.rest.conn()
+        t0 = time.time()
+        first = None
+        count = 0
+        nxt = "/v1/files/%s/entries/?limit=1000" % ref(d)
+        while nxt:
+            page = self.rest.request("GET", nxt, conn=conn)
+            if first is None:
+                first = time.time() - t0
+            count += len(page["files"])
+            nxt = page["paging"]["next"]
+        total = time.time() - t0
+        conn.close()
+        if count != self.list_n:
+            fail("REST listing: %d entries, expected %d" % (count, self.list_n))
+        ratio = r["time_total"] / total
+        add_row("LIST %d entries: first byte (s)" % self.list_n,
+                fmt(r["time_starttransfer"], prec=3),
+                "%s (first REST page)" % fmt(first, prec=3), "—", "—", None)
+        add_row("LIST %d entries: total (s), %d lines" % (self.list_n, lines),
+                fmt(r["time_total"], prec=3),
+                "%s (paged REST, %d entries)" % (fmt(total, prec=3), count),
+                fmt(ratio, prec=2), "≤ 1.3", ratio <= 1.3)
+        add_row("peak RSS of qftpd, LIST %d" % self.list_n, fmt(rss_mib(rss), "MiB"),
+                "—", "—", "—", None)
+        shutil.rmtree(disk, ignore_errors=True)
+
+    # ---- 3b and 5: concurrent sessions
+    def sessions_run(self, host, port, n, size, prefix, user, upload_dir):
+        """n concurrent ftplib sessions, each STOR then RETR (verified) of `size` bytes.
+        Returns (failures, wall seconds, bytes moved)."""
+        pool = os.urandom(size + 4096)
+        errors = []
+        barrier = threading.Barrier(n + 1)
+        ramp = threading.Semaphore(8)
+        elapsed = {}
+
+        def one(i):
+            off = (i * 4099) % 4096
+            data = memoryview(pool)[off:off + size]
+            name = "%s/%s-%d.bin" % (upload_dir, prefix, i)
+            try:
+                # Sessions log in a few at a time (untimed), then all transfer at once.
+                with ramp:
+                    ftp = ftplib.FTP()
+                    ftp.connect(host, port, timeout=120)
+                    if user:
+                        ftp.login(USER, PASSWORD)
+                    else:
+                        ftp.login()
+            except Exception as e:
+                errors.append("session %d connect/login: %s" % (i, e))
+                barrier.wait(300)
+                return
+            barrier.wait(300)
+            try:
+                class Src:
+                    pos = 0
+
+                    def read(self, k):
+                        chunk = data[self.pos:self.pos + k]
+                        self.pos += len(chunk)
+                        return chunk
+                ftp.storbinary("STOR " + name, Src(), blocksize=256 * 1024)
+                got = [0, True]
+
+                def sink(chunk):
+                    p = got[0]
+                    if data[p:p + len(chunk)] != chunk:
+                        got[1] = False
+                    got[0] = p + len(chunk)
+                ftp.retrbinary("RETR " + name, sink, blocksize=256 * 1024)
+                if got[0] != size or not got[1]:
+                    errors.append("session %d: read %d bytes, %s" % (
+                        i, got[0], "same" if got[1] else "bytes differ"))
+                ftp.quit()
+            except Exception as e:
+                errors.append("session %d: %s: %s" % (i, type(e).__name__, e))
+                try:
+                    ftp.close()
+                except Exception:
+                    pass
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        barrier.wait(300)
+        t0 = time.time()
+        for t in threads:
+            t.join()
+        wall = time.time() - t0
+        return errors, wall, 2 * n * size
+
+    def concurrency(self, sim, n, size, prefix, rss_target=None, with_ref=False):
+        gw, host, port = start_gateway(self.a.binary, self.work, sim)
+        errs, wall, moved = self.sessions_run(host, port, n, size, prefix, True, HOME)
+        rss = gw.status("VmHWM")
+        errs1, wall1, moved1 = self.sessions_run(host, port, 1, size, prefix + "-one", True,
+                                                 HOME)
+        gw.stop()
+        for e in (errs + errs1)[:10]:
+            fail(e)
+        if len(errs) > 10:
+            fail("... %d session failures in all" % len(errs))
+        for f in os.listdir(self.disk(sim, HOME)):
+            if f.startswith(prefix):
+                os.unlink(os.path.join(self.disk(sim, HOME), f))
+        agg, single = moved / wall, moved1 / wall1
+        ref = ""
+        if with_ref and self.vs:
+            verrs, vwall, vmoved = self.sessions_run(self.vs["host"], self.vs["port"], n, size,
+                                                     prefix, False, "/up")
+            for e in verrs[:5]:
+                fail("vsftpd: " + e)
+            ref = fmt((vmoved / vwall) / 1e6) + " (%d failures)" % len(verrs)
+            for f in os.listdir(self.vs["up"]):
+                os.unlink(os.path.join(self.vs["up"], f))
+        return errs, agg, single, rss, ref
+
+    def concurrent_rss(self):
+        n, size = self.rss_sessions, self.sess_mib * MIB
+        errs, agg, single, rss, _ = self.concurrency(self.sim, n, size, "rss")
+        add_row("peak RSS of qftpd, %d sessions STOR+RETR %d MiB" % (n, self.sess_mib),
+                fmt(rss_mib(rss), "MiB"), "—", "—", "≤ 256 MiB", rss / 1024.0 <= 256)
+
+    def concurrent(self):
+        n, size = self.sessions, self.sess_mib * MIB
+        errs, agg, single, rss, ref = self.concurrency(self.sim, n, size, "conc", with_ref=True)
+        add_row("%d sessions STOR+RETR %d MiB: failures" % (n, self.sess_mib),
+                str(len(errs)), "—", "—", "0", len(errs) == 0)
+        ratio = agg / single
+        add_row("%d sessions: aggregate (MB/s) vs 1 session" % n, fmt(agg / 1e6),
+                "%s (1 session)" % fmt(single / 1e6), fmt(ratio, prec=2), "≥ 0.8",
+                ratio >= 0.8, ref)
+        add_row("peak RSS of qftpd, %d sessions" % n, fmt(rss_mib(rss), "MiB"), "—", "—",
+                "—", None)
+
+    # ---- 6: login to first byte
+    def logins_run(self, host, port, n, path, user):
+        times = []
+        errors = 0
+        for i in range(n):
+            t0 = time.perf_counter()
+            try:
+                ftp = ftplib.FTP()
+                ftp.connect(host, port, timeout=60)
+                if user:
+                    ftp.login(USER, PASSWORD)
+                else:
+                    ftp.login()
+                ftp.voidcmd("TYPE I")
+                conn = ftp.transfercmd("RETR " + path)
+                b = conn.recv(1)
+                t1 = time.perf_counter()
+                while b and conn.recv(65536):
+                    pass
+                conn.close()
+                ftp.voidresp()
+                ftp.quit()
+                if b != b"x":
+                    raise RuntimeError("first byte %r" % b)
+                times.append(t1 - t0)
+            except Exception as e:
+                errors += 1
+                if errors <= 5:
+                    fail("login/RETR %d on port %d: %s" % (i, port, e))
+        return times, errors
+
+    def rest_first_byte(self, n):
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            c = self.rest.conn()
+            tok = self.rest.login(conn=c)
+            c.request("GET", "/v1/files/%s/data" % ref(HOME + "/one.bin"),
+                      headers={"Authorization": "Bearer " + tok})
+            r = c.getresponse()
+            b = r.read(1)
+            t1 = time.perf_counter()
+            r.read()
+            c.close()
+            if b == b"x":
+                times.append(t1 - t0)
+        return times
+
+    def logins(self):
+        gw, host, port = start_gateway(self.a.binary, self.work, self.sim)
+        times, errors = self.logins_run(host, port, self.n_logins, HOME + "/one.bin", True)
+        gw.stop()
+        rest = self.rest_first_byte(self.n_logins)
+        ref = None
+        if self.vs:
+            ref, verr = self.logins_run(self.vs["host"], self.vs["port"], self.n_logins,
+                                        "/one.bin", False)
+
+        def pct(ts, p):
+            if not ts:
+                return None
+            s = sorted(ts)
+            return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))] * 1000
+
+        add_row("%d sequential logins to first byte: failures" % self.n_logins, str(errors),
+                "—", "—", "0", errors == 0)
+        for p in (50, 99):
+            q, b = pct(times, p), pct(rest, p)
+            add_row("login to first byte of 1-byte RETR, p%d (ms)" % p, fmt(q, prec=2),
+                    "%s (REST login+GET, new TLS conn)" % fmt(b, prec=2),
+                    fmt(q / b, prec=2) if (q and b) else "—", "—", None,
+                    fmt(pct(ref, p), prec=2) if ref else "")
+
+    # ---- all
+    def run(self):
+        t_all = time.time()
+        log("== setup (%d MiB file, %d-entry listing, %d x %d MiB sessions, %d RSS sessions, "
+            "%d logins, repeat %d)" % (self.file_mib, self.list_n, self.sessions,
+                                      self.sess_mib, self.rss_sessions, self.n_logins,
+                                      self.repeat))
+        t0 = time.time()
+        self.setup()
+        self.durations.append(("setup", time.time() - t0))
+        self.phase("1-2 RETR/STOR over HTTPS",
+                   lambda: self.big_transfers(self.sim, self.rest, "HTTPS", True))
+        self.phase("1-2 RETR/STOR over plain HTTP",
+                   lambda: self.big_transfers(self.simp, self.restp, "HTTP", False))
+        self.phase("4 LIST", self.listing)
+        self.phase("3 RSS with %d sessions" % self.rss_sessions, self.concurrent_rss)
+        self.phase("5 %d concurrent sessions" % self.sessions, self.concurrent)
+        self.phase("6 %d logins" % self.n_logins, self.logins)
+        total = time.time() - t_all
+
+        cpu = "unknown"
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        cpu = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        header = ["qftpd benchmark%s" % (" (--quick)" if self.quick else ""),
+                  "date: " + time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                  "nproc: %d" % os.cpu_count(), "cpu: " + cpu,
+                  "kernel: " + platform.release(),
+                  "sizes: file %d MiB, listing %d, sessions %d x %d MiB, RSS sessions %d, "
+                  "logins %d" % (self.file_mib, self.list_n, self.sessions, self.sess_mib,
+                                 self.rss_sessions, self.n_logins),
+                  "phases: " + ", ".join("%s %.1f s" % d for d in self.durations)
+                  + "; total %.1f s" % total]
+        log("")
+        log(render(header, markdown=False))
+        os.makedirs(self.a.out, exist_ok=True)
+        md = render(["# " + header[0], ""] + ["- " + h for h in header[1:]], markdown=True)
+        if FAILURES:
+            md += "\n## Correctness failures\n\n" + "".join("- %s\n" % f for f in FAILURES)
+        with open(os.path.join(self.a.out, "results.md"), "w") as f:
+            f.write(md)
+        log("written: %s" % os.path.join(self.a.out, "results.md"))
+        if FAILURES:
+            log("correctness failures: %d" % len(FAILURES))
+            for f in FAILURES:
+                log("  - " + f)
+            return 1
+        missed = [r["measure"] for r in ROWS if r["ok"] is False]
+        if missed:
+            log("targets missed: " + "; ".join(missed))
+            return 0 if self.quick else 1
+        return 0
+
+
+def same_file(a, b):
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(8 * MIB), fb.read(8 * MIB)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(143)))
+    b = Bench(args)
+    try:
+        rc = b.run()
+    finally:
+        stop_all()
+        if not args.keep:
+            shutil.rmtree(b.work, ignore_errors=True)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
