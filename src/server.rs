@@ -218,7 +218,13 @@ pub async fn run(
         let slot = match slot {
             Ok(slot) => slot,
             Err(refusal) => {
-                tracing::warn!(%peer, ?refusal, "connection refused");
+                // The ban itself was logged when it began: a banned client's every new
+                // connection is not worth a line each.
+                if matches!(refusal, Refusal::Banned) {
+                    tracing::debug!(%peer, ?refusal, "connection refused");
+                } else {
+                    tracing::warn!(%peer, ?refusal, "connection refused");
+                }
                 turn_away(&mut sessions, stream, refusal.reply());
                 continue;
             }
