@@ -760,19 +760,19 @@ mod tests {
     #[test]
     fn security_keys() {
         Jail::expect_with(|jail| {
-            jail.create_file(
-                "q.toml",
-                r#"
+            let valid = r#"
                 [ftp]
                 max-connections-per-ip = 4
                 failed-logins.max-per-address = 2
-                [ftp.tls]
-                certificate = "missing.pem"
-                key = "missing.key"
                 [qumulo]
                 url = ["https://a:8000", "https://b:8000"]
                 fingerprint-sha256 = "sha256:0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"
-                "#,
+                "#;
+            // The same with an FTPS certificate that does not exist.
+            let tls = "[ftp.tls]\ncertificate = \"missing.pem\"\nkey = \"missing.key\"\n";
+            jail.create_file(
+                "q.toml",
+                &valid.replacen("[qumulo]", &format!("{tls}[qumulo]"), 1),
             )?;
             let err = Config::load(Some(Path::new("q.toml")))
                 .unwrap_err()
@@ -781,17 +781,7 @@ mod tests {
                 err.contains("ftp.tls") && err.contains("missing.pem"),
                 "{err}"
             );
-            jail.create_file(
-                "q.toml",
-                r#"
-                [ftp]
-                max-connections-per-ip = 4
-                failed-logins.max-per-address = 2
-                [qumulo]
-                url = ["https://a:8000", "https://b:8000"]
-                fingerprint-sha256 = "sha256:0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"
-                "#,
-            )?;
+            jail.create_file("q.toml", valid)?;
             let c = Config::load(Some(Path::new("q.toml"))).unwrap();
             assert_eq!(c.qumulo.url.0.len(), 2);
             assert_eq!(c.qumulo.url.to_string(), "https://a:8000/, https://b:8000/");

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 use common::Sim;
 use common::ftp::{
-    BigPattern, Gateway, OpResult, PatternVerifier, curl, curl_ok, op, pattern, url_encode,
-    wait_with_deadline,
+    BigPattern, Gateway, OpResult, PatternVerifier, curl, curl_ok, op, pattern, read, scratch,
+    url_encode, wait_with_deadline,
 };
 
 const ADMIN: (&str, &str) = ("admin", "adminpw");
@@ -28,18 +28,6 @@ fn start(extra_ftp: &str) -> (Sim, Gateway) {
     let sim = Sim::start_default();
     let gw = Gateway::start(&sim, extra_ftp);
     (sim, gw)
-}
-
-fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("qftpd-ftp-test-")
-        .tempdir()
-        .expect("create scratch dir")
-}
-
-fn read(path: impl AsRef<Path>) -> Vec<u8> {
-    let path = path.as_ref();
-    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 /// Asserts the reply starts with `code` (e.g. "250").

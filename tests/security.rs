@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::ftp::{Gateway, OpResult, curl, op, pattern, run_ftplib_with, toml_str};
+use common::ftp::{Gateway, OpResult, curl, op, pattern, run_ftplib_with, scratch, toml_str};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -25,13 +25,6 @@ fn start_sim() -> Sim {
         Some("admin"),
         &["--home", "alice:/home/alice", "--home", "bob:/home/bob"],
     )
-}
-
-fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("qftpd-security-")
-        .tempdir()
-        .expect("create scratch dir")
 }
 
 /// A self-signed certificate for 127.0.0.1 and localhost, written as `NAME.pem` and

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::ftp::{Gateway, OpResult, curl_ok, op, pattern, wait_with_deadline};
+use common::ftp::{Gateway, OpResult, curl_ok, op, pattern, read, scratch, wait_with_deadline};
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
 
@@ -28,18 +28,6 @@ fn start(extra_ftp: &str) -> (Sim, Gateway) {
     let sim = Sim::start_default();
     let gw = Gateway::start(&sim, extra_ftp);
     (sim, gw)
-}
-
-fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("qftpd-uploads-test-")
-        .tempdir()
-        .expect("create scratch dir")
-}
-
-fn read(path: impl AsRef<Path>) -> Vec<u8> {
-    let path = path.as_ref();
-    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 /// Permission bits of a file in the simulator's data directory.

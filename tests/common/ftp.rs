@@ -753,3 +753,17 @@ impl PatternVerifier {
         assert_eq!(self.pos, self.len, "{what}: bytes");
     }
 }
+
+/// A temporary directory for a test's own files (removed when dropped).
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("qftpd-test-")
+        .tempdir()
+        .expect("create scratch dir")
+}
+
+/// The contents of `path`; a failure names the file.
+pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    let path = path.as_ref();
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
