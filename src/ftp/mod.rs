@@ -54,7 +54,6 @@ pub enum GatewayError {
 pub struct Gateway {
     client: Client,
     shared: Arc<storage::Shared>,
-    activity: Arc<crate::server::Activity>,
     greeting: &'static str,
     passive_ports: RangeInclusive<u16>,
     passive_host: PassiveHost,
@@ -99,11 +98,10 @@ impl Gateway {
             shared: Arc::new(storage::Shared {
                 timezone: config.ftp.timezone,
                 names: listing::NameCache::default(),
-                activity: activity.clone(),
+                activity,
                 atomic_uploads: config.ftp.atomic_uploads,
                 data_timeout: Duration::from_secs(config.ftp.data_timeout),
             }),
-            activity,
             ftp: config.ftp.clone(),
             tls,
             // libunftp wants a 'static greeting; one small string per loaded configuration.
@@ -142,7 +140,7 @@ impl Gateway {
             client: self.client.clone(),
             chroot: self.chroot,
             slot: slot.clone(),
-            activity: self.activity.clone(),
+            activity: self.shared.activity.clone(),
             limits: self.ftp.failed_logins.clone(),
         };
         let provider = Arc::new(auth::SessionProvider { slot });
