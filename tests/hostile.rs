@@ -474,6 +474,78 @@ fn gateway_names_with_cr_and_lf_inject_no_lines() {
     c.assert_in_step();
 }
 
+/// A large listing is streamed page by page: its first lines arrive while the cluster is still
+/// being read, so a cluster failure midway reaches the client as part of a listing and a 451
+/// (never a 226 over an incomplete listing); a client that closes the data connection midway
+/// gets 426; the session goes on, and complete LIST, NLST and MLSD listings follow.
+#[test]
+fn gateway_listing_is_streamed_and_a_failure_midway_is_a_451() {
+    let (sim, gw) = start();
+    let entries = 6000; // six pages
+    let dir = sim.disk_path("/many");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..entries {
+        std::fs::write(dir.join(format!("f{i:05}")), b"").unwrap();
+    }
+    let mut c = Control::login(gw.addr, ADMIN);
+    // Each cluster request now takes 300 ms: six pages take well over a second.
+    sim.set_faults(r#"{"latency_ms": 300}"#);
+
+    // The cluster goes away once the first lines arrived.
+    let addr = c.pasv();
+    let mut data = connect_data(addr);
+    c.cmd("LIST /many").assert_code(150);
+    let mut bytes = vec![0u8; 4096];
+    let n = data.read(&mut bytes).expect("read the listing");
+    assert!(n > 0, "the listing ended before its first line");
+    bytes.truncate(n);
+    sim.set_faults(r#"{"latency_ms": 0, "outage": true}"#);
+    data.read_to_end(&mut bytes)
+        .expect("read the rest of the listing");
+    let end = c.reply();
+    end.assert_code(451);
+    let got = String::from_utf8(bytes).unwrap().lines().count();
+    assert!(got > 0 && got < entries, "{got} lines of {entries}");
+    sim.set_faults(r#"{"outage": false, "latency_ms": 300}"#);
+    c.assert_in_step();
+
+    // A client that stops reading and closes the data connection midway.
+    let addr = c.pasv();
+    let mut data = connect_data(addr);
+    c.cmd("NLST /many").assert_code(150);
+    let mut first = [0u8; 16];
+    assert!(data.read(&mut first).expect("read the listing") > 0);
+    drop(data);
+    c.reply().assert_code(426);
+    sim.set_faults(r#"{"latency_ms": 0}"#);
+    c.assert_in_step();
+
+    // Complete listings, temporary upload files left out.
+    std::fs::write(dir.join(".qftpd-upload.x1y2z3.f00001"), b"partial").unwrap();
+    let list = c.listing("LIST /many");
+    assert_eq!(list.len(), entries);
+    list.iter().for_each(|l| assert_ls_line(l));
+    assert!(
+        list[entries - 1].ends_with(&format!(" f{:05}", entries - 1)),
+        "{:?}",
+        list.last()
+    );
+    let nlst = c.listing("NLST /many");
+    let expected: Vec<String> = (0..entries).map(|i| format!("f{i:05}")).collect();
+    assert_eq!(nlst, expected);
+    let mlsd = c.listing("MLSD /many");
+    assert_eq!(mlsd.len(), entries);
+    mlsd.iter().for_each(|l| assert_mlsd_line(l));
+    // A file is listed as itself; a missing directory is a 550 before any data.
+    assert_eq!(c.listing("NLST /many/f00042"), vec!["f00042".to_string()]);
+    let addr = c.pasv();
+    let _data = connect_data(addr);
+    let reply = c.cmd("LIST /missing");
+    let reply = if reply.code == 150 { c.reply() } else { reply };
+    reply.assert_code(550);
+    c.assert_in_step();
+}
+
 /// With active mode off, PORT and EPRT get a clean 502, connect nowhere, and the session goes
 /// on.
 #[test]

@@ -69,7 +69,7 @@ impl Listed {
         &self.0.perm
     }
 
-    /// The LIST line (without CRLF), as `list_fmt` and `list_vec` (STAT) send it.
+    /// The LIST line (without CRLF), as LIST listings and `list_vec` (STAT) send it.
     pub fn list_line(&self, now: DateTime<Utc>, tz: Tz) -> String {
         listing::list_line(&self.0, &display_name(&self.0.attr.name), now, tz)
     }

@@ -12,24 +12,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::Utc;
 use chrono_tz::Tz;
-use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::io::StreamReader;
 use unftp_core::storage::{
-    Error as FtpError, ErrorKind as Ftp, FEATURE_RESTART, Fileinfo, Result, StorageBackend,
+    Error as FtpError, ErrorKind as Ftp, FEATURE_RESTART, Fileinfo, Listing, ListingFormat, Result,
+    StorageBackend,
 };
 
 use super::errors::{Abort, aborted, bad_path, cluster, failure};
-use super::listing::{Entry, NameCache, list_line, perm_fact};
+use super::listing::{Entry, NameCache, facts, list_line, perm_fact};
 use super::path::{split, to_cluster};
 use super::upload::{Watched, is_temp_name, upload};
 use super::user::User;
-use crate::qumulo::{ErrorKind, FileAttr};
+use crate::qumulo::{Download, ErrorKind, FileAttr, Pages, Session};
 
 /// Entries asked for per listing page.
 const PAGE_SIZE: usize = 1000;
-/// Buffer between the cluster's data stream and the FTP data connection.
-const COPY_BUF: usize = 256 * 1024;
+/// Formatted listing pages read ahead of the data connection: the next page is asked for
+/// while one is being sent.
+const PAGES_AHEAD: usize = 2;
 
 /// What all sessions' back-ends share.
 #[derive(Debug)]
@@ -63,16 +69,7 @@ impl QumuloStorage {
     }
 
     async fn entry(&self, user: &User, attr: FileAttr) -> Entry {
-        let session = &user.session;
-        let owner = self.shared.names.name(session, &attr.owner_details).await;
-        let group = self.shared.names.name(session, &attr.group_details).await;
-        let perm = perm_fact(&attr, user.uid);
-        Entry {
-            attr,
-            owner,
-            group,
-            perm,
-        }
+        entry(&self.shared, &user.session, user.uid, attr).await
     }
 
     async fn attr(&self, user: &User, path: &Path) -> Result<FileAttr> {
@@ -114,6 +111,57 @@ impl QumuloStorage {
 }
 
 impl QumuloStorage {
+    /// A listing streamed page by page (see [`StorageBackend::listing`]). The first page is
+    /// read before anything is sent, so a missing directory gets its error reply; `path`
+    /// naming a file lists that file. Later pages are read ahead while earlier ones are sent;
+    /// a failure midway ends the stream with a read error (the transfer fails with 451).
+    async fn stream_listing(
+        &self,
+        user: &User,
+        path: &Path,
+        format: ListingFormat,
+    ) -> Result<Listing> {
+        let cp = cluster_path(user, path)?;
+        let mut pages = Pages::new(&cp, PAGE_SIZE);
+        let (first, directory) = match pages.next(&user.session).await {
+            Ok(first) => (first.unwrap_or_default(), true),
+            Err(e) if e.kind() == ErrorKind::NotADirectory => {
+                (vec![self.attr(user, path).await?], false)
+            }
+            Err(e) => return Err(cluster(path, &e)),
+        };
+        let lines = Lines {
+            shared: self.shared.clone(),
+            session: user.session.clone(),
+            uid: user.uid,
+            format,
+            now: Utc::now(),
+            directory,
+        };
+        let (tx, rx) = mpsc::channel(PAGES_AHEAD);
+        let shown = path.display().to_string();
+        tokio::spawn(async move {
+            let mut page = Some(first);
+            while let Some(attrs) = page.take() {
+                if tx.send(Ok(lines.page(attrs).await)).await.is_err() {
+                    return; // the transfer ended (client gone, ABOR)
+                }
+                if !directory {
+                    return;
+                }
+                match pages.next(&lines.session).await {
+                    Ok(next) => page = next,
+                    Err(e) => {
+                        let msg = format!("{shown}: listing failed midway: {e}");
+                        tracing::warn!(path = shown, error = %e, "listing failed midway");
+                        let _ = tx.send(Err(io::Error::other(msg))).await;
+                    }
+                }
+            }
+        });
+        Ok(Box::new(StreamReader::new(ReceiverStream::new(rx))))
+    }
+
     /// Whether the client closes its control connection within `limit` (see
     /// [`super::ControlLink`]).
     pub(super) async fn client_gone(&self, limit: std::time::Duration) -> bool {
@@ -121,6 +169,68 @@ impl QumuloStorage {
             Some(control) => control.closed_within(limit).await,
             None => false,
         }
+    }
+}
+
+/// A listing entry: the attributes with owner and group names and the `perm` fact.
+async fn entry(shared: &Shared, session: &Session, uid: u64, attr: FileAttr) -> Entry {
+    let owner = shared.names.name(session, &attr.owner_details).await;
+    let group = shared.names.name(session, &attr.group_details).await;
+    let perm = perm_fact(&attr, uid);
+    Entry {
+        attr,
+        owner,
+        group,
+        perm,
+    }
+}
+
+/// A file's data from `offset` on, as the cluster streams it.
+async fn open(user: &User, path: &Path, offset: u64) -> Result<Download> {
+    let cp = cluster_path(user, path)?;
+    user.session
+        .read(&cp, offset)
+        .await
+        .map_err(|e| cluster(path, &e))
+}
+
+/// Formats the pages of a streamed listing.
+struct Lines {
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    uid: u64,
+    format: ListingFormat,
+    /// The time LIST dates are shown against (the six-month rule).
+    now: chrono::DateTime<Utc>,
+    /// Whether this lists a directory (whose uploads' temporary files are left out).
+    directory: bool,
+}
+
+impl Lines {
+    /// The lines of one page, each ending in CRLF.
+    async fn page(&self, attrs: Vec<FileAttr>) -> Bytes {
+        let mut out = String::with_capacity(attrs.len() * 96);
+        for attr in attrs {
+            if self.directory && is_temp_name(&attr.name) {
+                continue;
+            }
+            let name = display_name(&attr.name);
+            match self.format {
+                ListingFormat::Nlst => out.push_str(&name),
+                ListingFormat::List => {
+                    let e = entry(&self.shared, &self.session, self.uid, attr).await;
+                    out.push_str(&list_line(&e, &name, self.now, self.shared.timezone));
+                }
+                ListingFormat::Mlsd => {
+                    let e = entry(&self.shared, &self.session, self.uid, attr).await;
+                    out.push_str(&facts(&e));
+                    out.push(' ');
+                    out.push_str(&name);
+                }
+            }
+            out.push_str("\r\n");
+        }
+        Bytes::from(out)
     }
 }
 
@@ -289,20 +399,16 @@ impl StorageBackend<User> for QumuloStorage {
             .collect())
     }
 
-    async fn list_fmt<P>(
+    async fn listing<P>(
         &self,
         user: &User,
         path: P,
-    ) -> std::result::Result<std::io::Cursor<Vec<u8>>, FtpError>
+        format: ListingFormat,
+    ) -> Option<std::result::Result<Listing, FtpError>>
     where
         P: AsRef<Path> + Send + Debug,
     {
-        let mut out = String::new();
-        for line in self.list_lines(user, path.as_ref()).await? {
-            out.push_str(&line);
-            out.push_str("\r\n");
-        }
-        Ok(std::io::Cursor::new(out.into_bytes()))
+        Some(self.stream_listing(user, path.as_ref(), format).await)
     }
 
     async fn list_vec<P>(&self, user: &User, path: P) -> std::result::Result<Vec<String>, FtpError>
@@ -310,26 +416,6 @@ impl StorageBackend<User> for QumuloStorage {
         P: AsRef<Path> + Send + Debug,
     {
         self.list_lines(user, path.as_ref()).await
-    }
-
-    async fn nlst<P>(
-        &self,
-        user: &User,
-        path: P,
-    ) -> std::result::Result<std::io::Cursor<Vec<u8>>, std::io::Error>
-    where
-        P: AsRef<Path> + Send + Debug,
-    {
-        let entries = self
-            .entries(user, path.as_ref())
-            .await
-            .map_err(std::io::Error::other)?;
-        let mut out = String::new();
-        for e in entries {
-            out.push_str(&display_name(&e.attr.name));
-            out.push_str("\r\n");
-        }
-        Ok(std::io::Cursor::new(out.into_bytes()))
     }
 
     async fn get_into<'a, P, W: ?Sized>(
@@ -346,8 +432,8 @@ impl StorageBackend<User> for QumuloStorage {
         let path = path.as_ref();
         let transfer = Transfer::start(&self.shared, user, path, "download", start_pos);
         let result = async {
-            let reader = self.get(user, path, start_pos).await?;
-            let mut reader = BufReader::with_capacity(COPY_BUF, reader);
+            // The body's chunks go to the data connection as they arrive, without a copy.
+            let mut reader = open(user, path, start_pos).await?;
             let timeout = self.shared.data_timeout;
             let (mut output, tally) = Watched::writer(output, timeout);
             match tokio::io::copy_buf(&mut reader, &mut output).await {
@@ -370,12 +456,7 @@ impl StorageBackend<User> for QumuloStorage {
         path: P,
         start_pos: u64,
     ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
-        let path = path.as_ref();
-        let cp = cluster_path(user, path)?;
-        user.session
-            .read(&cp, start_pos)
-            .await
-            .map_err(|e| cluster(path, &e))
+        Ok(open(user, path.as_ref(), start_pos).await?)
     }
 
     async fn put<P: AsRef<Path> + Send + Debug, R: AsyncRead + Send + Sync + Unpin + 'static>(

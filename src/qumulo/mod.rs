@@ -26,4 +26,5 @@ pub use api::{
 };
 pub use client::{Client, ClientConfig};
 pub use error::{Error, ErrorKind};
-pub use session::Session;
+pub use session::{Pages, Session};
+pub use transfer::Download;

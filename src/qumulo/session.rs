@@ -18,8 +18,9 @@ use tokio::io::AsyncRead;
 use super::api::{ApiUser, AttrPatch, ClusterSettings, FileAttr, Identity, Page, Version};
 use super::client::Client;
 use super::error::Error;
+use super::http;
 use super::retry::{self, Call};
-use super::{http, transfer};
+use super::transfer::{self, Download};
 
 /// A logged-in user's session with the cluster.
 pub struct Session {
@@ -111,21 +112,11 @@ impl Session {
     /// Every entry of a directory, following `paging.next` to the end.
     pub async fn list_all(&self, dir: &str, page_size: usize) -> Result<Vec<FileAttr>, Error> {
         let mut entries = Vec::new();
-        let mut seen = HashSet::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self.list_page(dir, next.as_deref(), page_size).await?;
-            entries.extend(page.files);
-            match page.next {
-                None => return Ok(entries),
-                Some(n) if !seen.insert(n.clone()) => {
-                    return Err(Error::Decode(format!(
-                        "listing {dir}: the cluster sent the next page {n:?} twice"
-                    )));
-                }
-                Some(n) => next = Some(n),
-            }
+        let mut pages = Pages::new(dir, page_size);
+        while let Some(page) = pages.next(self).await? {
+            entries.extend(page);
         }
+        Ok(entries)
     }
 
     /// Creates an empty file `name` in directory `dir` (`CREATE_FILE`).
@@ -173,11 +164,7 @@ impl Session {
     /// Streams a file's data from `offset` (`GET …/data?offset=`). When the transfer breaks
     /// midway, the rest is asked for again from where it broke (see `transfer::download`), so
     /// the reader sees the file's bytes once each, in order, or a read error.
-    pub async fn read(
-        &self,
-        path: &str,
-        offset: u64,
-    ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>, Error> {
+    pub async fn read(&self, path: &str, offset: u64) -> Result<Download, Error> {
         let first = self.auth.open(path, offset).await?;
         let (auth, path) = (self.auth.clone(), path.to_string());
         let reopen = move |at: u64| {
@@ -331,6 +318,53 @@ fn patch_body(patch: &AttrPatch) -> Value {
         body.insert("modification_time".into(), text.into());
     }
     Value::Object(body)
+}
+
+/// A directory listing read one page at a time, following `paging.next` (a listing that
+/// sends the same next page twice is refused rather than followed forever).
+#[derive(Debug)]
+pub struct Pages {
+    dir: String,
+    size: usize,
+    /// The next page's URI; `None` before the first page and after the last.
+    next: Option<String>,
+    seen: HashSet<String>,
+    done: bool,
+}
+
+impl Pages {
+    /// The listing of `dir`, `size` entries a page.
+    pub fn new(dir: &str, size: usize) -> Self {
+        Self {
+            dir: dir.to_string(),
+            size,
+            next: None,
+            seen: HashSet::new(),
+            done: false,
+        }
+    }
+
+    /// The next page's entries, `None` after the last page.
+    pub async fn next(&mut self, session: &Session) -> Result<Option<Vec<FileAttr>>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = session
+            .list_page(&self.dir, self.next.as_deref(), self.size)
+            .await?;
+        match page.next {
+            None => self.done = true,
+            Some(n) if !self.seen.insert(n.clone()) => {
+                self.done = true;
+                return Err(Error::Decode(format!(
+                    "listing {}: the cluster sent the next page {n:?} twice",
+                    self.dir
+                )));
+            }
+            Some(n) => self.next = Some(n),
+        }
+        Ok(Some(page.files))
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, Stream};
 use reqwest::header::{ETAG, HeaderValue};
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncBufRead, AsyncRead};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::error::Error;
@@ -22,8 +22,9 @@ use super::{http, retry};
 /// Read size of an upload's data source, so the largest chunk sent.
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
-/// A download, as [`super::Session::read`] hands it out.
-pub(super) type Download = Box<dyn AsyncRead + Send + Sync + Unpin>;
+/// A download, as [`super::Session::read`] hands it out: buffered reads hand out the body's
+/// chunks as they arrived, without copying them.
+pub type Download = Box<dyn AsyncBufRead + Send + Sync + Unpin>;
 
 /// A reader over a download: the body of `first` (the file from `offset`), then, each time the
 /// transfer breaks midway (reset, node gone, read timeout, a body shorter than announced), the

@@ -10,11 +10,12 @@ use crate::{
     auth::UserDetail,
     storage::{Error, ErrorKind, Metadata, StorageBackend},
 };
+use unftp_core::storage::{Listing, ListingFormat};
 
 use crate::server::chancomms::DataChanCmd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::{path::PathBuf, sync::Arc};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio_rustls::TlsAcceptor;
@@ -463,6 +464,15 @@ where
 
         let start_time = Instant::now();
 
+        // qftpd patch: a listing the storage back-end streams.
+        let format = match command {
+            ListCommand::List => ListingFormat::List,
+            ListCommand::Nlst => ListingFormat::Nlst,
+        };
+        if let Some(listing) = self.storage.listing((*self.user).as_ref().unwrap(), path.clone(), format).await {
+            return Self::send_listing(&self.logger, &tx, command.as_str(), &path, listing, output, start_time).await;
+        }
+
         let list_result = match command {
             ListCommand::List => self.storage.list_fmt((*self.user).as_ref().unwrap(), path.clone()).await,
             ListCommand::Nlst => self
@@ -554,6 +564,11 @@ where
 
         let start_time = Instant::now();
 
+        // qftpd patch: a listing the storage back-end streams.
+        if let Some(listing) = self.storage.listing((*self.user).as_ref().unwrap(), path.clone(), ListingFormat::Mlsd).await {
+            return Self::send_listing(&self.logger, &tx, "MLSD", &path, listing, output, start_time).await;
+        }
+
         let list_result = self.storage.list((*self.user).as_ref().unwrap(), path.clone()).await;
 
         match list_result {
@@ -640,6 +655,73 @@ where
                     slog::error!(self.logger, "Could not notify control channel of error with MLSD: {:?}", err);
                 }
             }
+        }
+    }
+
+    // qftpd patch: sends a listing streamed by the storage back-end and answers the command:
+    // 226 when all of it was sent, the back-end's error (451 for a failure midway) when the
+    // listing failed, 426 when the data connection failed. A back-end error before the first
+    // byte is answered like any storage error.
+    async fn send_listing(
+        logger: &slog::Logger,
+        tx: &Sender<ControlChanMsg>,
+        command: &str,
+        path: &PathBuf,
+        listing: Result<Listing, Error>,
+        mut output: Box<dyn AsyncWrite + Send + Unpin + Sync>,
+        start_time: Instant,
+    ) {
+        let mut input = match listing {
+            Ok(input) => input,
+            Err(err) => {
+                slog::warn!(logger, "Failed to list {:?} ({}): {:?}", path, command, err);
+                if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
+                    slog::error!(logger, "Could not notify control channel of error with {}: {:?}", command, err);
+                }
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut bytes = 0u64;
+        let outcome = loop {
+            let n = match input.read(&mut buf).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(ControlChanMsg::StorageError(Error::new(ErrorKind::LocalError, e))),
+            };
+            if let Err(e) = output.write_all(&buf[..n]).await {
+                slog::debug!(logger, "{} of {:?}: the data connection failed: {}", command, path, e);
+                break Err(ControlChanMsg::ConnectionReset);
+            }
+            bytes += n as u64;
+        };
+        let outcome = match (outcome, output.shutdown().await) {
+            (Ok(()), Err(e)) => {
+                slog::debug!(logger, "{} of {:?}: closing the data connection failed: {}", command, path, e);
+                Err(ControlChanMsg::ConnectionReset)
+            }
+            (outcome, _) => outcome,
+        };
+        let duration = start_time.elapsed();
+        let msg = match outcome {
+            Ok(()) => {
+                slog::info!(
+                    logger,
+                    "Successful {} {:?}; Duration {}; Bytes copied {}",
+                    command,
+                    path,
+                    HumanDuration(duration),
+                    HumanBytes(bytes)
+                );
+                ControlChanMsg::DirectorySuccessfullyListed
+            }
+            Err(msg) => {
+                slog::warn!(logger, "{} of {:?} failed after {} and {} bytes: {:?}", command, path, HumanDuration(duration), bytes, msg);
+                msg
+            }
+        };
+        if let Err(err) = tx.send(msg).await {
+            slog::error!(logger, "Could not notify control channel of the end of {}: {:?}", command, err);
         }
     }
 

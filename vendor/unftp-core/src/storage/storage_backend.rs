@@ -186,6 +186,20 @@ where
     }
 }
 
+/// qftpd patch: the kind of listing a data connection carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingFormat {
+    /// `LIST`: one `ls -l` style line per entry.
+    List,
+    /// `NLST`: one name per line.
+    Nlst,
+    /// `MLSD`: RFC 3659 facts and the name.
+    Mlsd,
+}
+
+/// qftpd patch: a listing streamed as it is read (see [`StorageBackend::listing`]).
+pub type Listing = Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>;
+
 /// Implement this trait to provide a custom FTP virtual filesystem, then register it when
 /// constructing a server with [`libunftp::ServerBuilder`](https://docs.rs/libunftp/latest/libunftp/struct.ServerBuilder.html).
 #[async_trait]
@@ -279,6 +293,19 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
         let out = inlist.iter().map(|fi| fi.to_string()).collect::<Vec<String>>();
 
         Ok(out)
+    }
+
+    /// qftpd patch: the listing of a `LIST`, `NLST` or `MLSD` command as a stream of
+    /// CRLF-terminated lines, read while it is sent, so a large directory starts flowing at once
+    /// and is never held whole in memory. An error returned here is answered like one of
+    /// [`list_fmt`](Self::list_fmt); a read error of the stream, after part of the listing was
+    /// sent, aborts the transfer (`451`). `None` (the default) makes the server build the whole
+    /// listing with [`list_fmt`](Self::list_fmt), [`nlst`](Self::nlst) or [`list`](Self::list).
+    async fn listing<P>(&self, _user: &User, _path: P, _format: ListingFormat) -> Option<std::result::Result<Listing, Error>>
+    where
+        P: AsRef<Path> + Send + Debug,
+    {
+        None
     }
 
     /// Returns an `NLST` listing containing only each entry's basename, with entries separated by
