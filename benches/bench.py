@@ -240,19 +240,45 @@ def make_file(path, size):
 
 
 def curl(args, timeout=900):
-    r = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + args,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+    """Runs curl; returns its exit status, output, error output and CPU seconds."""
+    p = subprocess.Popen(["curl", "-sS", "--max-time", str(timeout)] + args,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate()
+    # communicate() reaped the child: its CPU time is in RUSAGE_CHILDREN's growth, so read
+    # it around the call instead (see curl_w).
+    return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def children_cpu():
+    """CPU seconds of all reaped children so far."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def proc_cpu(pid):
+    """CPU seconds (user + system, all threads) a running process has used."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except OSError:
+        return 0.0
 
 
 def curl_w(args, what):
-    """Runs curl with -w; returns a dict of the written variables, or None on failure."""
+    """Runs curl with -w; returns a dict of the written variables (and `cpu`, curl's own CPU
+    seconds), or None on failure."""
     fmt = " ".join("%%{%s}" % w for w in what)
+    before = children_cpu()
     rc, out, err = curl(args + ["-w", fmt])
+    cpu = children_cpu() - before
     if rc != 0:
         return None, "curl exit %d: %s" % (rc, err.strip()[:300])
     vals = out.strip().split()[-len(what):]
-    return dict(zip(what, (float(v) for v in vals))), None
+    r = dict(zip(what, (float(v) for v in vals)))
+    r["cpu"] = cpu
+    return r, None
 
 
 def ftp_url(host, port, path):
@@ -360,10 +386,22 @@ class Bench:
         self.sess_mib = int(env("BENCH_SESSION_MIB", 1 if self.quick else 16))
         self.rss_sessions = int(env("BENCH_RSS_SESSIONS", 10 if self.quick else 100))
         self.n_logins = int(env("BENCH_LOGINS", 100 if self.quick else 1000))
-        self.repeat = int(env("BENCH_REPEAT", 1 if self.quick else 2))
+        self.repeat = int(env("BENCH_REPEAT", 1 if self.quick else 3))
         self.work = tempfile.mkdtemp(prefix="qftpd-bench-",
-                                     dir=env("BENCH_WORKDIR") or None)
+                                     dir=env("BENCH_WORKDIR") or self.memory_dir())
         self.durations = []
+
+    def memory_dir(self):
+        """/dev/shm when it has room for the files (the big file, two stored copies, the
+        listing): the simulator's disk then costs the same in every run, where page-cache
+        write-back to a real disk would stall some runs and not others. None otherwise (the
+        system's temporary directory)."""
+        need = 4 * self.file_mib * MIB + 2 * self.sessions * self.sess_mib * MIB + 512 * MIB
+        try:
+            st = os.statvfs("/dev/shm")
+        except OSError:
+            return None
+        return "/dev/shm" if st.f_bavail * st.f_frsize > need else None
 
     # ---- setup
     def setup(self):
@@ -404,99 +442,147 @@ class Bench:
         log("   (%s: %.1f s)" % (name, d))
 
     # ---- 1 and 2: large transfers
-    def retr_ftp(self, host, port, path, user=True):
+    def retr_once(self, host, port, path, user=True):
+        """One RETR of the big file: curl's figures, or None (a correctness failure)."""
         args = [ftp_url(host, port, path), "-o", "/dev/null"]
         if user:
             args += ["--user", "%s:%s" % (USER, PASSWORD)]
-        best = None
-        for _ in range(self.repeat):
-            r, err = curl_w(args, ["speed_download", "size_download"])
-            if r is None:
-                fail("RETR %s: %s" % (path, err))
-                return None
-            if int(r["size_download"]) != self.size:
-                fail("RETR %s: %d bytes, expected %d" % (path, r["size_download"], self.size))
-                return None
-            best = max(best or 0, r["speed_download"])
-        return best
+        r, err = curl_w(args, ["speed_download", "size_download"])
+        if r is None:
+            fail("RETR %s: %s" % (path, err))
+        elif int(r["size_download"]) != self.size:
+            fail("RETR %s: %d bytes, expected %d" % (path, r["size_download"], self.size))
+            r = None
+        return r
 
-    def retr_rest(self, rest):
+    def get_once(self, rest):
+        """One direct GET of the big file."""
         url = "%s/v1/files/%s/data" % (rest.sim["url"], ref(HOME + "/big.bin"))
-        best = None
-        for _ in range(self.repeat):
-            r, err = curl_w([url, "-o", "/dev/null", "--fail"] + rest.curl_auth(),
-                            ["speed_download", "size_download"])
-            if r is None or int(r["size_download"]) != self.size:
-                fail("direct GET: %s" % (err or "%d bytes" % r["size_download"]))
-                return None
-            best = max(best or 0, r["speed_download"])
-        return best
+        r, err = curl_w([url, "-o", "/dev/null", "--fail"] + rest.curl_auth(),
+                        ["speed_download", "size_download"])
+        if r is None or int(r["size_download"]) != self.size:
+            fail("direct GET: %s" % (err or "%d bytes" % r["size_download"]))
+            return None
+        return r
 
-    def stor_ftp(self, host, port, path, sim_disk=None, user=True):
+    def stor_once(self, host, port, path, disk, user=True):
+        """One STOR of the big file; the stored size is checked (the bytes by the caller)."""
         args = ["-T", self.big, ftp_url(host, port, path)]
         if user:
             args += ["--user", "%s:%s" % (USER, PASSWORD)]
+        r, err = curl_w(args, ["speed_upload", "size_upload"])
+        if r is None:
+            fail("STOR %s: %s" % (path, err))
+        elif os.path.getsize(disk) != self.size:
+            fail("STOR %s: stored %d bytes" % (path, os.path.getsize(disk)))
+            r = None
+        return r
+
+    def put_once(self, rest, name):
+        """One direct chunked PUT of the big file into a new file `name`."""
+        rest.request("POST", "/v1/files/%s/entries/" % ref(HOME),
+                     {"name": name, "action": "CREATE_FILE"})
+        url = "%s/v1/files/%s/data" % (rest.sim["url"], ref(HOME + "/" + name))
+        r, err = curl_w(["-T", self.big, "-X", "PUT", "--fail", "-o", "/dev/null",
+                         "-H", "Transfer-Encoding: chunked",
+                         "-H", "Content-Type: application/octet-stream", url]
+                        + rest.curl_auth(), ["speed_upload", "size_upload"])
+        disk = self.disk(rest.sim, HOME + "/" + name)
+        if r is None or os.path.getsize(disk) != self.size:
+            fail("direct PUT: %s" % (err or "stored %d bytes" % os.path.getsize(disk)))
+            r = None
+        os.unlink(disk)
+        return r
+
+    def best_of(self, once, key):
         best = None
         for _ in range(self.repeat):
-            r, err = curl_w(args, ["speed_upload", "size_upload"])
+            r = once()
             if r is None:
-                fail("STOR %s: %s" % (path, err))
                 return None
-            if sim_disk and os.path.getsize(sim_disk) != self.size:
-                fail("STOR %s: stored %d bytes" % (path, os.path.getsize(sim_disk)))
-                return None
-            best = max(best or 0, r["speed_upload"])
-        if sim_disk and not same_file(sim_disk, self.big):
-            fail("STOR %s: stored bytes differ" % path)
-        if sim_disk:
-            os.unlink(sim_disk)
+            best = max(best or 0, r[key])
         return best
 
-    def stor_rest(self, rest, tag):
-        best = None
-        for i in range(self.repeat):
-            name = "put-%s-%d.bin" % (tag, i)
-            rest.request("POST", "/v1/files/%s/entries/" % ref(HOME),
-                         {"name": name, "action": "CREATE_FILE"})
-            url = "%s/v1/files/%s/data" % (rest.sim["url"], ref(HOME + "/" + name))
-            r, err = curl_w(["-T", self.big, "-X", "PUT", "--fail", "-o", "/dev/null",
-                             "-H", "Transfer-Encoding: chunked",
-                             "-H", "Content-Type: application/octet-stream", url]
-                            + rest.curl_auth(), ["speed_upload", "size_upload"])
-            disk = self.disk(rest.sim, HOME + "/" + name)
-            if r is None or os.path.getsize(disk) != self.size:
-                fail("direct PUT: %s" % (err or "stored %d bytes" % os.path.getsize(disk)))
-                return None
-            best = max(best or 0, r["speed_upload"])
-            os.unlink(disk)
-        return best
+    def side_by_side(self, key, via_qftpd, direct, gw, sim):
+        """`repeat` rounds of one transfer through qftpd then one direct, alternated so that
+        both meet the same machine: the best throughput of each, and the CPU seconds per GiB
+        that qftpd, the client and the simulator spent (means over the rounds)."""
+        best = {"ftp": None, "rest": None}
+        cpu = {"ftp": [0.0, 0.0, 0.0], "rest": [0.0, 0.0, 0.0]}
+        for _ in range(self.repeat):
+            for side, once in (("ftp", via_qftpd), ("rest", direct)):
+                g0, s0 = proc_cpu(gw.pid), proc_cpu(sim["proc"].pid)
+                r = once()
+                if r is None:
+                    return None, None
+                g1, s1 = proc_cpu(gw.pid), proc_cpu(sim["proc"].pid)
+                best[side] = max(best[side] or 0, r[key])
+                for i, v in enumerate((g1 - g0 if side == "ftp" else 0.0, r["cpu"], s1 - s0)):
+                    cpu[side][i] += v
+        gib = self.repeat * self.size / float(1 << 30)
+        per_gib = {k: [v / gib for v in vs] for k, vs in cpu.items()}
+        return best, per_gib
+
+    def cpu_row(self, measure, per_gib, client):
+        """CPU seconds per GiB through qftpd (qftpd + FTP client + simulator) and direct
+        (client + simulator); the ratio of the totals bounds the throughput ratio on a machine
+        whose cores all processes share."""
+        if per_gib is None:
+            return
+        q, c, s = per_gib["ftp"]
+        _, dc, ds = per_gib["rest"]
+        add_row(measure, "%.2f + %.2f + %.2f = %.2f" % (q, c, s, q + c + s),
+                "%.2f + %.2f = %.2f (%s + simulator)" % (dc, ds, dc + ds, client),
+                fmt((dc + ds) / (q + c + s), prec=2), "—", None)
 
     def big_transfers(self, sim, rest, label, with_ref):
-        """RETR and STOR through a gateway in front of `sim`, each with a fresh gateway."""
+        """RETR and STOR through a gateway in front of `sim` (a fresh gateway for each, for
+        its peak RSS), alternated with the direct transfers."""
         gb = self.size / float(1 << 30)
         size_label = ("%g GiB" % gb) if gb >= 1 else ("%d MiB" % self.file_mib)
         # RETR
         gw, host, port = start_gateway(self.a.binary, self.work, sim)
-        q = self.retr_ftp(host, port, HOME + "/big.bin")
+        best, cpu = self.side_by_side(
+            "speed_download", lambda: self.retr_once(host, port, HOME + "/big.bin"),
+            lambda: self.get_once(rest), gw.p, sim)
         rss_retr = gw.status("VmHWM")
         gw.stop()
-        base = self.retr_rest(rest)
-        ref_v = self.retr_ftp(self.vs["host"], self.vs["port"], "/big.bin", user=False) \
-            if (with_ref and self.vs) else None
-        self.ratio_row("RETR %s, %s (MB/s)" % (size_label, label), q, base, ref_v, 0.90,
-                       "≥ 0.90", "direct GET")
-        # STOR
-        gw, host, port = start_gateway(self.a.binary, self.work, sim)
-        q = self.stor_ftp(host, port, HOME + "/up.bin", self.disk(sim, HOME + "/up.bin"))
-        rss_stor = gw.status("VmHWM")
-        gw.stop()
-        base = self.stor_rest(rest, label)
         ref_v = None
         if with_ref and self.vs:
-            ref_v = self.stor_ftp(self.vs["host"], self.vs["port"], "/up/up.bin",
-                                  os.path.join(self.vs["up"], "up.bin"), user=False)
-        self.ratio_row("STOR %s, %s (MB/s)" % (size_label, label), q, base, ref_v, 0.90,
-                       "≥ 0.90", "direct chunked PUT")
+            ref_v = self.best_of(lambda: self.retr_once(self.vs["host"], self.vs["port"],
+                                                        "/big.bin", user=False),
+                                 "speed_download")
+        best = best or {"ftp": None, "rest": None}
+        self.ratio_row("RETR %s, %s (MB/s)" % (size_label, label), best["ftp"], best["rest"],
+                       ref_v, 0.90, "≥ 0.90", "direct GET")
+        self.cpu_row("CPU s/GiB, RETR, %s: qftpd + FTP client + simulator" % label, cpu,
+                     "curl GET")
+        # STOR
+        gw, host, port = start_gateway(self.a.binary, self.work, sim)
+        up = self.disk(sim, HOME + "/up.bin")
+        puts = iter(range(1 << 30))
+        best, cpu = self.side_by_side(
+            "speed_upload", lambda: self.stor_once(host, port, HOME + "/up.bin", up),
+            lambda: self.put_once(rest, "put-%s-%d.bin" % (label, next(puts))), gw.p, sim)
+        rss_stor = gw.status("VmHWM")
+        gw.stop()
+        if best and not same_file(up, self.big):
+            fail("STOR %s: stored bytes differ" % up)
+        if os.path.exists(up):
+            os.unlink(up)
+        ref_v = None
+        if with_ref and self.vs:
+            vs_up = os.path.join(self.vs["up"], "up.bin")
+            ref_v = self.best_of(lambda: self.stor_once(self.vs["host"], self.vs["port"],
+                                                        "/up/up.bin", vs_up, user=False),
+                                 "speed_upload")
+            if ref_v and not same_file(vs_up, self.big):
+                fail("vsftpd STOR: stored bytes differ")
+        best = best or {"ftp": None, "rest": None}
+        self.ratio_row("STOR %s, %s (MB/s)" % (size_label, label), best["ftp"], best["rest"],
+                       ref_v, 0.90, "≥ 0.90", "direct chunked PUT")
+        self.cpu_row("CPU s/GiB, STOR, %s: qftpd + FTP client + simulator" % label, cpu,
+                     "curl PUT")
         for what, kib in (("RETR", rss_retr), ("STOR", rss_stor)):
             ok = kib / 1024.0 <= 64
             add_row("peak RSS of qftpd, %s %s, %s" % (what, size_label, label),
@@ -774,8 +860,10 @@ class Bench:
                   "nproc: %d" % os.cpu_count(), "cpu: " + cpu,
                   "kernel: " + platform.release(),
                   "sizes: file %d MiB, listing %d, sessions %d x %d MiB, RSS sessions %d, "
-                  "logins %d" % (self.file_mib, self.list_n, self.sessions, self.sess_mib,
-                                 self.rss_sessions, self.n_logins),
+                  "logins %d; best of %d alternated runs for 1 and 2" % (
+                      self.file_mib, self.list_n, self.sessions, self.sess_mib,
+                      self.rss_sessions, self.n_logins, self.repeat),
+                  "work directory (simulator's disk): " + os.path.dirname(self.work),
                   "phases: " + ", ".join("%s %.1f s" % d for d in self.durations)
                   + "; total %.1f s" % total]
         log("")
