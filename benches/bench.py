@@ -386,7 +386,7 @@ class Bench:
         self.sess_mib = int(env("BENCH_SESSION_MIB", 1 if self.quick else 16))
         self.rss_sessions = int(env("BENCH_RSS_SESSIONS", 10 if self.quick else 100))
         self.n_logins = int(env("BENCH_LOGINS", 100 if self.quick else 1000))
-        self.repeat = int(env("BENCH_REPEAT", 1 if self.quick else 3))
+        self.repeat = int(env("BENCH_REPEAT", 1 if self.quick else 5))
         self.work = tempfile.mkdtemp(prefix="qftpd-bench-",
                                      dir=env("BENCH_WORKDIR") or self.memory_dir())
         self.durations = []
@@ -593,7 +593,7 @@ class Bench:
         ok = None if ratio is None else (ratio >= target if higher else ratio <= target)
         mb = lambda v: None if v is None else v / 1e6
         add_row(measure, fmt(mb(q)), "%s (%s)" % (fmt(mb(base)), base_name),
-                fmt(ratio, prec=2), target_s, ok, fmt(mb(ref_v)) if ref_v else "")
+                fmt(ratio, prec=3), target_s, ok, fmt(mb(ref_v)) if ref_v else "")
 
     # ---- 4: large listing
     def listing(self):
