@@ -442,16 +442,18 @@ class Bench:
         log("   (%s: %.1f s)" % (name, d))
 
     # ---- 1 and 2: large transfers
-    def retr_once(self, host, port, path, user=True):
-        """One RETR of the big file: curl's figures, or None (a correctness failure)."""
+    def retr_once(self, host, port, path, user=True, size=None):
+        """One RETR of the big file (or of a file of `size` bytes): curl's figures, or None
+        (a correctness failure)."""
+        size = self.size if size is None else size
         args = [ftp_url(host, port, path), "-o", "/dev/null"]
         if user:
             args += ["--user", "%s:%s" % (USER, PASSWORD)]
         r, err = curl_w(args, ["speed_download", "size_download"])
         if r is None:
             fail("RETR %s: %s" % (path, err))
-        elif int(r["size_download"]) != self.size:
-            fail("RETR %s: %d bytes, expected %d" % (path, r["size_download"], self.size))
+        elif int(r["size_download"]) != size:
+            fail("RETR %s: %d bytes, expected %d" % (path, r["size_download"], size))
             r = None
         return r
 
@@ -465,15 +467,17 @@ class Bench:
             return None
         return r
 
-    def stor_once(self, host, port, path, disk, user=True):
-        """One STOR of the big file; the stored size is checked (the bytes by the caller)."""
-        args = ["-T", self.big, ftp_url(host, port, path)]
+    def stor_once(self, host, port, path, disk, user=True, src=None):
+        """One STOR of the big file (or of `src`); the stored size is checked (the bytes by
+        the caller)."""
+        src = src or self.big
+        args = ["-T", src, ftp_url(host, port, path)]
         if user:
             args += ["--user", "%s:%s" % (USER, PASSWORD)]
         r, err = curl_w(args, ["speed_upload", "size_upload"])
         if r is None:
             fail("STOR %s: %s" % (path, err))
-        elif os.path.getsize(disk) != self.size:
+        elif os.path.getsize(disk) != os.path.getsize(src):
             fail("STOR %s: stored %d bytes" % (path, os.path.getsize(disk)))
             r = None
         return r
@@ -587,6 +591,33 @@ class Bench:
             ok = kib / 1024.0 <= 64
             add_row("peak RSS of qftpd, %s %s, %s" % (what, size_label, label),
                     fmt(rss_mib(kib), "MiB"), "—", "—", "≤ 64 MiB", ok)
+        if with_ref:
+            self.rss_growth(sim, size_label, label, max(rss_retr, rss_stor))
+
+    def rss_growth(self, sim, size_label, label, big_kib):
+        """The same RETR and STOR (a fresh gateway each) of a file a sixteenth the size:
+        memory must not grow with the file's size."""
+        small = max(self.size // 16, MIB)
+        src = os.path.join(self.work, "small.bin")
+        make_file(src, small)
+        os.link(src, self.disk(sim, HOME + "/small.bin"))
+        peak = 0
+        for what in ("RETR", "STOR"):
+            gw, host, port = start_gateway(self.a.binary, self.work, sim)
+            up = self.disk(sim, HOME + "/small-up.bin")
+            r = self.retr_once(host, port, HOME + "/small.bin", size=small) if what == "RETR" \
+                else self.stor_once(host, port, HOME + "/small-up.bin", up, src=src)
+            peak = max(peak, gw.status("VmHWM"))
+            gw.stop()
+            if r is None:
+                return
+        if not same_file(up, src):
+            fail("STOR small.bin: stored bytes differ")
+        grown = (big_kib - peak) / 1024.0
+        add_row("peak RSS of qftpd, %d MiB against %s, %s" % (small // MIB, size_label, label),
+                "%s → %s (%+.1f MiB)" % (fmt(rss_mib(peak), "MiB"), fmt(rss_mib(big_kib), "MiB"),
+                                         grown),
+                "—", "—", "growth ≤ 8 MiB", grown <= 8)
 
     def ratio_row(self, measure, q, base, ref_v, target, target_s, base_name, higher=True):
         ratio = (q / base) if (q and base) else None
