@@ -482,6 +482,13 @@ class Bench:
             r = None
         return r
 
+    def stor_new(self, host, port, path, disk, user=True):
+        """A STOR of the big file as a new file, as each direct PUT makes one: replacing the
+        previous upload would add its deletion to the server's work on this side only."""
+        if os.path.exists(disk):
+            os.unlink(disk)
+        return self.stor_once(host, port, path, disk, user)
+
     def put_once(self, rest, name):
         """One direct chunked PUT of the big file into a new file `name`."""
         rest.request("POST", "/v1/files/%s/entries/" % ref(HOME),
@@ -566,7 +573,7 @@ class Bench:
         up = self.disk(sim, HOME + "/up.bin")
         puts = iter(range(1 << 30))
         best, cpu = self.side_by_side(
-            "speed_upload", lambda: self.stor_once(host, port, HOME + "/up.bin", up),
+            "speed_upload", lambda: self.stor_new(host, port, HOME + "/up.bin", up),
             lambda: self.put_once(rest, "put-%s-%d.bin" % (label, next(puts))), gw.p, sim)
         rss_stor = gw.status("VmHWM")
         gw.stop()
@@ -577,8 +584,8 @@ class Bench:
         ref_v = None
         if with_ref and self.vs:
             vs_up = os.path.join(self.vs["up"], "up.bin")
-            ref_v = self.best_of(lambda: self.stor_once(self.vs["host"], self.vs["port"],
-                                                        "/up/up.bin", vs_up, user=False),
+            ref_v = self.best_of(lambda: self.stor_new(self.vs["host"], self.vs["port"],
+                                                       "/up/up.bin", vs_up, user=False),
                                  "speed_upload")
             if ref_v and not same_file(vs_up, self.big):
                 fail("vsftpd STOR: stored bytes differ")
