@@ -80,19 +80,35 @@ impl QumuloStorage {
             .map_err(|e| cluster(path, &e))
     }
 
-    /// The entries of a directory, or the entry itself when `path` is not a directory
-    /// (`LIST file` shows that file, as `ls -l file` does). Uploads' temporary files are left
-    /// out of directories (another session's upload in progress is not shown), not when named.
-    async fn entries(&self, user: &User, path: &Path) -> Result<Vec<Entry>> {
+    /// The start of a listing: the first page of a directory and the pages after it, or the
+    /// entry itself and no pages when `path` is not a directory (`LIST file` shows that file,
+    /// as `ls -l file` does). Uploads' temporary files are left out of directories (another
+    /// session's upload in progress is not shown, see [`without_temp`]), not when named.
+    async fn start_listing(
+        &self,
+        user: &User,
+        path: &Path,
+    ) -> Result<(Vec<FileAttr>, Option<Pages>)> {
         let cp = cluster_path(user, path)?;
-        let attrs = match user.session.list_all(&cp, PAGE_SIZE).await {
-            Ok(mut attrs) => {
-                attrs.retain(|a| !is_temp_name(&a.name));
-                attrs
+        let mut pages = Pages::new(&cp, PAGE_SIZE);
+        match pages.next(&user.session).await {
+            Ok(first) => Ok((without_temp(first.unwrap_or_default()), Some(pages))),
+            Err(e) if e.kind() == ErrorKind::NotADirectory => {
+                Ok((vec![self.attr(user, path).await?], None))
             }
-            Err(e) if e.kind() == ErrorKind::NotADirectory => vec![self.attr(user, path).await?],
-            Err(e) => return Err(cluster(path, &e)),
-        };
+            Err(e) => Err(cluster(path, &e)),
+        }
+    }
+
+    /// The whole listing (see [`Self::start_listing`]) as entries.
+    async fn entries(&self, user: &User, path: &Path) -> Result<Vec<Entry>> {
+        let (mut attrs, pages) = self.start_listing(user, path).await?;
+        if let Some(mut pages) = pages {
+            let failed = |e: crate::qumulo::Error| cluster(path, &e);
+            while let Some(page) = pages.next(&user.session).await.map_err(failed)? {
+                attrs.extend(without_temp(page));
+            }
+        }
         let mut entries = Vec::with_capacity(attrs.len());
         for attr in attrs {
             entries.push(self.entry(user, attr).await);
@@ -111,9 +127,9 @@ impl QumuloStorage {
 }
 
 impl QumuloStorage {
-    /// A listing streamed page by page (see [`StorageBackend::listing`]). The first page is
-    /// read before anything is sent, so a missing directory gets its error reply; `path`
-    /// naming a file lists that file. Later pages are read ahead while earlier ones are sent;
+    /// A listing streamed page by page (see [`StorageBackend::listing`] and
+    /// [`Self::start_listing`]). The first page is read before anything is sent, so a missing
+    /// directory gets its error reply. Later pages are read ahead while earlier ones are sent;
     /// a failure midway ends the stream with a read error (the transfer fails with 451).
     async fn stream_listing(
         &self,
@@ -121,22 +137,13 @@ impl QumuloStorage {
         path: &Path,
         format: ListingFormat,
     ) -> Result<Listing> {
-        let cp = cluster_path(user, path)?;
-        let mut pages = Pages::new(&cp, PAGE_SIZE);
-        let (first, directory) = match pages.next(&user.session).await {
-            Ok(first) => (first.unwrap_or_default(), true),
-            Err(e) if e.kind() == ErrorKind::NotADirectory => {
-                (vec![self.attr(user, path).await?], false)
-            }
-            Err(e) => return Err(cluster(path, &e)),
-        };
+        let (first, mut pages) = self.start_listing(user, path).await?;
         let lines = Lines {
             shared: self.shared.clone(),
             session: user.session.clone(),
             uid: user.uid,
             format,
             now: Utc::now(),
-            directory,
         };
         let (tx, rx) = mpsc::channel(PAGES_AHEAD);
         let shown = path.display().to_string();
@@ -146,11 +153,11 @@ impl QumuloStorage {
                 if tx.send(Ok(lines.page(attrs).await)).await.is_err() {
                     return; // the transfer ended (client gone, ABOR)
                 }
-                if !directory {
-                    return;
-                }
+                let Some(pages) = pages.as_mut() else {
+                    return; // a file, listed as itself
+                };
                 match pages.next(&lines.session).await {
-                    Ok(next) => page = next,
+                    Ok(next) => page = next.map(without_temp),
                     Err(e) => {
                         let msg = format!("{shown}: listing failed midway: {e}");
                         tracing::warn!(path = shown, error = %e, "listing failed midway");
@@ -185,6 +192,12 @@ async fn entry(shared: &Shared, session: &Session, uid: u64, attr: FileAttr) -> 
     }
 }
 
+/// A page of a directory without the temporary files of uploads in progress.
+fn without_temp(mut attrs: Vec<FileAttr>) -> Vec<FileAttr> {
+    attrs.retain(|a| !is_temp_name(&a.name));
+    attrs
+}
+
 /// A file's data from `offset` on, as the cluster streams it.
 async fn open(user: &User, path: &Path, offset: u64) -> Result<Download> {
     let cp = cluster_path(user, path)?;
@@ -202,8 +215,6 @@ struct Lines {
     format: ListingFormat,
     /// The time LIST dates are shown against (the six-month rule).
     now: chrono::DateTime<Utc>,
-    /// Whether this lists a directory (whose uploads' temporary files are left out).
-    directory: bool,
 }
 
 impl Lines {
@@ -211,9 +222,6 @@ impl Lines {
     async fn page(&self, attrs: Vec<FileAttr>) -> Bytes {
         let mut out = String::with_capacity(attrs.len() * 96);
         for attr in attrs {
-            if self.directory && is_temp_name(&attr.name) {
-                continue;
-            }
             let name = display_name(&attr.name);
             match self.format {
                 ListingFormat::Nlst => out.push_str(&name),
