@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -240,18 +241,15 @@ def make_file(path, size):
 
 
 def curl(args, timeout=900):
-    """Runs curl; returns its exit status, output, error output and CPU seconds."""
-    p = subprocess.Popen(["curl", "-sS", "--max-time", str(timeout)] + args,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = p.communicate()
-    # communicate() reaped the child: its CPU time is in RUSAGE_CHILDREN's growth, so read
-    # it around the call instead (see curl_w).
-    return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    """Runs curl; returns its exit status, output and error output (its CPU time shows in
+    children_cpu(), see curl_w)."""
+    r = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + args,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
 
 
 def children_cpu():
     """CPU seconds of all reaped children so far."""
-    import resource
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
@@ -279,6 +277,17 @@ def curl_w(args, what):
     r = dict(zip(what, (float(v) for v in vals)))
     r["cpu"] = cpu
     return r, None
+
+
+def ftp_login(host, port, user, timeout):
+    """An ftplib session logged in as the benchmark user (`user`) or anonymously."""
+    ftp = ftplib.FTP()
+    ftp.connect(host, port, timeout=timeout)
+    if user:
+        ftp.login(USER, PASSWORD)
+    else:
+        ftp.login()
+    return ftp
 
 
 def ftp_url(host, port, path):
@@ -698,12 +707,7 @@ class Bench:
             try:
                 # Sessions log in a few at a time (untimed), then all transfer at once.
                 with ramp:
-                    ftp = ftplib.FTP()
-                    ftp.connect(host, port, timeout=120)
-                    if user:
-                        ftp.login(USER, PASSWORD)
-                    else:
-                        ftp.login()
+                    ftp = ftp_login(host, port, user, timeout=120)
             except Exception as e:
                 errors.append("session %d connect/login: %s" % (i, e))
                 barrier.wait(300)
@@ -798,12 +802,7 @@ class Bench:
         for i in range(n):
             t0 = time.perf_counter()
             try:
-                ftp = ftplib.FTP()
-                ftp.connect(host, port, timeout=60)
-                if user:
-                    ftp.login(USER, PASSWORD)
-                else:
-                    ftp.login()
+                ftp = ftp_login(host, port, user, timeout=60)
                 ftp.voidcmd("TYPE I")
                 conn = ftp.transfercmd("RETR " + path)
                 b = conn.recv(1)
