@@ -34,6 +34,11 @@ pub enum DataChanCmd {
         /// The path to the file the client would like to append to.
         path: String,
     },
+    /// qftpd patch: STOU, a STOR of a name the server chose, answered `150 FILE: name`.
+    Stou {
+        /// The path of the file to store, under a unique name.
+        path: String,
+    },
     List {
         /// Arguments passed along with the list command.
         options: Option<String>,
@@ -57,6 +62,7 @@ impl DataChanCmd {
             DataChanCmd::Retr { path, .. } => Some(path.clone()),
             DataChanCmd::Stor { path, .. } => Some(path.clone()),
             DataChanCmd::Appe { path, .. } => Some(path.clone()),
+            DataChanCmd::Stou { path } => Some(path.clone()),
             DataChanCmd::List { path, .. } => path.clone(),
             DataChanCmd::Mlsd { path } => path.clone(),
             DataChanCmd::Nlst { path } => path.clone(),

@@ -14,7 +14,10 @@ use unftp_core::storage::{Listing, ListingFormat};
 
 use crate::server::chancomms::DataChanCmd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender};
@@ -46,7 +49,7 @@ where
 
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 struct MeasuringWriter<W> {
@@ -137,7 +140,9 @@ where
                 Some(transfer)
             },
             Some(command) = data_cmd_rx.recv() => {
-                let start_pos = session_arc.lock().await.start_pos;
+                // qftpd patch: a REST offset applies to the one transfer command after it,
+                // whatever its outcome (a refused one must not leave it to the next).
+                let start_pos = std::mem::take(&mut session_arc.lock().await.start_pos);
                 self.transfer(command, start_pos, &mut data_abort_rx).await
             },
             _ = &mut timeout_delay => {
@@ -228,49 +233,63 @@ where
                 self.exec_retr(path, start_pos).await;
             }
             DataChanCmd::Stor { path } => {
-                self.exec_stor(path, start_pos).await;
+                let preliminary = Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data");
+                self.exec_stor(path, start_pos, "STOR", preliminary).await;
+            }
+            DataChanCmd::Stou { path } => {
+                // RFC 1123, 4.1.2.9: the preliminary reply names the file.
+                let name = Path::new(&path).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let preliminary = Reply::new_with_string(ReplyCode::FileStatusOkay, format!("FILE: {}", name));
+                self.exec_stor(path, 0, "STOU", preliminary).await;
             }
             DataChanCmd::Appe { path } => {
                 self.exec_appe(path).await;
             }
             DataChanCmd::List { path, .. } => {
-                self.exec_list_variant(path, ListCommand::List).await;
+                self.exec_list(path, ListCommand::List).await;
             }
             DataChanCmd::Nlst { path } => {
-                self.exec_list_variant(path, ListCommand::Nlst).await;
+                self.exec_list(path, ListCommand::Nlst).await;
             }
             DataChanCmd::Mlsd { path } => {
-                self.exec_mlsd(path).await;
+                self.exec_list(path, ListCommand::Mlsd).await;
             }
         }
+    }
+
+    // qftpd patch: the data connection of this task's transfer, opened (`150`, then the TLS
+    // handshake) when the transfer first uses it; see `DataConn`.
+    fn connection(socket: TcpStream, ftps_mode: FtpsConfig, timeout: Duration, tx: &Sender<ControlChanMsg>, preliminary: Reply) -> DataConn {
+        DataConn::new(socket, ftps_mode, timeout, tx.clone(), preliminary)
     }
 
     #[tracing_attributes::instrument]
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut output = match Self::writer(self.socket, self.ftps_mode, "retr", self.timeout).await {
-            Ok(output) => output,
-            Err(err) => return Self::data_connection_failed(&self.logger, &tx, "RETR", err).await,
-        };
+        let mut conn = Self::connection(self.socket, self.ftps_mode, self.timeout, &tx, Reply::new(ReplyCode::FileStatusOkay, "Sending data"));
 
         let start_time = Instant::now();
-        let result = self
-            .storage
-            .get_into((*self.user).as_ref().unwrap(), path.clone(), start_pos, &mut output)
-            .await;
-
-        if let Err(err) = output.shutdown().await {
-            match err.kind() {
-                std::io::ErrorKind::BrokenPipe => {
-                    slog::debug!(self.logger, "Output stream was already closed by peer after RETR: {:?}", err);
+        let result = {
+            let mut output = MeasuringWriter::new(&mut conn, "retr");
+            self.storage
+                .get_into((*self.user).as_ref().unwrap(), path.clone(), start_pos, &mut output)
+                .await
+        };
+        // qftpd patch: the transfer failed before it used the data connection (the file
+        // does not exist, is a directory, the offset is past its end): its error is the
+        // reply, without a 150. A download that worked (even of an empty file) opens the
+        // connection if it did not yet, and ends it with a TLS close_notify.
+        let result = match conn.finish(result).await {
+            Ok(Ok(bytes)) => {
+                if let Err(err) = conn.shutdown().await {
+                    slog::debug!(self.logger, "Closing the data connection after RETR of {:?} failed: {}", &path, err);
                 }
-                std::io::ErrorKind::NotConnected => {
-                    slog::debug!(self.logger, "Output stream was already closed after RETR: {:?}", err);
-                }
-                _ => slog::warn!(self.logger, "Could not shutdown output stream after RETR: {:?}", err),
+                Ok(bytes)
             }
-        }
+            Ok(Err(err)) => Err(err),
+            Err(err) => return Self::data_connection_failed(&self.logger, &tx, "RETR", &path, err).await,
+        };
 
         let duration = start_time.elapsed();
         match result {
@@ -304,29 +323,21 @@ where
                 let io_error_kind = err.get_io_error().map(|e| e.kind());
 
                 if io_error_kind == Some(std::io::ErrorKind::BrokenPipe) {
-                    if start_pos == 0 {
-                        slog::warn!(
-                            self.logger,
-                            "Client halted RETR transfer (BrokenPipe). Certain FTP clients may do this to download file sections separately, in which case RESTarts may occur and will be logged at DEBUG level. Refer to your FTP client's documentation if this causes issues. Path {:?}; Duration {} (number of bytes copied unknown).",
-                            &path,
-                            HumanDuration(duration)
-                        );
-                    } else {
-                        slog::debug!(
-                            self.logger,
-                            "RETR transfer stopped by client (BrokenPipe). Remember, this could be standard for some FTP clients. Path {:?}; Duration {} (number of bytes copied unknown); start_pos {}",
-                            &path,
-                            HumanDuration(duration),
-                            start_pos
-                        );
-                    }
-                } else {
-                    slog::warn!(
+                    slog::debug!(
                         self.logger,
-                        "Error during RETR {:?} transfer after {}: {:?}; start_pos={}",
+                        "RETR transfer stopped by client (BrokenPipe). Path {:?}; Duration {}; start_pos {}",
                         &path,
                         HumanDuration(duration),
-                        err,
+                        start_pos
+                    );
+                } else {
+                    // qftpd patch: the storage back-end logs its transfers; info level here.
+                    slog::info!(
+                        self.logger,
+                        "Error during RETR {:?} transfer after {}: {}; start_pos={}",
+                        &path,
+                        HumanDuration(duration),
+                        ErrorText(&err),
                         start_pos
                     );
                 }
@@ -343,24 +354,43 @@ where
         }
     }
 
+    // qftpd patch: STOR, STOU and APPE (`command`). The upload reads its data connection
+    // through one half of it; once the storage back-end is done with it, the other half ends
+    // it with a TLS close_notify (RFC 8446, 6.1), which clients such as Python's ftplib wait
+    // for before they read the transfer's reply. An upload refused before it read anything
+    // is answered without a 150, and nothing of its data is read.
     #[tracing_attributes::instrument]
-    async fn exec_stor(self, path: String, start_pos: u64) {
+    async fn exec_stor(self, path: String, start_pos: u64, command: &'static str, preliminary: Reply) {
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
+        let conn = Self::connection(self.socket, self.ftps_mode, self.timeout, &tx, preliminary);
+        let status = conn.status.clone();
+        let (input, mut closer) = tokio::io::split(conn);
+        let input = MeasuringReader::new(input, "stor", self.input_ended.clone());
 
-        let input = match Self::reader(self.socket, self.ftps_mode, "stor", self.timeout, self.input_ended.clone()).await {
-            Ok(input) => input,
-            Err(err) => return Self::data_connection_failed(&self.logger, &tx, "STOR", err).await,
-        };
         let start_time = Instant::now();
         let put_result = self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos).await;
+        if let Some(err) = status.failure() {
+            return Self::data_connection_failed(&self.logger, &tx, command, &path, err).await;
+        }
+        if put_result.is_ok() && !status.opened() {
+            // An upload of nothing that never read its connection: it is opened now, so that
+            // the client sees its 150 before the 226.
+            if let Err(err) = std::future::poll_fn(|cx| Pin::new(&mut closer).poll_write(cx, &[])).await {
+                return Self::data_connection_failed(&self.logger, &tx, command, &path, err).await;
+            }
+        }
+        if let Err(err) = closer.shutdown().await {
+            slog::debug!(self.logger, "Closing the data connection after {} of {:?} failed: {}", command, &path, err);
+        }
         let duration = start_time.elapsed();
 
         match put_result {
             Ok(bytes) => {
                 slog::info!(
                     self.logger,
-                    "Successful STOR {:?}; Duration {}; Bytes copied {}; Transfer speed {}; start_pos={}",
+                    "Successful {} {:?}; Duration {}; Bytes copied {}; Transfer speed {}; start_pos={}",
+                    command,
                     &path,
                     HumanDuration(duration),
                     HumanBytes(bytes),
@@ -380,11 +410,11 @@ where
                     })
                     .await
                 {
-                    slog::error!(self.logger, "Could not notify control channel of successful STOR: {:?}", err);
+                    slog::error!(self.logger, "Could not notify control channel of successful {}: {:?}", command, err);
                 }
             }
             Err(err) => {
-                slog::warn!(self.logger, "Error during STOR transfer after {}: {:?}", HumanDuration(duration), err);
+                slog::info!(self.logger, "Error during {} of {:?} after {}: {}", command, &path, HumanDuration(duration), ErrorText(&err));
 
                 // only register transfer errors for a single file transfer once
                 if start_pos == 0 {
@@ -392,7 +422,7 @@ where
                 }
 
                 if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(self.logger, "Could not notify control channel of error with STOR: {:?}", err);
+                    slog::error!(self.logger, "Could not notify control channel of error with {}: {:?}", command, err);
                 }
             }
         }
@@ -400,287 +430,104 @@ where
 
     #[tracing_attributes::instrument]
     async fn exec_appe(self, path: String) {
-        let path = self.cwd.join(&path);
-        let tx = self.control_msg_tx.clone();
-
+        let full = self.cwd.join(&path);
         // Get current file size, or 0 if file doesn't exist
-        let start_pos = match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
+        let start_pos = match self.storage.metadata((*self.user).as_ref().unwrap(), &full).await {
+            // qftpd patch: a directory cannot be appended to; refused before any 150.
+            Ok(meta) if meta.is_dir() => {
+                let err = Error::new(ErrorKind::PermanentFileNotAvailable, format!("{}: is a directory", full.display()));
+                if let Err(err) = self.control_msg_tx.send(ControlChanMsg::StorageError(err)).await {
+                    slog::error!(self.logger, "Could not notify control channel of error with APPE: {:?}", err);
+                }
+                return;
+            }
             Ok(meta) => meta.len(),
             Err(_) => 0,
         };
-
-        let input = match Self::reader(self.socket, self.ftps_mode, "appe", self.timeout, self.input_ended.clone()).await {
-            Ok(input) => input,
-            Err(err) => return Self::data_connection_failed(&self.logger, &tx, "APPE", err).await,
-        };
-        let start_time = Instant::now();
-        let put_result = self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos).await;
-        let duration = start_time.elapsed();
-
-        match put_result {
-            Ok(bytes) => {
-                slog::info!(
-                    self.logger,
-                    "Successful APPE {:?}; Duration {}; Bytes copied {}; Transfer speed {}; start_pos={}",
-                    &path,
-                    HumanDuration(duration),
-                    HumanBytes(bytes),
-                    TransferSpeed(bytes as f64 / duration.as_secs_f64()),
-                    start_pos,
-                );
-
-                metrics::inc_transferred("appe", "success");
-
-                if let Err(err) = tx
-                    .send(ControlChanMsg::WrittenData {
-                        bytes,
-                        path: path.to_string_lossy().to_string(),
-                    })
-                    .await
-                {
-                    slog::error!(self.logger, "Could not notify control channel of successful APPE: {:?}", err);
-                }
-            }
-            Err(err) => {
-                slog::warn!(self.logger, "Error during APPE transfer after {}: {:?}", HumanDuration(duration), err);
-
-                categorize_and_register_error(&self.logger, &err, "appe");
-
-                if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(self.logger, "Could not notify control channel of error with APPE: {:?}", err);
-                }
-            }
-        }
+        let preliminary = Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data");
+        self.exec_stor(path, start_pos, "APPE", preliminary).await;
     }
 
+    // qftpd patch: LIST, NLST and MLSD. A listing the storage back-end streams is sent as it
+    // is read (see `send_listing`); one the back-end refuses (a missing directory) is answered
+    // with its error, without a 150.
     #[tracing_attributes::instrument]
-    async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
+    async fn exec_list(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str(), self.timeout).await {
-            Ok(output) => output,
-            Err(err) => return Self::data_connection_failed(&self.logger, &tx, command.as_str(), err).await,
-        };
-
+        let user = (*self.user).as_ref().unwrap();
+        let mut conn = Self::connection(
+            self.socket,
+            self.ftps_mode.clone(),
+            self.timeout,
+            &tx,
+            Reply::new(ReplyCode::FileStatusOkay, "Sending directory list"),
+        );
         let start_time = Instant::now();
 
-        // qftpd patch: a listing the storage back-end streams.
         let format = match command {
             ListCommand::List => ListingFormat::List,
             ListCommand::Nlst => ListingFormat::Nlst,
+            ListCommand::Mlsd => ListingFormat::Mlsd,
         };
-        if let Some(listing) = self.storage.listing((*self.user).as_ref().unwrap(), path.clone(), format).await {
-            return Self::send_listing(&self.logger, &tx, command.as_str(), &path, listing, output, start_time).await;
-        }
-
-        let list_result = match command {
-            ListCommand::List => self.storage.list_fmt((*self.user).as_ref().unwrap(), path.clone()).await,
-            ListCommand::Nlst => self
-                .storage
-                .nlst((*self.user).as_ref().unwrap(), path.clone())
-                .await
-                .map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e)),
+        let listing = match self.storage.listing(user, path.clone(), format).await {
+            Some(listing) => listing,
+            // A back-end that does not stream: the whole listing, as one reader.
+            None => match command {
+                ListCommand::List => self.storage.list_fmt(user, path.clone()).await.map(|c| Box::new(c) as Listing),
+                ListCommand::Nlst => self
+                    .storage
+                    .nlst(user, path.clone())
+                    .await
+                    .map(|c| Box::new(c) as Listing)
+                    .map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e)),
+                ListCommand::Mlsd => self.storage.list(user, path.clone()).await.map(|files| {
+                    let mut buffer = String::new();
+                    for file_info in files {
+                        let filename = file_info
+                            .path
+                            .as_path()
+                            .components()
+                            .next_back()
+                            .map(|component| component.as_os_str().to_string_lossy())
+                            .unwrap_or("unknown".into());
+                        let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata);
+                        // qftpd patch: a CR or LF in a name would start a new listing line.
+                        let filename = filename.replace(['\r', '\n'], "?");
+                        buffer.push_str(&format!("{} {}\r\n", facts_str, filename));
+                    }
+                    Box::new(std::io::Cursor::new(buffer.into_bytes())) as Listing
+                }),
+            },
         };
-
-        match list_result {
-            Ok(cursor) => {
-                slog::debug!(self.logger, "Copying future for {}", command.as_str());
-                let mut input = cursor;
-                let result = tokio::io::copy(&mut input, &mut output).await;
-
-                if let Err(err) = output.shutdown().await {
-                    match err.kind() {
-                        std::io::ErrorKind::BrokenPipe => {
-                            slog::debug!(self.logger, "Output stream was already closed by peer after {}: {:?}", command.as_str(), err);
-                        }
-                        std::io::ErrorKind::NotConnected => {
-                            slog::debug!(self.logger, "Output stream was already closed after {}: {:?}", command.as_str(), err);
-                        }
-                        _ => slog::warn!(self.logger, "Could not shutdown output stream after {}: {:?}", command.as_str(), err),
-                    }
-                }
-                let duration = start_time.elapsed();
-
-                match result {
-                    Ok(bytes) => {
-                        slog::info!(
-                            self.logger,
-                            "Successful LIST {:?}; Duration {}; Bytes copied {}; Transfer speed {}",
-                            path,
-                            HumanDuration(duration),
-                            HumanBytes(bytes),
-                            TransferSpeed(bytes as f64 / duration.as_secs_f64()),
-                        );
-                        metrics::inc_transferred(command.as_lower_str(), "success");
-                        if let Err(err) = tx.send(ControlChanMsg::DirectorySuccessfullyListed).await {
-                            slog::error!(self.logger, "Could not notify control channel of error with {}: {:?}", command.as_str(), err);
-                        }
-                    }
-                    Err(e) => {
-                        let duration = start_time.elapsed();
-                        slog::warn!(
-                            self.logger,
-                            "Failed to send directory list for path {:?} ({} command) after {}: {:?}",
-                            path,
-                            command.as_str(),
-                            HumanDuration(duration),
-                            e,
-                        );
-
-                        let err = Error::from(e);
-                        categorize_and_register_error(&self.logger, &err, command.as_lower_str());
-                    }
-                }
-            }
-            Err(err) => {
-                let duration = start_time.elapsed();
-
-                slog::warn!(
-                    self.logger,
-                    "Failed to retrieve directory list for path {:?} ({} command) from storage backend after {}: {:?}",
-                    path,
-                    command.as_str(),
-                    HumanDuration(duration),
-                    err,
-                );
-
-                categorize_and_register_error(&self.logger, &err, command.as_lower_str());
-
-                if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(self.logger, "Could not notify control channel of error with {}: {:?}", command.as_str(), err);
-                }
-            }
-        }
+        Self::send_listing(&self.logger, &tx, command, &path, listing, &mut conn, start_time).await
     }
 
-    #[tracing_attributes::instrument]
-    async fn exec_mlsd(self, path: Option<String>) {
-        let path = self.resolve_path(path);
-        let tx = self.control_msg_tx.clone();
-        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd", self.timeout).await {
-            Ok(output) => output,
-            Err(err) => return Self::data_connection_failed(&self.logger, &tx, "MLSD", err).await,
-        };
-
-        let start_time = Instant::now();
-
-        // qftpd patch: a listing the storage back-end streams.
-        if let Some(listing) = self.storage.listing((*self.user).as_ref().unwrap(), path.clone(), ListingFormat::Mlsd).await {
-            return Self::send_listing(&self.logger, &tx, "MLSD", &path, listing, output, start_time).await;
-        }
-
-        let list_result = self.storage.list((*self.user).as_ref().unwrap(), path.clone()).await;
-
-        match list_result {
-            Ok(files) => {
-                let mut buffer = String::new();
-                for file_info in files {
-                    let filename = file_info
-                        .path
-                        .as_path()
-                        .components()
-                        .next_back()
-                        .map(|component| component.as_os_str().to_string_lossy())
-                        .unwrap_or("unknown".into());
-
-                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata);
-                    // qftpd patch: a CR or LF in a name would start a new listing line.
-                    let filename = filename.replace(['\r', '\n'], "?");
-                    let line = format!("{} {}", facts_str, filename);
-                    buffer.push_str(&line);
-                    buffer.push_str("\r\n");
-                }
-
-                // Send the formatted data
-                let mut input = std::io::Cursor::new(buffer.into_bytes());
-                let result = tokio::io::copy(&mut input, &mut output).await;
-
-                if let Err(err) = output.shutdown().await {
-                    match err.kind() {
-                        std::io::ErrorKind::BrokenPipe => {
-                            slog::debug!(self.logger, "Output stream was already closed by peer after MLSD: {:?}", err);
-                        }
-                        std::io::ErrorKind::NotConnected => {
-                            slog::debug!(self.logger, "Output stream was already closed after MLSD: {:?}", err);
-                        }
-                        _ => slog::warn!(self.logger, "Could not shutdown output stream after MLSD: {:?}", err),
-                    }
-                }
-
-                let duration = start_time.elapsed();
-
-                match result {
-                    Ok(bytes) => {
-                        slog::info!(
-                            self.logger,
-                            "Successful MLSD {:?}; Duration {}; Bytes copied {}; Transfer speed {}",
-                            path,
-                            HumanDuration(duration),
-                            HumanBytes(bytes),
-                            TransferSpeed(bytes as f64 / duration.as_secs_f64())
-                        );
-
-                        metrics::inc_transferred("mlsd", "success");
-
-                        if let Err(err) = tx.send(ControlChanMsg::DirectorySuccessfullyListed).await {
-                            slog::error!(self.logger, "Could not notify control channel of successful MLSD: {:?}", err);
-                        }
-                    }
-                    Err(err) => {
-                        slog::warn!(
-                            self.logger,
-                            "Failed to copy MLSD data to client after {}. Error: {:?}",
-                            HumanDuration(duration),
-                            err
-                        );
-                        if let Err(err) = tx.send(ControlChanMsg::WriteFailed).await {
-                            slog::error!(self.logger, "Could not notify control channel of failed MLSD: {:?}", err);
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                let duration = start_time.elapsed();
-                slog::warn!(
-                    self.logger,
-                    "Failed to retrieve directory list for path {:?} (MLSD command) from storage backend after {}: {:?}",
-                    path,
-                    HumanDuration(duration),
-                    err,
-                );
-
-                categorize_and_register_error(&self.logger, &err, "mlsd");
-
-                if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(self.logger, "Could not notify control channel of error with MLSD: {:?}", err);
-                }
-            }
-        }
-    }
-
-    // qftpd patch: sends a listing streamed by the storage back-end and answers the command:
-    // 226 when all of it was sent, the back-end's error (451 for a failure midway) when the
-    // listing failed, 426 when the data connection failed. A back-end error before the first
-    // byte is answered like any storage error.
+    // qftpd patch: sends a listing and answers the command: 226 when all of it was sent, the
+    // back-end's error (451 for a failure midway) when the listing failed, 426 when the data
+    // connection failed. A back-end error before the first byte is answered like any storage
+    // error, without a 150.
     async fn send_listing(
         logger: &slog::Logger,
         tx: &Sender<ControlChanMsg>,
-        command: &str,
+        command: ListCommand,
         path: &PathBuf,
         listing: Result<Listing, Error>,
-        mut output: Box<dyn AsyncWrite + Send + Unpin + Sync>,
+        conn: &mut DataConn,
         start_time: Instant,
     ) {
         let mut input = match listing {
             Ok(input) => input,
             Err(err) => {
-                slog::warn!(logger, "Failed to list {:?} ({}): {:?}", path, command, err);
+                slog::info!(logger, "{} of {:?} refused: {}", command.as_str(), path, ErrorText(&err));
+                categorize_and_register_error(logger, &err, command.as_lower_str());
                 if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(logger, "Could not notify control channel of error with {}: {:?}", command, err);
+                    slog::error!(logger, "Could not notify control channel of error with {}: {:?}", command.as_str(), err);
                 }
                 return;
             }
         };
+        let mut output = MeasuringWriter::new(&mut *conn, command.as_lower_str());
         let mut buf = vec![0u8; 64 * 1024];
         let mut bytes = 0u64;
         let outcome = loop {
@@ -690,14 +537,19 @@ where
                 Err(e) => break Err(ControlChanMsg::StorageError(Error::new(ErrorKind::LocalError, e))),
             };
             if let Err(e) = output.write_all(&buf[..n]).await {
-                slog::debug!(logger, "{} of {:?}: the data connection failed: {}", command, path, e);
+                slog::warn!(logger, "{} of {:?}: the data connection failed: {}", command.as_str(), path, e);
                 break Err(ControlChanMsg::ConnectionReset);
             }
             bytes += n as u64;
         };
-        let outcome = match (outcome, output.shutdown().await) {
+        drop(output);
+        let outcome = match conn.finish(Ok::<(), Error>(())).await {
+            Err(err) => return Self::data_connection_failed(logger, tx, command.as_str(), path, err).await,
+            Ok(_) => outcome,
+        };
+        let outcome = match (outcome, conn.shutdown().await) {
             (Ok(()), Err(e)) => {
-                slog::debug!(logger, "{} of {:?}: closing the data connection failed: {}", command, path, e);
+                slog::warn!(logger, "{} of {:?}: closing the data connection failed: {}", command.as_str(), path, e);
                 Err(ControlChanMsg::ConnectionReset)
             }
             (outcome, _) => outcome,
@@ -708,83 +560,42 @@ where
                 slog::info!(
                     logger,
                     "Successful {} {:?}; Duration {}; Bytes copied {}",
-                    command,
+                    command.as_str(),
                     path,
                     HumanDuration(duration),
                     HumanBytes(bytes)
                 );
+                metrics::inc_transferred(command.as_lower_str(), "success");
                 ControlChanMsg::DirectorySuccessfullyListed
             }
             Err(msg) => {
-                slog::warn!(logger, "{} of {:?} failed after {} and {} bytes: {:?}", command, path, HumanDuration(duration), bytes, msg);
+                slog::warn!(
+                    logger,
+                    "{} of {:?} failed after {} and {} bytes: {:?}",
+                    command.as_str(),
+                    path,
+                    HumanDuration(duration),
+                    bytes,
+                    msg
+                );
                 msg
             }
         };
         if let Err(err) = tx.send(msg).await {
-            slog::error!(logger, "Could not notify control channel of the end of {}: {:?}", command, err);
+            slog::error!(logger, "Could not notify control channel of the end of {}: {:?}", command.as_str(), err);
         }
     }
 
-    // qftpd patch: a failed (or endless) TLS handshake on the data connection is an error for the
-    // caller to report, not a panic of the data task (which left the session busy for good).
-    #[tracing_attributes::instrument]
-    async fn writer(
-        socket: TcpStream,
-        ftps_mode: FtpsConfig,
-        command: &'static str,
-        timeout: Duration,
-    ) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
-        match ftps_mode {
-            FtpsConfig::Off => Ok(Box::new(MeasuringWriter::new(socket, command))),
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
-            FtpsConfig::On { tls_config } => {
-                let tls_stream = Self::tls_handshake(socket, tls_config, timeout).await?;
-                Ok(Box::new(MeasuringWriter::new(tls_stream, command)))
-            }
-        }
-    }
-
-    #[tracing_attributes::instrument]
-    async fn reader(
-        socket: TcpStream,
-        ftps_mode: FtpsConfig,
-        command: &'static str,
-        timeout: Duration,
-        ended: Arc<AtomicBool>,
-    ) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
-        match ftps_mode {
-            FtpsConfig::Off => Ok(Box::new(MeasuringReader::new(socket, command, ended))),
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
-            FtpsConfig::On { tls_config } => {
-                let tls_stream = Self::tls_handshake(socket, tls_config, timeout).await?;
-                Ok(Box::new(MeasuringReader::new(tls_stream, command, ended)))
-            }
-        }
-    }
-
-    // qftpd patch: the server side of the data connection's TLS handshake, within `timeout`.
-    async fn tls_handshake(
-        socket: TcpStream,
-        tls_config: Arc<rustls::ServerConfig>,
-        timeout: Duration,
-    ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-        let acceptor: TlsAcceptor = tls_config.into();
-        match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
-            Ok(result) => result,
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
-        }
-    }
-
-    // qftpd patch: the data connection could not be set up (its TLS handshake failed): the
-    // transfer command, already answered 150, gets 425 and the session goes on.
-    async fn data_connection_failed(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, command: &str, err: std::io::Error) {
-        slog::warn!(logger, "{}: TLS handshake on the data connection failed: {}", command, err);
-        let reply = Reply::new(ReplyCode::CantOpenDataConnection, "TLS negotiation on the data connection failed");
+    // qftpd patch: the data connection could not be opened (its TLS handshake failed, or the
+    // control channel is gone): the transfer command, already answered 150, gets 425 and the
+    // session goes on.
+    async fn data_connection_failed(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, command: &str, path: &Path, err: std::io::Error) {
+        slog::warn!(logger, "{} of {:?}: opening the data connection failed: {}", command, path, err);
+        let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Could not open the data connection: {}", err));
         if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
             slog::warn!(logger, "Could not notify control channel of the failed data connection: {:?}", err);
         }
     }
-
     fn resolve_path(&self, path: Option<String>) -> PathBuf {
         match path {
             Some(path) => {
@@ -796,6 +607,191 @@ where
             }
             None => self.cwd.clone(),
         }
+    }
+}
+
+// qftpd patch: the data connection of one transfer, opened when the transfer first reads or
+// writes it: the transfer command's preliminary reply (`150`) goes out through the control
+// channel, then, with PROT P, the TLS handshake runs (clients start it once they have the
+// 150). A transfer that fails before it uses the connection (the file does not exist, the
+// directory cannot be listed, the upload's target cannot be created) is answered with its
+// error alone, RFC 959 allowing no other reply after a 150 than 226, 250, 425, 426 or 451,
+// and nothing is read from or written to the connection. Closing a connection that was
+// never opened sends nothing; closing an open one with TLS sends a close_notify first.
+struct DataConn {
+    // Behind a mutex only so that the connection is `Sync`, as storage back-ends want their
+    // readers and writers; it is never contended (`get_mut`).
+    state: std::sync::Mutex<ConnState>,
+    status: Arc<ConnStatus>,
+}
+
+type DataStream = Box<dyn DataIo + Send + Sync + Unpin>;
+type Opening = Pin<Box<dyn std::future::Future<Output = std::io::Result<DataStream>> + Send>>;
+
+trait DataIo: AsyncRead + AsyncWrite {}
+
+impl<T: AsyncRead + AsyncWrite> DataIo for T {}
+
+enum ConnState {
+    Unused(Opening),
+    Opening(Opening),
+    Open(DataStream),
+    Failed(std::io::ErrorKind, String),
+}
+
+// Whether a transfer's data connection was opened, or failed to open, for the data task to
+// see after the storage back-end took the connection.
+#[derive(Default)]
+struct ConnStatus {
+    opened: AtomicBool,
+    failure: std::sync::Mutex<Option<(std::io::ErrorKind, String)>>,
+}
+
+impl ConnStatus {
+    fn opened(&self) -> bool {
+        self.opened.load(Ordering::Acquire)
+    }
+
+    fn failure(&self) -> Option<std::io::Error> {
+        let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.as_ref().map(|(kind, text)| std::io::Error::new(*kind, text.clone()))
+    }
+}
+
+impl DataConn {
+    fn new(socket: TcpStream, ftps_mode: FtpsConfig, timeout: Duration, tx: Sender<ControlChanMsg>, preliminary: Reply) -> Self {
+        let open = async move {
+            tx.send(ControlChanMsg::CommandChannelReply(preliminary))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the control connection is closed"))?;
+            let stream: DataStream = match ftps_mode {
+                FtpsConfig::On { tls_config } => Box::new(
+                    tls_handshake(socket, tls_config, timeout).await?,
+                ),
+                _ => Box::new(socket),
+            };
+            Ok(stream)
+        };
+        DataConn {
+            state: std::sync::Mutex::new(ConnState::Unused(Box::pin(open))),
+            status: Arc::default(),
+        }
+    }
+
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<&mut DataStream>> {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match state {
+                ConnState::Unused(_) => {
+                    let ConnState::Unused(open) = std::mem::replace(state, ConnState::Failed(std::io::ErrorKind::Other, String::new())) else {
+                        unreachable!()
+                    };
+                    *state = ConnState::Opening(open);
+                }
+                ConnState::Opening(open) => match ready!(open.as_mut().poll(cx)) {
+                    Ok(stream) => {
+                        self.status.opened.store(true, Ordering::Release);
+                        *state = ConnState::Open(stream);
+                    }
+                    Err(err) => {
+                        let failure = (err.kind(), err.to_string());
+                        *self.status.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure.clone());
+                        *state = ConnState::Failed(failure.0, failure.1);
+                        return Poll::Ready(Err(err));
+                    }
+                },
+                ConnState::Open(_) => break,
+                ConnState::Failed(kind, text) => return Poll::Ready(Err(std::io::Error::new(*kind, text.clone()))),
+            }
+        }
+        match state {
+            ConnState::Open(stream) => Poll::Ready(Ok(stream)),
+            _ => unreachable!(),
+        }
+    }
+
+    // The transfer's `result` as the data task answers it: `Err` when the connection failed
+    // to open (answered 425); otherwise the result, and a transfer that worked without using
+    // the connection (an empty file or listing) opens it now, so that its 150 comes first.
+    async fn finish<T>(&mut self, result: Result<T, Error>) -> std::io::Result<Result<T, Error>> {
+        if let Some(err) = self.status.failure() {
+            return Err(err);
+        }
+        if result.is_ok() && !self.status.opened() {
+            std::future::poll_fn(|cx| self.poll_open(cx).map_ok(|_| ())).await?;
+        }
+        Ok(result)
+    }
+}
+
+impl AsyncRead for DataConn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let stream = ready!(self.get_mut().poll_open(cx))?;
+        Pin::new(stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for DataConn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let stream = ready!(self.get_mut().poll_open(cx))?;
+        Pin::new(stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().state.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            ConnState::Open(stream) => Pin::new(stream).poll_flush(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().state.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            ConnState::Open(stream) => Pin::new(stream).poll_shutdown(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+// qftpd patch: the TLS configuration of data connections: the control connection's, without
+// TLS 1.3 session tickets. A client that only uploads never reads a data connection, so the
+// tickets the server sends after the handshake stay unread in its socket, and closing a socket
+// with unread data makes its kernel send a reset instead of a FIN; the reset overtakes the end
+// of the upload still queued for the server, which then fails the upload ("connection reset by
+// peer") after whatever it had read so far. Data connections resume the control connection's
+// session with the tickets the client got on the control connection.
+fn data_tls_config(config: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+    if config.send_tls13_tickets == 0 {
+        return config.clone();
+    }
+    let mut data = (**config).clone();
+    data.send_tls13_tickets = 0;
+    Arc::new(data)
+}
+
+// qftpd patch: a storage error with the reason its source gives, for the log.
+struct ErrorText<'a>(&'a Error);
+
+impl fmt::Display for ErrorText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::error::Error::source(self.0) {
+            Some(source) => write!(f, "{} ({})", self.0, source),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+// qftpd patch: the server side of the data connection's TLS handshake, within `timeout`.
+// TLS 1.3 session tickets are not sent on data connections (see `data_tls_config`).
+async fn tls_handshake(
+    socket: TcpStream,
+    tls_config: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor: TlsAcceptor = data_tls_config(&tls_config).into();
+    match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(err)) => Err(std::io::Error::new(err.kind(), format!("TLS handshake failed: {}", err))),
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
     }
 }
 
@@ -1006,6 +1002,7 @@ fn categorize_and_register_error(logger: &slog::Logger, err: &Error, command: &'
 enum ListCommand {
     List,
     Nlst,
+    Mlsd,
 }
 
 impl ListCommand {
@@ -1013,12 +1010,14 @@ impl ListCommand {
         match self {
             ListCommand::List => "LIST",
             ListCommand::Nlst => "NLST",
+            ListCommand::Mlsd => "MLSD",
         }
     }
     fn as_lower_str(&self) -> &'static str {
         match self {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
+            ListCommand::Mlsd => "mlsd",
         }
     }
 }

@@ -101,4 +101,9 @@ pub enum ErrorKind {
     /// return this from its `StorageBackend::rmd` implementation.
     #[display("502 Command not implemented")]
     CommandNotImplemented,
+    /// qftpd patch: error that causes FTP reply code 554 (RFC 1123, 4.1.3.4: "Requested action
+    /// not taken: invalid REST parameter"), e.g. a REST offset past the end of the file to
+    /// retrieve.
+    #[display("554 Invalid REST parameter")]
+    InvalidRestParameter,
 }

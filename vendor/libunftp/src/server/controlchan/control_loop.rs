@@ -524,8 +524,9 @@ fn telnet_prefix(line: &[u8]) -> Option<usize> {
 // later, often from a task of its own. The control loop reads no further command until that
 // reply has gone out, so that pipelined commands are answered in order (RFC 959, section 4.2),
 // and a QUIT after them comes last. The idle timeout and the shutdown still end the wait.
-// Transfer commands (RETR, STOR, APPE, STOU, LIST, NLST, MLSD) are not among them: they are
-// answered 150 at once, and commands (ABOR, STAT, NOOP...) are read during the transfer.
+// Transfer commands (RETR, STOR, APPE, STOU, LIST, NLST, MLSD) are among them until their
+// data task answers `150` (or refuses them before, see datachan.rs, `DataConn`); commands
+// (ABOR, STAT, NOOP...) are then read during the transfer.
 #[derive(Clone, Copy, Debug)]
 enum Pending {
     /// One internal message, the command's reply, is to come.
@@ -560,6 +561,13 @@ impl Pending {
             | Command::Mdtm { .. }
             | Command::Md5 { .. }
             | Command::Stat { path: Some(_) }
+            | Command::Retr { .. }
+            | Command::Stor { .. }
+            | Command::Appe { .. }
+            | Command::Stou
+            | Command::List { .. }
+            | Command::Nlst { .. }
+            | Command::Mlsd { .. }
                 if none =>
             {
                 Some(Pending::Reply)
@@ -702,6 +710,7 @@ where
                     ErrorKind::PermanentDirectoryNotEmpty => (ReplyCode::FileError, "Directory not empty"),
                     ErrorKind::PermissionDenied => (ReplyCode::FileError, "Permission denied"),
                     ErrorKind::CommandNotImplemented => (ReplyCode::CommandNotImplemented, "Command not implemented"),
+                    ErrorKind::InvalidRestParameter => (ReplyCode::InvalidRestParameter, "Invalid REST parameter"),
                     ErrorKind::ConnectionClosed => (ReplyCode::ConnectionClosed, "Connection closed"),
                 };
                 // qftpd patch: reply with the back-end's own description of the failure (for

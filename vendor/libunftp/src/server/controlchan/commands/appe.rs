@@ -49,7 +49,9 @@ where
                         slog::warn!(logger, "APPE: could not notify data channel. {}", err);
                     }
                 });
-                Ok(Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data"))
+                // qftpd patch: the data task answers 150 once the transfer could start, or the
+                // error before it (see datachan.rs, `DataConn`).
+                Ok(Reply::none())
             }
             None => {
                 slog::warn!(logger, "APPE: no data connection established for APPEing {:?}", path);

@@ -55,7 +55,9 @@ where
                         slog::warn!(logger, "LIST: could not notify data channel to respond with LIST. {}", err);
                     }
                 });
-                Ok(Reply::new(ReplyCode::FileStatusOkay, "Sending directory list"))
+                // qftpd patch: the data task answers 150 once the transfer could start, or the
+                // error before it (see datachan.rs, `DataConn`).
+                Ok(Reply::none())
             }
             None => {
                 if let Some(path) = path_opt {

@@ -50,7 +50,9 @@ where
                         slog::warn!(logger, "RETR: could not notify data channel to respond with RETR. {}", err);
                     }
                 });
-                Ok(Reply::new(ReplyCode::FileStatusOkay, "Sending data"))
+                // qftpd patch: the data task answers 150 once the transfer could start, or the
+                // error before it (see datachan.rs, `DataConn`).
+                Ok(Reply::none())
             }
             None => {
                 slog::warn!(logger, "RETR: no data connection established for RETRing {:?}", path);

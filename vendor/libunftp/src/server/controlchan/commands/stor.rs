@@ -51,7 +51,9 @@ where
                         slog::warn!(logger, "STOR: could not notify data channel to respond with STOR. {}", err);
                     }
                 });
-                Ok(Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data"))
+                // qftpd patch: the data task answers 150 once the transfer could start, or the
+                // error before it (see datachan.rs, `DataConn`).
+                Ok(Reply::none())
             }
             None => {
                 slog::warn!(logger, "STOR: no data connection established for STORing {:?}", path);

@@ -11,7 +11,6 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use std::path::Path;
 use uuid::Uuid;
 
 // TODO: Write functional test for STOU command.
@@ -29,17 +28,18 @@ where
     async fn handle(&self, args: CommandContext<Storager, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let uuid: String = Uuid::new_v4().to_string();
-        let filename: &Path = std::path::Path::new(&uuid);
-        let path: String = session.cwd.join(filename).to_string_lossy().to_string();
+        let path: String = session.cwd.join(&uuid).to_string_lossy().to_string();
         let logger = args.logger;
         match session.data_cmd_tx.take() {
             Some(tx) => {
                 tokio::spawn(async move {
-                    if let Err(err) = tx.send(DataChanCmd::Stor { path }).await {
+                    if let Err(err) = tx.send(DataChanCmd::Stou { path }).await {
                         slog::warn!(logger, "STOU: could not send Stor command over data channel. {}", err);
                     }
                 });
-                Ok(Reply::new_with_string(ReplyCode::FileStatusOkay, filename.to_string_lossy().to_string()))
+                // qftpd patch: the data task answers `150 FILE: name` (RFC 1123, 4.1.2.9) once the
+                // upload could start, or the error before it (see datachan.rs, `DataConn`).
+                Ok(Reply::none())
             }
             None => {
                 slog::warn!(logger, "STOU: no data connection established for STOU file {:?}", path);
