@@ -16,8 +16,9 @@ use crate::config::{LogConfig, LogTarget};
 pub const SYSLOG_IDENTIFIER: &str = "qftpd";
 
 /// What is appended to a filter that does not name libunftp: its session spans and per-command
-/// logs are noise (and kilobytes each) at the default level.
-const LIBUNFTP_DEFAULT: &str = "libunftp=error";
+/// logs are noise (and kilobytes each) at the default level. Its data channel's warnings stay:
+/// why a data connection failed to open (a TLS error) or broke during a listing.
+const LIBUNFTP_DEFAULT: &str = "libunftp=error,libunftp::server::datachan=warn";
 
 /// Installs the global tracing subscriber with readable lines on stderr (ANSI colours only on a
 /// terminal), filtered by `RUST_LOG`, else `default_level`. For the `sim` and `demo`
@@ -33,7 +34,7 @@ pub fn init_stderr(default_level: &str) {
 }
 
 /// Installs the service's subscriber from `[log]`: the filter is `RUST_LOG`, else `log.level`,
-/// plus `libunftp=error` unless it names libunftp; the sink is chosen by `log.target` (`auto`:
+/// plus `libunftp=error` (its data channel: `warn`) unless it names libunftp; the sink is chosen by `log.target` (`auto`:
 /// the journal when stderr is connected to it). When the journal is wanted but cannot be
 /// reached, events go to stderr and one warning says so. Calling it twice is harmless: the
 /// first subscriber stays.
@@ -93,7 +94,7 @@ pub fn check_filter(level: &str) -> Result<(), String> {
     })
 }
 
-/// The filter in force: `RUST_LOG` when set and not empty, else `level`; `libunftp=error` is
+/// The filter in force: `RUST_LOG` when set and not empty, else `level`; `libunftp=error` (its data channel: `warn`) is
 /// appended unless a directive already names libunftp.
 fn filter_directives(rust_log: Option<&str>, level: &str) -> String {
     let base = rust_log
@@ -205,12 +206,32 @@ mod tests {
     #[test]
     fn filter_is_rust_log_else_level_with_libunftp_quiet() {
         let cases = [
-            (None, "info", "info,libunftp=error"),
-            (None, "debug", "debug,libunftp=error"),
-            (Some("trace"), "info", "trace,libunftp=error"),
-            (Some(""), "debug", "debug,libunftp=error"),
-            (Some("  "), "warn", "warn,libunftp=error"),
-            (None, "", "libunftp=error"),
+            (
+                None,
+                "info",
+                "info,libunftp=error,libunftp::server::datachan=warn",
+            ),
+            (
+                None,
+                "debug",
+                "debug,libunftp=error,libunftp::server::datachan=warn",
+            ),
+            (
+                Some("trace"),
+                "info",
+                "trace,libunftp=error,libunftp::server::datachan=warn",
+            ),
+            (
+                Some(""),
+                "debug",
+                "debug,libunftp=error,libunftp::server::datachan=warn",
+            ),
+            (
+                Some("  "),
+                "warn",
+                "warn,libunftp=error,libunftp::server::datachan=warn",
+            ),
+            (None, "", "libunftp=error,libunftp::server::datachan=warn"),
             (None, "debug,libunftp=info", "debug,libunftp=info"),
             (Some("libunftp=trace"), "info", "libunftp=trace"),
             (
@@ -226,7 +247,7 @@ mod tests {
             (
                 None,
                 "info,libunftpx=debug",
-                "info,libunftpx=debug,libunftp=error",
+                "info,libunftpx=debug,libunftp=error,libunftp::server::datachan=warn",
             ),
             (None, "qftpd::ftp=debug", "qftpd::ftp=debug,libunftp=error"),
         ];

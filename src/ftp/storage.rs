@@ -198,9 +198,27 @@ fn without_temp(mut attrs: Vec<FileAttr>) -> Vec<FileAttr> {
     attrs
 }
 
-/// A file's data from `offset` on, as the cluster streams it.
+/// A file's data from `offset` on, as the cluster streams it. An offset past the end of the
+/// file (REST, then RETR) is refused with 554 (RFC 1123, 4.1.3.4) before anything is sent.
 async fn open(user: &User, path: &Path, offset: u64) -> Result<Download> {
     let cp = cluster_path(user, path)?;
+    if offset > 0 {
+        let attr = user
+            .session
+            .get_attr(&cp)
+            .await
+            .map_err(|e| cluster(path, &e))?;
+        if !attr.is_dir() && offset > attr.size {
+            return Err(failure(
+                Ftp::InvalidRestParameter,
+                path,
+                format!(
+                    "the restart offset {offset} is past the end of the file ({} bytes)",
+                    attr.size
+                ),
+            ));
+        }
+    }
     user.session
         .read(&cp, offset)
         .await
@@ -446,7 +464,7 @@ impl StorageBackend<User> for QumuloStorage {
             let (mut output, tally) = Watched::writer(output, timeout);
             match tokio::io::copy_buf(&mut reader, &mut output).await {
                 Ok(bytes) => Ok(bytes),
-                Err(_) if tally.failure.get() == Some(&io::ErrorKind::TimedOut) => {
+                Err(_) if tally.failure.get().map(|f| f.0) == Some(io::ErrorKind::TimedOut) => {
                     let secs = timeout.as_secs();
                     Err(aborted(path, Abort::DataStalled { secs }))
                 }

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_io_timeout::{TimeoutReader, TimeoutWriter};
 use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp, Result};
 
-use super::errors::{Abort, Failure, aborted, cluster, failure};
+use super::errors::{Abort, Failure, abort_kind, aborted, cluster, failure};
 use super::storage::{QumuloStorage, cluster_path, dir_and_name, reason};
 use super::user::User;
 use crate::qumulo::{AttrPatch, ErrorKind, FileAttr, Session};
@@ -60,6 +60,15 @@ pub(super) async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
         tally,
     };
     if start_pos > 0 {
+        // The file must be there: refused before a byte of the data is read (no 150).
+        let target = (user.session.get_attr(&cp).await).map_err(|e| cluster(path, &e))?;
+        if target.is_dir() {
+            return Err(failure(
+                Ftp::PermanentFileNotAvailable,
+                path,
+                "is a directory",
+            ));
+        }
         return upload.in_place(Some(start_pos), input).await;
     }
     let (dir, name) = dir_and_name(user, &cp, path)?;
@@ -221,8 +230,13 @@ impl Upload<'_> {
     fn write_failure(&self, err: &crate::qumulo::Error) -> FtpError {
         let secs = self.storage.shared.data_timeout.as_secs();
         match self.tally.failure.get() {
-            Some(io::ErrorKind::TimedOut) => aborted(self.path, Abort::DataStalled { secs }),
-            Some(_) => aborted(self.path, Abort::DataFailed),
+            Some((io::ErrorKind::TimedOut, _)) => aborted(self.path, Abort::DataStalled { secs }),
+            // The reply and the log say what failed: a reset, a TLS error.
+            Some((_, cause)) => failure(
+                abort_kind(Abort::DataFailed),
+                self.path,
+                format!("{} ({cause})", Abort::DataFailed),
+            ),
             None if matches!(err, crate::qumulo::Error::Aborted(_)) => {
                 aborted(self.path, Abort::DataFailed)
             }
@@ -417,7 +431,8 @@ fn why(e: &FtpError) -> String {
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     bytes: AtomicU64,
-    pub(super) failure: OnceLock<io::ErrorKind>,
+    /// The first failure: its kind, and its text for the reply and the log.
+    pub(super) failure: OnceLock<(io::ErrorKind, String)>,
 }
 
 impl Tally {
@@ -427,7 +442,7 @@ impl Tally {
                 self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             }
             Poll::Ready(Err(e)) => {
-                let _ = self.failure.set(e.kind());
+                let _ = self.failure.set((e.kind(), e.to_string()));
             }
             Poll::Pending => {}
         }
@@ -549,7 +564,10 @@ mod tests {
         let err = input.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(tally.bytes.load(Ordering::Relaxed), 5);
-        assert_eq!(tally.failure.get(), Some(&io::ErrorKind::TimedOut));
+        assert_eq!(
+            tally.failure.get().map(|f| f.0),
+            Some(io::ErrorKind::TimedOut)
+        );
         drop(client);
     }
 
@@ -560,7 +578,10 @@ mod tests {
         let err = output.write_all(&[0u8; 1000]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(tally.bytes.load(Ordering::Relaxed), 64);
-        assert_eq!(tally.failure.get(), Some(&io::ErrorKind::TimedOut));
+        assert_eq!(
+            tally.failure.get().map(|f| f.0),
+            Some(io::ErrorKind::TimedOut)
+        );
         drop(client);
     }
 }
