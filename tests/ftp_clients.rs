@@ -1316,3 +1316,42 @@ fn welcome_names_the_cluster_when_it_was_down_at_start() {
     sim.node_up(0);
     assert_eq!(welcome_of(&gw, ALICE), NAMED);
 }
+
+/// A reload that points the gateway to another cluster forgets the name of the first one; with
+/// an access token it reads the new one at once.
+#[test]
+fn reload_to_another_cluster_reads_its_name() {
+    let first = Sim::start_default();
+    let other = Sim::start(
+        &[ADMIN, ALICE],
+        Some(ADMIN.0),
+        &["--cluster-name", "other-cluster"],
+    );
+    let gw = Gateway::start(&first, "");
+    assert_eq!(welcome_of(&gw, ADMIN), NAMED);
+    assert_eq!(welcome_of(&gw, ALICE), NAMED);
+
+    let dir = scratch();
+    let file = dir.path().join("qftpd-token");
+    std::fs::write(&file, make_access_token(&other.url, ADMIN.0)).unwrap();
+    let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    let config = config
+        .replace(&first.url, &other.url)
+        .replace(
+            first.cert_pem_path.to_str().unwrap(),
+            other.cert_pem_path.to_str().unwrap(),
+        )
+        .replace(
+            "[qumulo]\n",
+            &format!(
+                "[qumulo]\naccess-token = {}\n",
+                toml_str(file.to_str().unwrap())
+            ),
+        );
+    std::fs::write(&gw.config_path, config).unwrap();
+    reload(&gw);
+    assert_eq!(
+        welcome_of(&gw, ALICE),
+        "230 Welcome to qftpd on other-cluster (Qumulo Core 7.10.2)"
+    );
+}

@@ -345,3 +345,33 @@ impl Welcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_nodes_in_any_order_are_the_same_cluster() {
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        let (a, b, c) = (
+            url("https://a:8000"),
+            url("https://b:8000"),
+            url("https://c:8000"),
+        );
+        let names = ClusterNames::default();
+        let first = names.of(&[a.clone(), b.clone()]);
+        first.set(
+            Named {
+                cluster: "x".into(),
+                version: "v".into(),
+            },
+            "test",
+        );
+        let again = names.of(&[b.clone(), a.clone(), b.clone()]);
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(again.get().unwrap().welcome(), "Welcome to qftpd on x (v)");
+        let other = names.of(&[a, c]);
+        assert!(other.get().is_none(), "another cluster starts unnamed");
+        assert!(!Arc::ptr_eq(&names.of(&[b]), &first));
+    }
+}
