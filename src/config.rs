@@ -211,6 +211,11 @@ pub struct QumuloConfig {
     /// Extra attempts of a failed idempotent request (reads, attribute changes).
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// File holding a Qumulo access token for the gateway's own calls (reading the cluster's
+    /// name): the bearer string alone, or the credentials file `qq auth_create_access_token
+    /// --file` writes. The path is configuration; the token itself is never printed or logged.
+    #[serde(default)]
+    pub access_token: Option<PathBuf>,
 }
 
 impl QumuloConfig {
@@ -224,8 +229,55 @@ impl QumuloConfig {
             connect_timeout: default_connect_timeout(),
             request_timeout: default_request_timeout(),
             retries: default_retries(),
+            access_token: None,
         }
     }
+
+    /// The access token in the `access-token` file, if one is configured. The error names the
+    /// key and the file, never the file's content.
+    pub fn read_access_token(&self) -> Result<Option<String>, ConfigError> {
+        self.access_token
+            .as_deref()
+            .map(|path| {
+                read_access_token(path).map_err(|e| {
+                    ConfigError(format!("qumulo.access-token: {}: {e}", path.display()))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Reads an access token file: the bearer string alone (surrounding white space ignored), or
+/// a `qq` credentials file (`{"bearer_token": "...", ...}`).
+fn read_access_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => "is not a text file".to_string(),
+        _ => format!("cannot be read ({e})"),
+    })?;
+    let text = text.trim();
+    let token = if text.starts_with('{') {
+        #[derive(Deserialize)]
+        struct Credentials {
+            bearer_token: String,
+        }
+        serde_json::from_str::<Credentials>(text)
+            .map_err(|_| {
+                "is JSON but not a qq credentials file (no string \"bearer_token\")".to_string()
+            })?
+            .bearer_token
+            .trim()
+            .to_string()
+    } else {
+        text.to_string()
+    };
+    if token.is_empty() {
+        return Err("holds no token".to_string());
+    }
+    // Sent as an HTTP header value: one word of visible ASCII.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("holds more than one token (a token is one word of visible ASCII)".to_string());
+    }
+    Ok(token)
 }
 
 fn default_connect_timeout() -> u64 {
@@ -376,6 +428,7 @@ impl Config {
             }
         };
         resolve(&mut config.qumulo.ca_file);
+        resolve(&mut config.qumulo.access_token);
         resolve(&mut config.ftp.tls.certificate);
         resolve(&mut config.ftp.tls.key);
         config.validate()?;
@@ -398,6 +451,7 @@ impl Config {
                 ca.display()
             )));
         }
+        self.qumulo.read_access_token()?;
         crate::logging::check_filter(&self.log.level)
             .map_err(|e| ConfigError(format!("log.level: {e}")))?;
         for url in &self.qumulo.url.0 {

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ftp::{Gateway, LoginGuard};
+use crate::ftp::{ClusterNames, Gateway, LoginGuard};
 
 /// What the service is doing, for `STATUS=` and the watchdog.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ pub struct Activity {
     pub transfers: AtomicUsize,
     /// Failed logins of every connection, kept across reloads.
     pub logins: LoginGuard,
+    /// The cluster's name once learnt, kept across reloads that keep the cluster.
+    pub cluster_names: ClusterNames,
     /// Open control connections per client address.
     per_address: Mutex<HashMap<IpAddr, usize>>,
     /// When the accept loop last showed it runs, in milliseconds since `started`.
@@ -42,6 +44,7 @@ impl Default for Activity {
             sessions: AtomicUsize::new(0),
             transfers: AtomicUsize::new(0),
             logins: LoginGuard::default(),
+            cluster_names: ClusterNames::default(),
             per_address: Mutex::default(),
             heartbeat_ms: AtomicU64::new(0),
             started: Instant::now(),

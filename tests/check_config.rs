@@ -237,6 +237,61 @@ fn relative_files_come_from_credentials_then_the_config_directory() {
     );
 }
 
+/// `[qumulo] access-token` names a file (a systemd credential when relative and present); the
+/// file must hold one token, alone or in a qq credentials file, and the token is never printed.
+#[test]
+fn access_token_file_is_checked_and_never_printed() {
+    const TOKEN: &str = "access-v1:Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA";
+    let dir = tempfile::tempdir().unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(
+        &config,
+        "[qumulo]\nurl = \"https://c:8000\"\naccess-token = \"qftpd-token\"\n",
+    )
+    .unwrap();
+    let args = ["check-config", "--config", config.to_str().unwrap()];
+    let in_creds = [("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())];
+
+    // Missing everywhere.
+    let err = refused(
+        &qftpd(&args, &in_creds),
+        &["qumulo.access-token", "qftpd-token"],
+    );
+    assert!(err.contains("cannot be read"), "{err}");
+
+    // A systemd credential, the bearer string alone with a newline.
+    std::fs::write(creds.path().join("qftpd-token"), format!("{TOKEN}\n")).unwrap();
+    let out = qftpd(&args, &in_creds);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let want = format!(
+        "access-token = \"{}\"",
+        creds.path().join("qftpd-token").display()
+    );
+    assert!(stdout.contains(&want), "{stdout}");
+    assert!(!stdout.contains(TOKEN), "the token was printed:\n{stdout}");
+
+    // The file `qq auth_create_access_token --file` writes.
+    let qq_file = format!("{{\"bearer_token\": \"{TOKEN}\", \"version\": 1}}");
+    std::fs::write(creds.path().join("qftpd-token"), qq_file).unwrap();
+    assert!(qftpd(&args, &in_creds).status.success());
+
+    // Empty, two words, JSON of another shape: refused without quoting the content.
+    for (content, why) in [
+        ("\n", "holds no token"),
+        ("one two\n", "more than one token"),
+        ("{\"token\": \"x\"}", "not a qq credentials file"),
+    ] {
+        std::fs::write(creds.path().join("qftpd-token"), content).unwrap();
+        let err = refused(&qftpd(&args, &in_creds), &["qumulo.access-token", why]);
+        assert!(!err.contains("one two"), "{err}");
+    }
+    // Not a credential and not next to the configuration file: `serve` refuses it too.
+    let serve = qftpd(&["serve", "--config", config.to_str().unwrap()], &[]);
+    refused(&serve, &["qumulo.access-token"]);
+}
+
 #[test]
 fn contradictions_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -284,7 +339,9 @@ fn the_packaged_file_documents_every_key() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The effective configuration, plus the keys that have no default.
     let mut effective = text(&out.stdout);
-    effective.push_str("[ftp.tls]\ncertificate = 1\nkey = 1\n[qumulo]\nfingerprint-sha256 = 1\n");
+    effective.push_str(
+        "[ftp.tls]\ncertificate = 1\nkey = 1\n[qumulo]\nfingerprint-sha256 = 1\naccess-token = 1\n",
+    );
     let mut section = String::new();
     let mut documented = std::collections::HashSet::new();
     for line in packaged.lines() {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use common::Sim;
 use common::ftp::{
     BigPattern, Gateway, OpResult, PatternVerifier, curl, curl_ok, op, pattern, read, scratch,
-    url_encode, wait_with_deadline,
+    toml_str, url_encode, wait_with_deadline,
 };
 
 const ADMIN: (&str, &str) = ("admin", "adminpw");
@@ -144,7 +144,11 @@ fn ftp_login_welcome_texts_wrong_password_and_no_password_in_log() {
         op::quit(),
     ]);
     assert_fails(&r[1], "530");
-    assert_eq!(r[2].reply(), "230 Welcome to qftpd (Qumulo Core 7.10.2)");
+    // The administrator's login taught the gateway the cluster's name.
+    assert_eq!(
+        r[2].reply(),
+        "230 Welcome to qftpd on qftpd-sim (Qumulo Core 7.10.2)"
+    );
     assert_eq!(r[3].value(), "/");
 
     let r = gw.ftplib(&[op::connect(), op::login("nobody", WRONG_PW)]);
@@ -1142,4 +1146,212 @@ fn ftp_lists_a_100000_entry_directory_completely() {
     let nlst = curl_ok(&["-l", &format!("{}/huge/", gw.ftp_url(ADMIN.0, ADMIN.1))]);
     assert_eq!(String::from_utf8(nlst).unwrap().lines().count(), N);
     println!("LIST of {N} entries through the gateway: {list_secs:.1} s");
+}
+
+/// The 230 reply of every user once the gateway knows the cluster's name.
+const NAMED: &str = "230 Welcome to qftpd on qftpd-sim (Qumulo Core 7.10.2)";
+/// The 230 reply of a user who may not read the name, before the gateway knows it.
+const UNNAMED: &str = "230 Welcome to qftpd (Qumulo Core 7.10.2)";
+
+/// The 230 reply of `user`'s login.
+fn welcome_of(gw: &Gateway, (user, password): (&str, &str)) -> String {
+    let r = gw.ftplib(&[op::connect(), op::login(user, password), op::quit()]);
+    r[1].reply().to_string()
+}
+
+/// A long-lived access token for `user`, made by the administrator through the REST API as
+/// `qq auth_create_access_token` does.
+fn make_access_token(base_url: &str, user: &str) -> String {
+    let post = |path: &str, bearer: Option<&str>, body: &str| -> serde_json::Value {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "-k", "--fail-with-body", "-X", "POST"])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ]);
+        if let Some(b) = bearer {
+            cmd.args(["-H", &format!("Authorization: Bearer {b}")]);
+        }
+        let out = cmd
+            .arg(format!("{base_url}{path}"))
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "POST {path}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path}: {e}: {text}"))
+    };
+    let login = post(
+        "/v1/session/login",
+        None,
+        &format!(r#"{{"username":"{}","password":"{}"}}"#, ADMIN.0, ADMIN.1),
+    );
+    let admin = login["bearer_token"].as_str().unwrap();
+    let token = post(
+        "/v1/auth/access-tokens/",
+        Some(admin),
+        &format!(r#"{{"user":{{"name":"{user}"}}}}"#),
+    );
+    token["bearer_token"].as_str().unwrap().to_string()
+}
+
+/// A gateway in front of `sim` (its node `url`) with `token` in its `access-token` file.
+fn start_with_access_token(sim: &Sim, url: &str, token: &str) -> (Gateway, tempfile::TempDir) {
+    let dir = scratch();
+    let file = dir.path().join("qftpd-token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let qumulo = format!(
+        "url = {}\nca-file = {}\naccess-token = {}\n",
+        toml_str(url),
+        toml_str(sim.cert_pem_path.to_str().unwrap()),
+        toml_str(file.to_str().unwrap())
+    );
+    (Gateway::start_config(&qumulo, ""), dir)
+}
+
+/// REST requests node 0 of `sim` has served.
+fn requests(sim: &Sim) -> u64 {
+    sim.nodes()["nodes"][0]["requests"].as_u64().unwrap()
+}
+
+/// Sends SIGHUP and waits until the gateway logged the reload.
+fn reload(gw: &Gateway) {
+    let before = gw.stderr_log().matches("configuration reloaded").count();
+    gw.signal("HUP");
+    let until = Instant::now() + Duration::from_secs(20);
+    while gw.stderr_log().matches("configuration reloaded").count() == before {
+        assert!(
+            Instant::now() < until,
+            "no reload logged:\n{}",
+            gw.stderr_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// With an access token of its own, the gateway reads the cluster's name itself: the first
+/// login of all, a user who is not an administrator, is greeted with it, and so is every
+/// later one, without asking the cluster again at each login.
+#[test]
+fn welcome_names_the_cluster_for_every_user_with_an_access_token() {
+    let sim = Sim::start_default();
+    let token = make_access_token(&sim.url, ADMIN.0);
+    let (mut gw, _dir) = start_with_access_token(&sim, &sim.url, &token);
+    assert_eq!(welcome_of(&gw, ALICE), NAMED);
+    assert_eq!(welcome_of(&gw, BOB), NAMED);
+
+    // A login is POST session/login and GET who-am-i, nothing more (settings and version
+    // were 2 more each); one request of slack for the status probe.
+    let before = requests(&sim);
+    for _ in 0..5 {
+        assert_eq!(welcome_of(&gw, ALICE), NAMED);
+    }
+    let spent = requests(&sim) - before;
+    assert!(spent <= 5 * 2 + 2, "5 logins took {spent} REST requests");
+
+    reload(&gw);
+    assert_eq!(welcome_of(&gw, BOB), NAMED);
+    let log = gw.stop();
+    assert!(log.contains("qftpd-sim"), "{log}");
+    assert!(!log.contains(&token), "the token is in the log:\n{log}");
+    assert!(!log.contains("refused"), "{log}");
+}
+
+/// Without an access token, an administrator's login teaches the gateway the name, for every
+/// later user, and a reload that keeps the cluster keeps it.
+#[test]
+fn welcome_names_the_cluster_for_every_user_after_an_administrator_logged_in() {
+    let (_sim, gw) = start("");
+    assert_eq!(welcome_of(&gw, ALICE), UNNAMED);
+    assert_eq!(welcome_of(&gw, ADMIN), NAMED);
+    assert_eq!(welcome_of(&gw, ALICE), NAMED);
+    assert_eq!(welcome_of(&gw, BOB), NAMED);
+    reload(&gw);
+    assert_eq!(welcome_of(&gw, BOB), NAMED);
+}
+
+/// A token the cluster refuses, unknown (401) or of a user who may not read the settings
+/// (403), is logged once with the reason; logins go on, and the name is then learnt from an
+/// administrator's login.
+#[test]
+fn refused_access_token_is_logged_once_and_logins_go_on() {
+    let sim = Sim::start_default();
+    let alices = make_access_token(&sim.url, ALICE.0);
+    for (token, reason) in [
+        ("access-v1:0123456789abcdef0123456789abcdef", "HTTP 401"),
+        (alices.as_str(), "HTTP 403"),
+    ] {
+        let (mut gw, _dir) = start_with_access_token(&sim, &sim.url, token);
+        for _ in 0..3 {
+            assert_eq!(welcome_of(&gw, BOB), UNNAMED);
+        }
+        assert_eq!(welcome_of(&gw, ADMIN), NAMED);
+        assert_eq!(welcome_of(&gw, ALICE), NAMED);
+        let log = gw.stop();
+        let refusals: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("refused qumulo.access-token"))
+            .collect();
+        assert_eq!(refusals.len(), 1, "{log}");
+        assert!(refusals[0].contains("WARN"), "{log}");
+        assert!(refusals[0].contains(reason), "{log}");
+        assert!(!log.contains(token), "the token is in the log:\n{log}");
+    }
+}
+
+/// A cluster that does not answer when the gateway starts does not keep it from starting;
+/// the name is read at the first login once the cluster is back.
+#[test]
+fn welcome_names_the_cluster_when_it_was_down_at_start() {
+    let sim = Sim::start_nodes(2);
+    let token = make_access_token(&sim.urls[0], ADMIN.0);
+    sim.node_down(0);
+    let (gw, _dir) = start_with_access_token(&sim, &sim.urls[0], &token);
+    let until = Instant::now() + Duration::from_secs(60);
+    while !gw.stderr_log().contains("cannot read the cluster's name") {
+        assert!(Instant::now() < until, "{}", gw.stderr_log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sim.node_up(0);
+    assert_eq!(welcome_of(&gw, ALICE), NAMED);
+}
+
+/// A reload that points the gateway to another cluster forgets the name of the first one; with
+/// an access token it reads the new one at once.
+#[test]
+fn reload_to_another_cluster_reads_its_name() {
+    let first = Sim::start_default();
+    let other = Sim::start(
+        &[ADMIN, ALICE],
+        Some(ADMIN.0),
+        &["--cluster-name", "other-cluster"],
+    );
+    let gw = Gateway::start(&first, "");
+    assert_eq!(welcome_of(&gw, ADMIN), NAMED);
+    assert_eq!(welcome_of(&gw, ALICE), NAMED);
+
+    let dir = scratch();
+    let file = dir.path().join("qftpd-token");
+    std::fs::write(&file, make_access_token(&other.url, ADMIN.0)).unwrap();
+    let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    let config = config
+        .replace(&first.url, &other.url)
+        .replace(
+            first.cert_pem_path.to_str().unwrap(),
+            other.cert_pem_path.to_str().unwrap(),
+        )
+        .replace(
+            "[qumulo]\n",
+            &format!(
+                "[qumulo]\naccess-token = {}\n",
+                toml_str(file.to_str().unwrap())
+            ),
+        );
+    std::fs::write(&gw.config_path, config).unwrap();
+    reload(&gw);
+    assert_eq!(
+        welcome_of(&gw, ALICE),
+        "230 Welcome to qftpd on other-cluster (Qumulo Core 7.10.2)"
+    );
 }

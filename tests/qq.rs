@@ -1207,3 +1207,75 @@ fn qq_download_from_a_node_taken_down_is_cut_mid_body() {
         vec![0u8; 4096]
     );
 }
+
+#[test]
+fn qq_access_tokens_act_as_their_user_until_deleted() {
+    let sim = Sim::start_default();
+    let admin = sim.qq_as("admin", "adminpw");
+    // A non-administrator may not make one.
+    assert_qq_error(
+        &sim.qq_as("alice", "alicepw"),
+        &["auth_create_access_token", "bob"],
+        403,
+        "http_forbidden_error",
+    );
+    // Groups cannot have one.
+    assert_qq_error(
+        &admin,
+        &["auth_create_access_token", "Users"],
+        400,
+        "decode_error",
+    );
+
+    // `--file` writes a credentials file that qq then logs in with.
+    let alice = Qq::new(&sim.host, sim.port);
+    let file = alice.cred_file.to_str().unwrap().to_owned();
+    let token = admin.ok_json(&["auth_create_access_token", "alice", "--file", &file]);
+    let bearer = s(&token, "bearer_token");
+    assert!(bearer.starts_with("access-v1:"), "{token:#}");
+    let id = s(&token, "id").to_owned();
+    let me = alice.ok_json(&["who_am_i"]);
+    assert_eq!(s(&me, "name"), "alice", "{me:#}");
+    // Tokens act with their user's rights: alice may not read the cluster settings.
+    assert_qq_error(&alice, &["cluster_conf"], 403, "http_forbidden_error");
+
+    let meta = admin.ok_json(&["auth_get_access_token", &id]);
+    assert_eq!(meta["user"]["name"], "alice", "{meta:#}");
+    assert_eq!(meta["creator"]["name"], "admin", "{meta:#}");
+    assert_eq!(meta["enabled"], true, "{meta:#}");
+    assert_eq!(meta["expiration_time"], Value::Null, "{meta:#}");
+    assert_rfc3339_nanos(s(&meta, "creation_time"));
+
+    // A second one, for bob; the list filters by user and pages.
+    admin.ok_json(&["auth_create_access_token", "auth_id:502"]);
+    let all = admin.ok_json(&["auth_list_access_tokens", "--json"]);
+    let users: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["user"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["alice", "bob"], "{all:#}");
+    let bobs = admin.ok_json(&["auth_list_access_tokens", "--json", "--user", "bob"]);
+    assert_eq!(bobs.as_array().unwrap().len(), 1, "{bobs:#}");
+    // (qq's table names auth id 501 "Guest", as on a real cluster: only bob's shows by name.)
+    let table = admin.ok(&["auth_list_access_tokens"]);
+    assert!(table.contains("bob") && table.contains("admin"), "{table}");
+
+    // Disabled, it is refused; enabled again, it works.
+    let off = admin.ok_json(&["auth_modify_access_token", &id, "--disable"]);
+    assert_eq!(off["enabled"], false, "{off:#}");
+    assert_qq_error(&alice, &["who_am_i"], 401, "http_unauthorized_error");
+    admin.ok_json(&["auth_modify_access_token", &id, "--enable"]);
+    alice.ok_json(&["who_am_i"]);
+
+    // Deleted, it is refused at once.
+    admin.ok(&["auth_delete_access_token", &id]);
+    assert_qq_error(&alice, &["who_am_i"], 401, "http_unauthorized_error");
+    assert_qq_error(
+        &admin,
+        &["auth_get_access_token", &id],
+        404,
+        "http_not_found_error",
+    );
+}

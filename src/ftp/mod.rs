@@ -30,6 +30,7 @@ use std::time::Duration;
 use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost};
 use libunftp::{Server, ServerBuilder, ServerError};
 
+pub use auth::ClusterNames;
 pub use control::ControlLink;
 pub use guard::LoginGuard;
 pub use storage::QumuloStorage;
@@ -61,6 +62,8 @@ pub struct Gateway {
     ftp: FtpConfig,
     /// FTPS, when configured: one rustls configuration for every connection.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The 230 text, naming the cluster.
+    welcome: Arc<auth::Welcome>,
 }
 
 impl Gateway {
@@ -80,6 +83,19 @@ impl Gateway {
             connect_timeout: Duration::from_secs(q.connect_timeout),
             read_timeout: Duration::from_secs(q.request_timeout),
         })?;
+        let token = q
+            .read_access_token()
+            .map_err(|e| crate::qumulo::Error::Config(e.to_string()))?;
+        let name = activity.cluster_names.of(client.urls());
+        let welcome = Arc::new(auth::Welcome::new(name, client.clone(), token));
+        // The name is read at start and at every reload; a cluster that does not answer yet
+        // delays nothing (the first login tries again).
+        if welcome.has_token()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let welcome = welcome.clone();
+            runtime.spawn(async move { welcome.refresh().await });
+        }
         let t = &config.ftp.tls;
         let tls = match (&t.certificate, &t.key) {
             (Some(cert), Some(key)) => {
@@ -104,6 +120,7 @@ impl Gateway {
             }),
             ftp: config.ftp.clone(),
             tls,
+            welcome,
             // libunftp wants a 'static greeting; one small string per loaded configuration.
             greeting: Box::leak(config.ftp.greeting.clone().into_boxed_str()),
             passive_ports: config.ftp.passive_ports.clone(),
@@ -142,6 +159,7 @@ impl Gateway {
             slot: slot.clone(),
             activity: self.shared.activity.clone(),
             limits: self.ftp.failed_logins.clone(),
+            welcome: self.welcome.clone(),
         };
         let provider = Arc::new(auth::SessionProvider { slot });
         let mut builder = ServerBuilder::with_user_detail_provider(

@@ -126,6 +126,12 @@ impl Client {
         ))
     }
 
+    /// A session that calls with a long-lived access token instead of a login (see
+    /// [`Session::with_access_token`]); `name` stands for it in logs.
+    pub fn access_token_session(&self, name: &str, token: String) -> Session {
+        Session::with_access_token(self.clone(), name.to_string(), token)
+    }
+
     /// Logs in and returns the bearer token (also used by a session logging in again).
     pub(super) async fn login_token(
         &self,

@@ -34,8 +34,9 @@ struct Auth {
     client: Client,
     /// The user name, to log in again.
     username: String,
-    /// The password, to log in again when the token is refused. Never logged.
-    password: String,
+    /// The password, to log in again when the token is refused; `None` for a session of a
+    /// long-lived access token, which cannot log in again. Never logged.
+    password: Option<String>,
     /// The bearer token of every call (valid on every node). A std lock: only held to copy or
     /// replace the string.
     token: RwLock<String>,
@@ -60,7 +61,22 @@ impl Session {
             auth: Arc::new(Auth {
                 client,
                 username,
-                password,
+                password: Some(password),
+                token: RwLock::new(token),
+                relogin: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// A session of a long-lived access token (`/v1/auth/access-tokens/`): every call carries
+    /// it; a refused token is an error of kind `Unauthorized` (there is nothing to log in with).
+    /// `name` stands for the user in logs; the token itself is never logged.
+    pub(super) fn with_access_token(client: Client, name: String, token: String) -> Self {
+        Self {
+            auth: Arc::new(Auth {
+                client,
+                username: name,
+                password: None,
                 token: RwLock::new(token),
                 relogin: tokio::sync::Mutex::new(()),
             }),
@@ -274,7 +290,7 @@ impl Auth {
         let token = self.token();
         call.set_bearer(token.clone());
         let resp = self.client.send(call).await?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
+        if resp.status() != StatusCode::UNAUTHORIZED || self.password.is_none() {
             return http::check(resp, false).await;
         }
         http::discard(resp).await;
@@ -290,11 +306,12 @@ impl Auth {
         if self.token() != failed {
             return Ok(());
         }
+        let Some(password) = &self.password else {
+            // An access token: nothing to log in with; the refusal stands.
+            return Ok(());
+        };
         tracing::debug!(user = %self.username, "bearer token refused; logging in again");
-        let fresh = self
-            .client
-            .login_token(&self.username, &self.password)
-            .await?;
+        let fresh = self.client.login_token(&self.username, password).await?;
         *self
             .token
             .write()

@@ -4,11 +4,16 @@
 //! (`admin`) has 500. Every user is in the local group `Users` (513); administrators are also in
 //! `Admins` (512). Tokens are random strings in Qumulo's `1:<…>` shape with a configurable
 //! lifetime; there is no refresh, a client logs in again on 401.
+//!
+//! Long-lived access tokens (`/v1/auth/access-tokens/`) are `access-v1:<…>` strings an
+//! administrator makes for a user: they act as that user until deleted, disabled or past the
+//! expiration time they were given (none by default).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult, ErrorClass};
@@ -96,6 +101,41 @@ pub struct Directory {
     token_lifetime: Duration,
     /// token → (user id, expiry). A std mutex: held only for map look-ups, never across awaits.
     tokens: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Long-lived access tokens, in id order.
+    access: Mutex<AccessTokens>,
+}
+
+/// The access tokens and the id of the next one.
+#[derive(Debug, Default)]
+struct AccessTokens {
+    last_id: u64,
+    tokens: Vec<AccessToken>,
+}
+
+/// A long-lived access token.
+#[derive(Debug, Clone)]
+struct AccessToken {
+    id: u64,
+    bearer: String,
+    /// The user it acts as.
+    user: u64,
+    /// The administrator who made it.
+    creator: u64,
+    created: DateTime<Utc>,
+    expires: Option<DateTime<Utc>>,
+    enabled: bool,
+}
+
+/// The prefix of every access token's bearer string.
+pub const ACCESS_TOKEN_PREFIX: &str = "access-v1:";
+
+/// A change to an access token (`PATCH /v1/auth/access-tokens/{id}`).
+#[derive(Debug, Default)]
+pub struct AccessTokenChange {
+    /// New expiration time.
+    pub expires: Option<DateTime<Utc>>,
+    /// Enable or disable it.
+    pub enabled: Option<bool>,
 }
 
 impl Directory {
@@ -105,6 +145,7 @@ impl Directory {
             users,
             token_lifetime,
             tokens: Mutex::new(HashMap::new()),
+            access: Mutex::new(AccessTokens::default()),
         }
     }
 
@@ -139,8 +180,12 @@ impl Directory {
         Ok(token)
     }
 
-    /// The user a bearer token belongs to, or 401 when it is unknown or expired.
+    /// The user a bearer token belongs to (a login's or an access token's), or 401 when it is
+    /// unknown, expired or disabled.
     pub fn authenticate(&self, token: &str) -> ApiResult<&User> {
+        if token.starts_with(ACCESS_TOKEN_PREFIX) {
+            return self.authenticate_access(token);
+        }
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         match tokens.get(token) {
             Some((id, exp)) if *exp > Instant::now() => self
@@ -155,6 +200,138 @@ impl Directory {
                 "Invalid bearer token",
             )),
         }
+    }
+
+    fn authenticate_access(&self, bearer: &str) -> ApiResult<&User> {
+        let refused = |why: &str| ApiError::new(ErrorClass::Unauthorized, why.to_string());
+        let access = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        let token = access
+            .tokens
+            .iter()
+            .find(|t| t.bearer == bearer)
+            .ok_or_else(|| refused("Invalid bearer token"))?;
+        if !token.enabled {
+            return Err(refused("Access token is disabled"));
+        }
+        if token.expires.is_some_and(|e| e <= Utc::now()) {
+            return Err(refused("Access token expired"));
+        }
+        self.by_id(token.user)
+            .ok_or_else(|| refused("Unknown user"))
+    }
+
+    /// Makes a long-lived access token for the user `identity` names (an `api_identity`),
+    /// on behalf of `creator`; returns `{"id", "bearer_token"}`.
+    pub fn create_access_token(
+        &self,
+        creator: &User,
+        identity: &Value,
+        expires: Option<DateTime<Utc>>,
+    ) -> ApiResult<Value> {
+        let user = self.user_of(identity)?;
+        let mut access = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        access.last_id += 1;
+        let token = AccessToken {
+            id: access.last_id,
+            bearer: format!("{ACCESS_TOKEN_PREFIX}{}{}", random_token(), random_token()),
+            user,
+            creator: creator.id,
+            created: Utc::now(),
+            expires,
+            enabled: true,
+        };
+        let reply = json!({"id": token.id.to_string(), "bearer_token": token.bearer});
+        access.tokens.push(token);
+        Ok(reply)
+    }
+
+    /// The metadata of access token `id`.
+    pub fn access_token(&self, id: &str) -> ApiResult<Value> {
+        let access = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        let token = find_access(&access.tokens, id)?;
+        Ok(self.access_json(token))
+    }
+
+    /// Up to `limit` access tokens with ids above `after`, of the user `identity` names when
+    /// given; and whether more follow.
+    pub fn access_tokens(
+        &self,
+        identity: Option<&Value>,
+        after: u64,
+        limit: usize,
+    ) -> ApiResult<(Vec<Value>, Option<u64>)> {
+        let user = identity.map(|i| self.user_of(i)).transpose()?;
+        let access = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        let mut matching = access
+            .tokens
+            .iter()
+            .filter(|t| t.id > after && user.is_none_or(|u| t.user == u));
+        let page: Vec<&AccessToken> = matching.by_ref().take(limit.max(1)).collect();
+        let more = matching.next().is_some();
+        let last = page.last().map(|t| t.id);
+        let entries = page.into_iter().map(|t| self.access_json(t)).collect();
+        Ok((entries, last.filter(|_| more)))
+    }
+
+    /// Changes access token `id`; returns its metadata.
+    pub fn modify_access_token(&self, id: &str, change: &AccessTokenChange) -> ApiResult<Value> {
+        let mut access = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = parse_access_id(id)?;
+        let token = access
+            .tokens
+            .iter_mut()
+            .find(|t| t.id == wanted)
+            .ok_or_else(|| no_access_token(id))?;
+        if let Some(e) = change.expires {
+            token.expires = Some(e);
+        }
+        if let Some(enabled) = change.enabled {
+            token.enabled = enabled;
+        }
+        let token = token.clone();
+        Ok(self.access_json(&token))
+    }
+
+    /// Deletes access token `id`: its bearer string is refused from now on.
+    pub fn delete_access_token(&self, id: &str) -> ApiResult<()> {
+        let mut access = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = parse_access_id(id)?;
+        let before = access.tokens.len();
+        access.tokens.retain(|t| t.id != wanted);
+        if access.tokens.len() == before {
+            return Err(no_access_token(id));
+        }
+        Ok(())
+    }
+
+    /// The auth id of the local user an `api_identity` names (access tokens are for users,
+    /// not groups).
+    fn user_of(&self, identity: &Value) -> ApiResult<u64> {
+        let found = self.find_identity(identity)?;
+        found["auth_id"]
+            .as_str()
+            .and_then(|a| a.parse::<u64>().ok())
+            .filter(|id| self.by_id(*id).is_some())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorClass::Decode,
+                    format!("{identity} is not a user: access tokens are only for users"),
+                )
+            })
+    }
+
+    /// Qumulo's `AccessTokenMetadata`.
+    fn access_json(&self, token: &AccessToken) -> Value {
+        let identity = |id: u64| self.by_id(id).map_or(Value::Null, User::identity);
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+        json!({
+            "id": token.id.to_string(),
+            "user": identity(token.user),
+            "creator": identity(token.creator),
+            "creation_time": time(token.created),
+            "expiration_time": token.expires.map(time),
+            "enabled": token.enabled,
+        })
     }
 
     /// Ends every session at once, as if all tokens had reached their lifetime.
@@ -197,6 +374,25 @@ impl Directory {
             format!("No identity matches {query}"),
         ))
     }
+}
+
+fn parse_access_id(id: &str) -> ApiResult<u64> {
+    id.parse().map_err(|_| no_access_token(id))
+}
+
+fn no_access_token(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorClass::NotFound,
+        format!("No access token with id {id}"),
+    )
+}
+
+fn find_access<'a>(tokens: &'a [AccessToken], id: &str) -> ApiResult<&'a AccessToken> {
+    let wanted = parse_access_id(id)?;
+    tokens
+        .iter()
+        .find(|t| t.id == wanted)
+        .ok_or_else(|| no_access_token(id))
 }
 
 /// 32 random hex digits from the OS-seeded generator. Tokens guard a test simulator on

@@ -6,6 +6,7 @@
 mod control;
 mod files;
 mod identity;
+mod tokens;
 
 use std::sync::{Arc, Weak};
 
@@ -83,6 +84,18 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
         r,
         "/v1/files/{ref}/data",
         get(files::read).put(files::replace).patch(files::write_at),
+    );
+    r = both(
+        r,
+        "/v1/auth/access-tokens",
+        get(tokens::list).post(tokens::create),
+    );
+    r = both(
+        r,
+        "/v1/auth/access-tokens/{id}",
+        get(tokens::get_one)
+            .patch(tokens::modify)
+            .delete(tokens::delete),
     );
     r = both(r, "/v1/users", get(identity::list_users));
     r = both(r, "/v1/users/{id}", get(identity::user));
