@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use chrono::{DateTime, TimeZone, Utc};
 use common::Sim;
 use common::ftp::{
-    BigPattern, Gateway, ftps_config, pattern, require_client, run_with_input, scratch, sha256_file,
+    BigPattern, Gateway, ftps_config, op, pattern, require_client, run_with_input, scratch,
+    sha256_file,
 };
 use serde_json::{Value, json};
 
@@ -199,7 +200,8 @@ fn tree_differences(
     out
 }
 
-/// Compares the trees under `a` and `b` and records each difference in `problems`.
+/// Compares the trees under `a` and `b` and records the differences in `problems` (the first
+/// 25 of them, and how many).
 fn compare_trees(problems: &mut Vec<String>, what: &str, a: (&str, &Path), b: (&str, &Path)) {
     let diffs = tree_differences(a.0, &manifest(a.1), b.0, &manifest(b.1));
     if !diffs.is_empty() {
@@ -208,7 +210,7 @@ fn compare_trees(problems: &mut Vec<String>, what: &str, a: (&str, &Path), b: (&
             diffs.len(),
             a.0,
             b.0,
-            diffs.join("\n    ")
+            diffs[..diffs.len().min(25)].join("\n    ")
         ));
     }
 }
@@ -332,8 +334,15 @@ fn rclone_round_trip(tls: bool) {
     let src = work.path().join("src");
     let files = write_tree(&src, 200);
     let src_str = src.to_str().unwrap();
-    // Three levels that do not exist on the server yet.
-    let dst = "/rclone/new/tree";
+    // A fresh, empty directory made by alice; everything below it does not exist yet.
+    let dst = "/rclone/tree";
+    for r in gw.ftplib_as(
+        ALICE.0,
+        ALICE.1,
+        &[op::cmd("MKD /rclone"), op::cmd("MKD /rclone/tree")],
+    ) {
+        assert!(r.ok, "ftplib MKD: {:#}", r.raw);
+    }
     let dst_disk = sim.disk_path(dst);
     let mut problems = Vec::new();
 
@@ -458,16 +467,35 @@ fn rclone_round_trip(tls: bool) {
         Err(e) => problems.push(format!("rclone moveto: {to:?} not on the server: {e}")),
     }
 
+    // copy of a file to a destination none of whose directories exist yet.
+    let one = src.join(&files[0]);
+    rclone.step(
+        &mut problems,
+        "copy into /rclone/absent/deeper (none of it exists)",
+        &[
+            "copy",
+            one.to_str().unwrap(),
+            &rclone.at("/rclone/absent/deeper"),
+        ],
+    );
+    let arrived = sim.disk_path("/rclone/absent/deeper").join(&files[0]);
+    if !arrived.is_file() {
+        problems.push(format!(
+            "rclone copy into /rclone/absent/deeper: {:?} did not arrive",
+            files[0]
+        ));
+    }
+
     // purge: the whole tree goes.
     rclone.step(
         &mut problems,
         "purge",
-        &["purge", &rclone.at("/rclone/new")],
+        &["purge", &rclone.at("/rclone/tree")],
     );
-    if sim.disk_path("/rclone/new").exists() {
-        let left = manifest(&sim.disk_path("/rclone/new"));
+    if sim.disk_path("/rclone/tree").exists() {
+        let left = manifest(&sim.disk_path("/rclone/tree"));
         problems.push(format!(
-            "rclone purge: /rclone/new still exists with {} entries, e.g. {:?}",
+            "rclone purge: /rclone/tree still exists with {} entries, e.g. {:?}",
             left.len(),
             left.keys().take(10).collect::<Vec<_>>()
         ));
@@ -633,7 +661,20 @@ fn lftp_mirror_continue(extra_ftp: &str) -> Vec<String> {
     );
     child.kill().expect("SIGKILL lftp");
     child.wait().expect("wait for lftp");
+    // The gateway ends the broken upload (keeping or dropping what arrived) before lftp goes on.
+    wait_until(
+        Duration::from_secs(30),
+        "the gateway logging the end of the interrupted upload",
+        || {
+            gw.stderr_log()
+                .contains("transfer upload /lftp/big/large file #1.bin")
+        },
+    );
     let partial = entries_with_sizes(&remote);
+    let kept = partial
+        .iter()
+        .find(|(name, _)| name == "large file #1.bin")
+        .map(|(_, size)| *size);
 
     let out = lftp(
         &gw,
@@ -651,6 +692,20 @@ fn lftp_mirror_continue(extra_ftp: &str) -> Vec<String> {
         ("the source", &src),
         ("the server's disk", &remote),
     );
+    // Where the partial file stayed, lftp sent only the rest (REST + STOR at its size).
+    if let Some(size) = kept.filter(|size| *size > 0 && *size < len) {
+        let resumed = format!("offset={size}");
+        if !gw
+            .stderr_log()
+            .lines()
+            .any(|l| l.contains("transfer upload") && l.contains(&resumed))
+        {
+            problems.push(format!(
+                "lftp mirror -R --continue did not resume at {size} bytes (no upload logged \
+                 with {resumed})"
+            ));
+        }
+    }
     let on_server = remote.join("large file #1.bin");
     if on_server.is_file() && mtime_secs(&on_server) != tree_mtime(3) {
         problems.push(format!(
