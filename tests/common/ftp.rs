@@ -767,3 +767,112 @@ pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
     let path = path.as_ref();
     std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
+
+/// The path of the client program `program` on `PATH`; fails, naming the Debian package
+/// `./run-tests` installs it from, when it is missing (an interoperability test never skips).
+pub fn require_client(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "`{program}` is not on PATH: ./run-tests installs it (Debian package {package}; \
+                 or apt-get install {package})"
+            )
+        })
+}
+
+/// A self-signed certificate and key for 127.0.0.1 and localhost, written as `ftps.pem` and
+/// `ftps.key` in `dir`; returns the `[ftp]` lines that enable explicit FTPS with them (TLS
+/// required when `required`) and the certificate's path (a CA file for clients that check).
+pub fn ftps_config(dir: &Path, required: bool) -> (String, PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".into()])
+            .expect("generate certificate");
+    let cert = dir.join("ftps.pem");
+    let key = dir.join("ftps.key");
+    std::fs::write(&cert, certified.cert.pem()).expect("write certificate");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    let lines = format!(
+        "tls.certificate = {}\ntls.key = {}\ntls.required = {required}\n",
+        toml_str(cert.to_str().expect("UTF-8 path")),
+        toml_str(key.to_str().expect("UTF-8 path"))
+    );
+    (lines, cert)
+}
+
+/// Runs `cmd` with `input` on its stdin (closed when `None`), killing it after `deadline`;
+/// returns its output whatever the exit status. `what` names it in failure messages.
+pub fn run_with_input(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    deadline: Duration,
+    what: &str,
+) -> Output {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("run {what}: {e}"));
+    let writer = input.map(|input| {
+        let mut stdin = child.stdin.take().expect("child stdin");
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = stdin.write_all(&input);
+        })
+    });
+    let out = wait_with_deadline(&mut child, deadline, what);
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    out
+}
+
+/// Lower-case hex SHA-256 of the file at `path`, read in pieces.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest as _;
+    let mut file =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex(&hasher.finalize())
+}
+
+impl Gateway {
+    /// Starts `lftp -c` like [`Gateway::lftp_with`] without waiting for it (for a transfer
+    /// to be interrupted); stdout and stderr are discarded.
+    pub fn lftp_spawn(&self, settings: &str, user: &str, password: &str, commands: &str) -> Child {
+        let script = format!(
+            "{settings} set net:max-retries 2; set net:reconnect-interval-base 1; \
+             set net:timeout 30; set cmd:fail-exit yes; set xfer:clobber on; \
+             open -u {user},{password} -p {port} 127.0.0.1; {commands}",
+            port = self.port()
+        );
+        Command::new("lftp")
+            .arg("-c")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run lftp (apt-get install lftp)")
+    }
+}
