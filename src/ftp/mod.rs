@@ -5,7 +5,8 @@
 //!   [`crate::server`] is ours).
 //! - `auth`: FTP login as a Qumulo login; `user`: the logged-in user.
 //! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts; `path`: FTP to
-//!   cluster paths; `errors`: cluster failures to FTP replies; `site`: SITE CHMOD.
+//!   cluster paths; `errors`: cluster failures to FTP replies; `site`: SITE CHMOD and
+//!   SITE UTIME.
 
 mod auth;
 mod control;
@@ -168,6 +169,7 @@ impl Gateway {
         )
         .authenticator(Arc::new(authenticator))
         .site_command("CHMOD", site::Chmod)
+        .site_command("UTIME", site::Utime)
         .greeting(self.greeting)
         .passive_ports(self.passive_ports.clone())
         .passive_host(self.passive_host.clone())

@@ -1,7 +1,12 @@
-//! `SITE CHMOD MODE PATH`: sets the mode on the cluster.
+//! SITE commands: `SITE CHMOD MODE PATH` sets the mode on the cluster; `SITE UTIME` sets a
+//! file's modification time (UTC) in the forms clients send: ProFTPD's
+//! `SITE UTIME YYYYMMDDhhmm[ss] PATH` and `SITE UTIME ATIME MTIME CTIME PATH UTC` (lftp), and
+//! `SITE UTIME PATH YYYYMMDDhhmm[ss]`.
 
 use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
 use libunftp::options::{Reply, ReplyCode, SiteCommandContext, SiteCommandHandler};
+use unftp_core::storage::StorageBackend;
 
 use super::path::to_cluster;
 use super::storage::QumuloStorage;
@@ -67,6 +72,147 @@ impl SiteCommandHandler<QumuloStorage, User> for Chmod {
                     .map_or_else(|| err.to_string(), ToString::to_string);
                 Reply::new_with_string(ReplyCode::FileError, text.replace(['\r', '\n'], " "))
             }
+        }
+    }
+}
+
+/// The `SITE UTIME` handler.
+#[derive(Debug)]
+pub struct Utime;
+
+const UTIME_USAGE: &str = "Usage: SITE UTIME YYYYMMDDhhmm[ss] <path>, \
+                           SITE UTIME <path> YYYYMMDDhhmm[ss] or \
+                           SITE UTIME ATIME MTIME CTIME <path> UTC";
+
+#[async_trait]
+impl SiteCommandHandler<QumuloStorage, User> for Utime {
+    async fn handle(&self, ctx: &SiteCommandContext<QumuloStorage, User>) -> Reply {
+        let Some(user) = ctx.user.as_ref().as_ref() else {
+            return Reply::new(ReplyCode::NotLoggedIn, "Please log in first");
+        };
+        let Some((time, target)) = utime_arguments(&ctx.arguments) else {
+            return Reply::new(ReplyCode::ParameterSyntaxError, UTIME_USAGE);
+        };
+        let Some(mtime) = parse_time(time) else {
+            return Reply::new_with_string(
+                ReplyCode::ParameterSyntaxError,
+                format!("{time:?} is not a valid time (YYYYMMDDhhmm[ss], UTC)"),
+            );
+        };
+        let ftp_path = ctx.cwd.join(target);
+        match ctx.storage.set_modified(user, &ftp_path, mtime).await {
+            Ok(()) => Reply::new_with_string(
+                ReplyCode::CommandOkay,
+                format!(
+                    "SITE UTIME {target}: modification time set to {}",
+                    mtime.format("%Y-%m-%d %H:%M:%S UTC")
+                )
+                .replace(['\r', '\n'], " "),
+            ),
+            Err(e) => Reply::new_with_string(
+                ReplyCode::FileError,
+                super::storage::reason(&e).replace(['\r', '\n'], " "),
+            ),
+        }
+    }
+}
+
+/// Whether `word` has the shape of a `SITE UTIME` time: 12 or 14 digits.
+fn time_like(word: &str) -> bool {
+    matches!(word.len(), 12 | 14) && word.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The modification time and the path of `SITE UTIME`'s arguments, in any of its forms.
+fn utime_arguments(args: &str) -> Option<(&str, &str)> {
+    let args = args.trim_start();
+    // ATIME MTIME CTIME PATH UTC (ProFTPD's mod_site_misc, lftp): the second time is mtime.
+    if let Some(rest) = args
+        .strip_suffix(" UTC")
+        .or_else(|| args.strip_suffix(" utc"))
+    {
+        let mut words = rest.splitn(4, ' ');
+        if let (Some(a), Some(m), Some(c), Some(path)) =
+            (words.next(), words.next(), words.next(), words.next())
+            && [a, m, c].iter().all(|w| time_like(w))
+            && !path.is_empty()
+        {
+            return Some((m, path));
+        }
+    }
+    // YYYYMMDDhhmm[ss] PATH
+    if let Some((time, path)) = args.split_once(' ')
+        && time_like(time)
+        && !path.is_empty()
+    {
+        return Some((time, path));
+    }
+    // PATH YYYYMMDDhhmm[ss]
+    match args.trim_end().rsplit_once(' ') {
+        Some((path, time)) if time_like(time) && !path.is_empty() => Some((time, path)),
+        _ => None,
+    }
+}
+
+/// `YYYYMMDDhhmm[ss]` (UTC); `None` unless it is a valid date and time.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if !time_like(text) {
+        return None;
+    }
+    let num = |at: usize, len: usize| text.get(at..at + len)?.parse::<u32>().ok();
+    let second = if text.len() == 14 { num(12, 2)? } else { 0 };
+    let date = NaiveDate::from_ymd_opt(i32::try_from(num(0, 4)?).ok()?, num(4, 2)?, num(6, 2)?)?;
+    // A leap second (60) cannot be stored.
+    let time = date.and_hms_opt(num(8, 2)?, num(10, 2)?, second)?;
+    Some(time.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utime_forms() {
+        assert_eq!(
+            utime_arguments("20240102030405 a b.txt"),
+            Some(("20240102030405", "a b.txt"))
+        );
+        assert_eq!(
+            utime_arguments("a b.txt 20240102030405"),
+            Some(("20240102030405", "a b.txt"))
+        );
+        assert_eq!(
+            utime_arguments("20240101000000 20240102030405 20240101000000 dir/a b UTC"),
+            Some(("20240102030405", "dir/a b"))
+        );
+        assert_eq!(
+            utime_arguments("202401020304 f"),
+            Some(("202401020304", "f"))
+        );
+        assert_eq!(utime_arguments("f"), None);
+        assert_eq!(utime_arguments("2024 f"), None);
+        assert_eq!(utime_arguments("20240102030405"), None);
+    }
+
+    #[test]
+    fn utime_times() {
+        assert_eq!(
+            parse_time("20240229235959").unwrap().to_rfc3339(),
+            "2024-02-29T23:59:59+00:00"
+        );
+        assert_eq!(
+            parse_time("202401020304").unwrap().to_rfc3339(),
+            "2024-01-02T03:04:00+00:00"
+        );
+        for bad in [
+            "20241301000000",
+            "20230229000000",
+            "20240230000000",
+            "20240101240000",
+            "20240101006000",
+            "20240101000060",
+            "2024010100000",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
         }
     }
 }

@@ -579,4 +579,24 @@ impl StorageBackend<User> for QumuloStorage {
             ))
         }
     }
+
+    async fn set_modified<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &User,
+        path: P,
+        time: chrono::DateTime<Utc>,
+    ) -> Result<()> {
+        let path = path.as_ref();
+        let cp = cluster_path(user, path)?;
+        let patch = crate::qumulo::AttrPatch {
+            modification_time: Some(time),
+            ..Default::default()
+        };
+        user.session
+            .set_attr(&cp, &patch)
+            .await
+            .map_err(|e| cluster(path, &e))?;
+        tracing::info!(user = %user.name, client = %user.client, path = %path.display(), modified = %time.to_rfc3339(), "set modification time");
+        Ok(())
+    }
 }

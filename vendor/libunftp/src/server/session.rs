@@ -117,6 +117,8 @@ where
     pub binder: Option<Box<dyn crate::options::Binder>>,
     // qftpd patch: ServerBuilder::data_connection_timeout, if set.
     pub data_connection_timeout: Option<Duration>,
+    // qftpd patch: `EPSV ALL` was given: PASV, PORT and EPRT are refused (RFC 2428 section 4).
+    pub epsv_all: bool,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -152,6 +154,7 @@ where
             failed_logins: None,
             binder: None,
             data_connection_timeout: None,
+            epsv_all: false,
         }
     }
 

@@ -379,6 +379,13 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
 
     /// Checks whether `path` can be used as the user's working directory.
     async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()>;
+
+    /// Sets the modification time of the entry at `path` (FTP `MFMT`, and `MDTM` with a time).
+    /// The default refuses with [`ErrorKind::CommandNotImplemented`].
+    // qftpd patch: a back-end may set modification times.
+    async fn set_modified<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _path: P, _time: DateTime<Utc>) -> Result<()> {
+        Err(Error::from(ErrorKind::CommandNotImplemented))
+    }
 }
 
 // Maps IO errors to FTP errors in a sensible way.

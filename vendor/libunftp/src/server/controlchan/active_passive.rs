@@ -28,7 +28,7 @@ where
             (ActivePassiveMode::PassiveOnly, Event::Command(Command::Port { .. } | Command::Eprt { .. })) => {
                 Ok(Reply::new(ReplyCode::CommandNotImplemented, "Active mode not enabled."))
             }
-            (ActivePassiveMode::ActiveOnly, Event::Command(Command::Pasv | Command::Epsv)) => {
+            (ActivePassiveMode::ActiveOnly, Event::Command(Command::Pasv | Command::Epsv { .. })) => {
                 Ok(Reply::new(ReplyCode::CommandNotImplemented, "Passive mode not enabled."))
             }
             _ => self.next.handle(event).await,

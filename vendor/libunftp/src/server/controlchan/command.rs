@@ -25,7 +25,11 @@ pub enum Command {
         /// The bytes making up the path about which information is requested, if given.
         path: Option<Bytes>,
     },
-    Type,
+    /// qftpd patch: the representation type argument, checked by the handler.
+    Type {
+        /// The argument as given (`A`, `I`, `L 8`, ...), empty when missing.
+        param: String,
+    },
     Stru {
         /// The structure to which the client would like to switch. Only the `File` structure is
         /// supported by us.
@@ -39,7 +43,14 @@ pub enum Command {
     Help,
     Noop,
     Pasv,
-    Epsv,
+    /// qftpd patch: the optional network protocol argument (RFC 2428 section 3).
+    Epsv {
+        /// `1`, `2`, ... when given.
+        protocol: Option<String>,
+    },
+    /// `EPSV ALL` (RFC 2428 section 4): from now on only EPSV sets up data connections.
+    /// (qftpd patch)
+    EpsvAll,
     Port {
         /// The address to use to make an active connection to the client
         addr: String,
@@ -136,6 +147,14 @@ pub enum Command {
     /// Modification Time (MDTM) as specified in RFC 3659.
     /// This command can be used to determine when a file in the server NVFS was last modified.
     Mdtm {
+        file: PathBuf,
+    },
+    /// Modify Fact: Modification Time (draft-somers-ftp-mfxx), and vsftpd's `MDTM TIME PATH`.
+    /// (qftpd patch)
+    Mfmt {
+        /// The time as given (`YYYYMMDDHHMMSS[.sss]`, UTC), checked by the handler.
+        time: String,
+        /// The file whose time is to be set.
         file: PathBuf,
     },
     Md5 {

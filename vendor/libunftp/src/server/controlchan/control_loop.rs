@@ -559,6 +559,7 @@ impl Pending {
             | Command::Rnto { .. }
             | Command::Size { .. }
             | Command::Mdtm { .. }
+            | Command::Mfmt { .. }
             | Command::Md5 { .. }
             | Command::Stat { path: Some(_) }
             | Command::Retr { .. }
@@ -749,13 +750,14 @@ where
             Command::Syst => Box::new(commands::Syst),
             Command::Stat { path } => Box::new(commands::Stat::new(path)),
             Command::Acct { .. } => Box::new(commands::Acct),
-            Command::Type => Box::new(commands::Type),
+            Command::Type { param } => Box::new(commands::Type::new(param)),
             Command::Stru { structure } => Box::new(commands::Stru::new(structure)),
             Command::Mode { mode } => Box::new(commands::Mode::new(mode)),
             Command::Help => Box::new(commands::Help),
             Command::Noop => Box::new(commands::Noop),
             Command::Pasv => Box::new(commands::Pasv::new()),
-            Command::Epsv => Box::new(commands::Epsv::new()),
+            Command::Epsv { protocol } => Box::new(commands::Epsv::new(protocol)),
+            Command::EpsvAll => Box::new(commands::EpsvAll),
             Command::Port { addr } => Box::new(commands::Port::new(addr)),
             Command::Eprt { addr } => Box::new(commands::Port::extended(addr)),
             Command::Retr { .. } => Box::new(commands::Retr),
@@ -783,6 +785,7 @@ where
             Command::Size { file } => Box::new(commands::Size::new(file)),
             Command::Rest { offset } => Box::new(commands::Rest::new(offset)),
             Command::Mdtm { file } => Box::new(commands::Mdtm::new(file)),
+            Command::Mfmt { time, file } => Box::new(commands::Mfmt::new(time, file)),
             Command::Md5 { file } => Box::new(commands::Md5::new(file)),
             Command::Mlst { path } => Box::new(commands::Mlst::new(path)),
             Command::Mlsd { .. } => Box::new(commands::Mlsd),

@@ -111,7 +111,7 @@ where
             (FtpsRequired::None, event) => self.next.handle(event).await,
             (FtpsRequired::All, event) => match event {
                 // qftpd patch: every way to open a data channel is checked, not only PASV.
-                Event::Command(Command::Pasv) | Event::Command(Command::Epsv) | Event::Command(Command::Port { .. }) | Event::Command(Command::Eprt { .. }) => {
+                Event::Command(Command::Pasv) | Event::Command(Command::Epsv { .. }) | Event::Command(Command::Port { .. }) | Event::Command(Command::Eprt { .. }) => {
                     let is_tls = async {
                         let session = self.session.lock().await;
                         session.data_tls
@@ -126,7 +126,7 @@ where
             },
             (FtpsRequired::Accounts, event) => match event {
                 // qftpd patch: as above.
-                Event::Command(Command::Pasv) | Event::Command(Command::Epsv) | Event::Command(Command::Port { .. }) | Event::Command(Command::Eprt { .. }) => {
+                Event::Command(Command::Pasv) | Event::Command(Command::Epsv { .. }) | Event::Command(Command::Port { .. }) | Event::Command(Command::Eprt { .. }) => {
                     let (is_tls, username_opt) = async {
                         let session = self.session.lock().await;
                         (session.cmd_tls, session.username.clone())

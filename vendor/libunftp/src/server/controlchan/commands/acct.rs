@@ -38,6 +38,7 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        Ok(Reply::new(ReplyCode::NotLoggedIn, "Rejected"))
+        // qftpd patch: no account is needed here (RFC 959: 202, superfluous at this site).
+        Ok(Reply::new(ReplyCode::CommandOkayNotImplemented, "ACCT not needed"))
     }
 }

@@ -45,6 +45,11 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // qftpd patch: on a control connection that is already TLS, a second handshake is not
+        // attempted (RFC 4217 section 4: 503), and the session goes on.
+        if args.session.lock().await.cmd_tls {
+            return Ok(Reply::new(ReplyCode::BadCommandSequence, "Already on a TLS connection"));
+        }
         let tx = args.tx_control_chan.clone();
         let logger = args.logger;
         match (args.tls_configured, self.protocol.clone()) {

@@ -27,6 +27,8 @@ where
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST", " MLSD"];
+        // qftpd patch: MFMT (draft-somers-ftp-mfxx).
+        feat_text.push(" MFMT");
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.

@@ -47,6 +47,13 @@ where
 
         tokio::spawn(async move {
             match storage.metadata((*user).as_ref().unwrap(), &path).await {
+                // qftpd patch: MDTM is for files (RFC 3659 section 3).
+                Ok(metadata) if metadata.is_dir() => {
+                    let reply = Reply::new_with_string(ReplyCode::FileError, format!("{}: not a plain file", path.display()).replace(['\r', '\n'], " "));
+                    if let Err(err) = tx_fail.send(ControlChanMsg::CommandChannelReply(reply)).await {
+                        slog::warn!(logger, "MDTM: Could not send internal message to notify of MDTM failure: {}", err);
+                    }
+                }
                 Ok(metadata) => {
                     let modification_time = match metadata.modified() {
                         Ok(v) => Some(v),

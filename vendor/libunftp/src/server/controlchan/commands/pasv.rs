@@ -63,6 +63,10 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // qftpd patch: RFC 2428 section 4.
+        if args.session.lock().await.epsv_all {
+            return Ok(Reply::new(ReplyCode::BadCommandSequence, "PASV not allowed after EPSV ALL"));
+        }
         let sender: Option<SwitchboardSender<Storage, User>> = args.tx_prebound_loop.clone();
         match sender {
             Some(tx) => passive_common::handle_delegated_mode(args, tx).await,

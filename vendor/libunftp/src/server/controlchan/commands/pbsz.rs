@@ -31,7 +31,14 @@ where
     Storage::Metadata: Metadata,
 {
     #[tracing_attributes::instrument]
-    async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        Ok(Reply::new(ReplyCode::CommandOkay, "OK"))
+    async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // qftpd patch: RFC 4217 section 8: PBSZ needs a secured control connection (503).
+        if !args.tls_configured {
+            return Ok(Reply::new(ReplyCode::CommandNotImplemented, "TLS/SSL not configured"));
+        }
+        if !args.session.lock().await.cmd_tls {
+            return Ok(Reply::new(ReplyCode::BadCommandSequence, "PBSZ needs AUTH TLS first"));
+        }
+        Ok(Reply::new(ReplyCode::CommandOkay, "PBSZ=0"))
     }
 }

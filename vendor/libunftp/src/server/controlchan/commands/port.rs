@@ -96,6 +96,15 @@ where
             ..
         } = args;
 
+        // qftpd patch: RFC 2428 section 4.
+        if session.lock().await.epsv_all {
+            let verb = if self.extended { "EPRT" } else { "PORT" };
+            return Ok(Reply::new_with_string(
+                ReplyCode::BadCommandSequence,
+                format!("{} not allowed after EPSV ALL", verb),
+            ));
+        }
+
         // qftpd patch: strict parsing, no connection to anyone but the client's own address
         // or to a privileged port, and a bounded wait for the connection.
         let parsed = if self.extended { parse_eprt(&self.addr) } else { parse_port(&self.addr) };

@@ -44,6 +44,10 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // qftpd patch: RFC 4217 section 9: PROT needs a secured control connection (503).
+        if args.tls_configured && !args.session.lock().await.cmd_tls {
+            return Ok(Reply::new(ReplyCode::BadCommandSequence, "PROT needs AUTH TLS first"));
+        }
         match (args.tls_configured, self.param.clone()) {
             (true, ProtParam::Clear) => {
                 let mut session = args.session.lock().await;

@@ -45,7 +45,8 @@ where
                 let to = session.cwd.join(self.path.clone());
                 (from, to)
             }
-            None => return Ok(Reply::new(ReplyCode::TransientFileError, "Please tell me what file you want to rename first")),
+            // qftpd patch: RFC 959: RNTO must follow RNFR (503, bad sequence).
+            None => return Ok(Reply::new(ReplyCode::BadCommandSequence, "RNTO without RNFR: send RNFR first")),
         };
         let user = (*session.user).as_ref().unwrap();
         let old_path = from.to_string_lossy().to_string();

@@ -44,6 +44,13 @@ where
 
         tokio::spawn(async move {
             match storage.metadata((*user).as_ref().unwrap(), &path).await {
+                // qftpd patch: the size of a directory is not that of a file (RFC 3659 section 4).
+                Ok(metadata) if metadata.is_dir() => {
+                    let reply = Reply::new_with_string(ReplyCode::FileError, format!("{}: not a plain file", path.display()).replace(['\r', '\n'], " "));
+                    if let Err(err) = tx_fail.send(ControlChanMsg::CommandChannelReply(reply)).await {
+                        slog::warn!(logger, "SIZE: Could not send internal message to notify of SIZE failure: {}", err);
+                    }
+                }
                 Ok(metadata) => {
                     let file_len = metadata.len();
                     slog::info!(logger, "SIZE: Successful size command for file {:?}: (size: {})", &path, file_len);

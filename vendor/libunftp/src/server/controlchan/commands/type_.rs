@@ -37,8 +37,19 @@ use crate::{
 };
 use async_trait::async_trait;
 
+// qftpd patch: the argument is checked: ASCII Non-print (`A`, `A N`), Image (`I`) and Local
+// byte size 8 (`L 8`) are accepted and all transfer bytes as they are (the gateway has no text
+// conversion, like most servers); other types get 504, a missing argument 501.
 #[derive(Debug)]
-pub struct Type;
+pub struct Type {
+    param: String,
+}
+
+impl Type {
+    pub fn new(param: String) -> Self {
+        Type { param }
+    }
+}
 
 #[async_trait]
 impl<Storage, User> CommandHandler<Storage, User> for Type
@@ -49,6 +60,17 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        Ok(Reply::new(ReplyCode::CommandOkay, "Always in binary mode"))
+        let words: Vec<String> = self.param.split_whitespace().map(|w| w.to_ascii_uppercase()).collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            [] => Ok(Reply::new(ReplyCode::ParameterSyntaxError, "TYPE needs an argument (A, I or L 8)")),
+            ["A"] | ["A", "N"] => Ok(Reply::new(ReplyCode::CommandOkay, "Type set to A")),
+            ["I"] => Ok(Reply::new(ReplyCode::CommandOkay, "Type set to I")),
+            ["L", "8"] | ["L8"] => Ok(Reply::new(ReplyCode::CommandOkay, "Type set to L 8")),
+            _ => Ok(Reply::new_with_string(
+                ReplyCode::CommandNotImplementedForParameter,
+                format!("TYPE {} not implemented", self.param.trim().replace(['\r', '\n'], " ")),
+            )),
+        }
     }
 }

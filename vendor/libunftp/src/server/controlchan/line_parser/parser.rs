@@ -51,10 +51,12 @@ where
             let path = if !params.is_empty() { Some(params) } else { None };
             Command::Stat { path }
         }
+        // qftpd patch: the argument is kept; the handler accepts the types it implements.
         "TYPE" => {
-            // We don't care about text format conversion, so we'll ignore the params and we're
-            // just always in binary mode.
-            Command::Type
+            let params = parse_to_eol(cmd_params)?;
+            Command::Type {
+                param: String::from_utf8_lossy(&params).to_string(),
+            }
         }
         "STRU" => {
             let params = parse_to_eol(cmd_params)?;
@@ -96,7 +98,18 @@ where
             }
             Command::Pasv
         }
-        "EPSV" => Command::Epsv,
+        // qftpd patch: `EPSV ALL` and `EPSV <protocol>` (RFC 2428).
+        "EPSV" => {
+            let params = parse_to_eol(cmd_params)?;
+            let param = String::from_utf8_lossy(&params).trim().to_string();
+            if param.eq_ignore_ascii_case("ALL") {
+                Command::EpsvAll
+            } else if param.is_empty() {
+                Command::Epsv { protocol: None }
+            } else {
+                Command::Epsv { protocol: Some(param) }
+            }
+        }
         "PORT" => {
             let params = parse_to_eol(cmd_params)?;
             if params.is_empty() {
@@ -218,7 +231,7 @@ where
             let path = path.into();
             Command::Cwd { path }
         }
-        "CDUP" => {
+        "CDUP" | "XCUP" => {
             let params = parse_to_eol(cmd_params)?;
             if !params.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
@@ -250,7 +263,7 @@ where
             let path = String::from_utf8_lossy(&path).to_string();
             Command::Dele { path }
         }
-        "RMD" => {
+        "RMD" | "XRMD" => {
             let path = parse_to_eol(cmd_params)?;
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
@@ -388,8 +401,28 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            let file = String::from_utf8_lossy(&params).to_string().into();
-            Command::Mdtm { file }
+            // qftpd patch: vsftpd's form `MDTM YYYYMMDDHHMMSS PATH` sets the time; a lone
+            // 14-digit argument stays a query (of a file named so).
+            let text = String::from_utf8_lossy(&params).to_string();
+            match text.split_once(' ') {
+                Some((time, file)) if time.len() == 14 && time.bytes().all(|b| b.is_ascii_digit()) && !file.is_empty() => Command::Mfmt {
+                    time: time.to_string(),
+                    file: file.into(),
+                },
+                _ => Command::Mdtm { file: text.into() },
+            }
+        }
+        // qftpd patch: MFMT (draft-somers-ftp-mfxx).
+        "MFMT" => {
+            let params = parse_to_eol(cmd_params)?;
+            let text = String::from_utf8_lossy(&params).to_string();
+            match text.split_once(' ') {
+                Some((time, file)) if !file.is_empty() => Command::Mfmt {
+                    time: time.to_string(),
+                    file: file.into(),
+                },
+                _ => return Err(ParseErrorKind::InvalidCommand.into()),
+            }
         }
         "SITE" => {
             let (cmd_token, cmd_params) = split_token_params(cmd_params);

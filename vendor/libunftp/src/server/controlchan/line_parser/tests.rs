@@ -184,7 +184,36 @@ fn parse_pasv() {
 #[test]
 fn parse_epsv() {
     let input = "EPSV\r\n";
-    assert_eq!(parse(input).unwrap(), Command::Epsv);
+    assert_eq!(parse(input).unwrap(), Command::Epsv { protocol: None });
+    // qftpd patch: the protocol argument and EPSV ALL (RFC 2428).
+    assert_eq!(parse("EPSV 2\r\n").unwrap(), Command::Epsv { protocol: Some("2".into()) });
+    assert_eq!(parse("EPSV all\r\n").unwrap(), Command::EpsvAll);
+}
+
+// qftpd patch: RFC 1123 aliases, TYPE's argument, MFMT and vsftpd's MDTM TIME PATH.
+#[test]
+fn parse_aliases_type_and_mfmt() {
+    assert_eq!(parse("XCUP\r\n").unwrap(), Command::Cdup);
+    assert_eq!(parse("XRMD d\r\n").unwrap(), Command::Rmd { path: "d".into() });
+    assert_eq!(parse("TYPE L 8\r\n").unwrap(), Command::Type { param: "L 8".into() });
+    assert_eq!(parse("TYPE\r\n").unwrap(), Command::Type { param: String::new() });
+    assert_eq!(
+        parse("MFMT 20240102030405 a b.txt\r\n").unwrap(),
+        Command::Mfmt {
+            time: "20240102030405".into(),
+            file: "a b.txt".into()
+        }
+    );
+    assert_eq!(parse("MFMT 20240102030405\r\n"), Err(ParseErrorKind::InvalidCommand.into()));
+    assert_eq!(
+        parse("MDTM 20240102030405 f\r\n").unwrap(),
+        Command::Mfmt {
+            time: "20240102030405".into(),
+            file: "f".into()
+        }
+    );
+    assert_eq!(parse("MDTM 20240102030405\r\n").unwrap(), Command::Mdtm { file: "20240102030405".into() });
+    assert_eq!(parse("MDTM 2024 f\r\n").unwrap(), Command::Mdtm { file: "2024 f".into() });
 }
 
 #[test]
