@@ -560,6 +560,7 @@ impl Pending {
             | Command::Mdtm { .. }
             | Command::Md5 { .. }
             | Command::Stat { path: Some(_) }
+            | Command::Mlst { .. }
                 if none =>
             {
                 Some(Pending::Reply)
@@ -703,6 +704,8 @@ where
                     ErrorKind::PermissionDenied => (ReplyCode::FileError, "Permission denied"),
                     ErrorKind::CommandNotImplemented => (ReplyCode::CommandNotImplemented, "Command not implemented"),
                     ErrorKind::ConnectionClosed => (ReplyCode::ConnectionClosed, "Connection closed"),
+                    // qftpd patch: see `ErrorKind::ArgumentNotAllowed`.
+                    ErrorKind::ArgumentNotAllowed => (ReplyCode::ParameterSyntaxError, "Argument not allowed"),
                 };
                 // qftpd patch: reply with the back-end's own description of the failure (for
                 // example why the file system refused), on one line, when it gave one.
