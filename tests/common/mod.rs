@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+pub mod control;
 pub mod ftp;
 /// How long the simulator may take to print its URL line (a cold debug build can be slow).
 const START_DEADLINE: Duration = Duration::from_secs(30);

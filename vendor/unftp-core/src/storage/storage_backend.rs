@@ -204,7 +204,8 @@ pub enum ListingFormat {
 /// The working directory never holds a `.` component (CWD normalizes it), so the first `/./`
 /// is this one.
 pub fn nlst_path(cwd: &Path, arg: &str) -> std::path::PathBuf {
-    let cwd = cwd.to_string_lossy();
+    // An absolute argument is in no working directory: `/./ARG`.
+    let cwd = if arg.starts_with('/') { Default::default() } else { cwd.to_string_lossy() };
     std::path::PathBuf::from(format!("{}/./{}", cwd.trim_end_matches('/'), arg))
 }
 

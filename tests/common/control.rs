@@ -1,0 +1,194 @@
+//! A raw FTP client for exact reply checks: it reads replies strictly (CRLF, codes, multi-line
+//! replies) and opens passive data connections, every read bounded by [`READ_TIMEOUT`].
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// The longest wait for any reply, connection or data read.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One reply: its code and its lines as received (without CRLF).
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    pub fn assert_code(&self, code: u16) -> &Self {
+        assert_eq!(self.code, code, "unexpected reply: {self:#?}");
+        self
+    }
+
+    pub fn assert_says(&self, code: u16, text: &str) -> &Self {
+        self.assert_code(code);
+        assert!(
+            self.text().contains(text),
+            "reply lacks {text:?}: {self:#?}"
+        );
+        self
+    }
+}
+
+/// A control connection that reads replies strictly: every line ends with CRLF and holds no
+/// other CR, a reply starts with three digits and a space or a dash, and a multi-line reply
+/// ends at the first line starting with its code and a space.
+pub struct Control {
+    stream: BufReader<TcpStream>,
+}
+
+impl Control {
+    /// Connects and reads the 220 greeting.
+    pub fn connect(addr: SocketAddr) -> Control {
+        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut control = Control {
+            stream: BufReader::new(stream),
+        };
+        control.reply().assert_code(220);
+        control
+    }
+
+    /// Connects and logs in.
+    pub fn login(addr: SocketAddr, (user, password): (&str, &str)) -> Control {
+        let mut control = Control::connect(addr);
+        control.cmd(&format!("USER {user}")).assert_code(331);
+        control.cmd(&format!("PASS {password}")).assert_code(230);
+        control
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream
+            .get_mut()
+            .write_all(bytes)
+            .expect("write to the control connection");
+    }
+
+    pub fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        let n = self
+            .stream
+            .read_until(b'\n', &mut buf)
+            .expect("read a reply line");
+        assert!(n > 0, "the server closed the control connection");
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        assert!(buf.ends_with(b"\r\n"), "reply line without CRLF: {text:?}");
+        buf.truncate(buf.len() - 2);
+        assert!(!buf.contains(&b'\r'), "CR inside a reply line: {text:?}");
+        String::from_utf8(buf).expect("a UTF-8 reply line")
+    }
+
+    /// Reads one whole reply.
+    pub fn reply(&mut self) -> Reply {
+        let first = self.line();
+        let code: u16 = match first.as_bytes() {
+            [a, b, c, ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+                first[..3].parse().unwrap()
+            }
+            _ => panic!("not a reply line: {first:?}"),
+        };
+        let mut lines = vec![first.clone()];
+        match first.as_bytes().get(3) {
+            None | Some(b' ') => {}
+            Some(b'-') => loop {
+                let line = self.line();
+                let last = line.starts_with(&format!("{code} "));
+                lines.push(line);
+                if last {
+                    break;
+                }
+            },
+            Some(_) => panic!("not a reply line: {first:?}"),
+        }
+        Reply { code, lines }
+    }
+
+    /// Sends `line` and CRLF; reads the reply.
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.raw(format!("{line}\r\n").as_bytes())
+    }
+
+    /// Sends `bytes` as they are; reads the reply.
+    pub fn raw(&mut self, bytes: &[u8]) -> Reply {
+        self.send(bytes);
+        self.reply()
+    }
+
+    /// Reads replies until the server closes the connection.
+    pub fn replies_until_closed(&mut self) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        while !self
+            .stream
+            .fill_buf()
+            .expect("read from the control connection")
+            .is_empty()
+        {
+            replies.push(self.reply());
+        }
+        replies
+    }
+
+    /// NOOP is answered 200: the session is usable, and no stray line of an earlier reply was
+    /// waiting (it would have been read as the answer).
+    pub fn assert_in_step(&mut self) {
+        self.cmd("NOOP").assert_code(200);
+    }
+
+    /// PASV; the address of the reply.
+    pub fn pasv(&mut self) -> SocketAddr {
+        let reply = self.cmd("PASV");
+        reply.assert_code(227);
+        let text = reply.text();
+        let inner = text
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(inner, _)| inner)
+            .unwrap_or_else(|| panic!("no address in {text:?}"));
+        let n: Vec<u8> = inner.split(',').map(|x| x.parse().unwrap()).collect();
+        let ip = IpAddr::from([n[0], n[1], n[2], n[3]]);
+        SocketAddr::new(ip, u16::from(n[4]) << 8 | u16::from(n[5]))
+    }
+
+    /// A listing command over a passive data connection (150, the data, 226); the lines of
+    /// the data, each of which ended with CRLF and holds neither CR nor LF.
+    pub fn listing(&mut self, cmd: &str) -> Vec<String> {
+        let addr = self.pasv();
+        let mut data = connect_data(addr);
+        self.cmd(cmd).assert_code(150);
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).expect("read the listing");
+        self.reply().assert_code(226);
+        split_crlf_lines(&bytes, cmd)
+    }
+}
+
+pub fn connect_data(addr: SocketAddr) -> TcpStream {
+    let data = TcpStream::connect_timeout(&addr, READ_TIMEOUT).expect("open the data connection");
+    data.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    data
+}
+
+/// The CRLF-terminated lines of `bytes`, asserting there is no other CR or LF.
+pub fn split_crlf_lines(bytes: &[u8], what: &str) -> Vec<String> {
+    let text = String::from_utf8(bytes.to_vec()).expect("a UTF-8 listing");
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let body = text
+        .strip_suffix("\r\n")
+        .unwrap_or_else(|| panic!("{what}: listing does not end with CRLF: {text:?}"));
+    let lines: Vec<String> = body.split("\r\n").map(str::to_owned).collect();
+    for line in &lines {
+        assert!(
+            !line.contains(['\r', '\n']),
+            "{what}: bare CR or LF in {line:?} of {text:?}"
+        );
+    }
+    lines
+}
