@@ -766,13 +766,22 @@ fn ftp_permission_denied_between_users() {
         ],
     );
     let err = assert_fails(&r[0], "550");
-    assert!(err.contains("fs_access_denied_error"), "RETR: {err}");
+    assert!(
+        err.contains("/alice/secret.txt: permission denied"),
+        "RETR: {err}"
+    );
     let err = assert_fails(&r[1], "550");
-    assert!(err.contains("fs_access_denied_error"), "STOR: {err}");
+    assert!(
+        err.contains("/alice/bob.txt: permission denied"),
+        "STOR: {err}"
+    );
     assert!(!sim.disk_path("/alice/bob.txt").exists());
     assert_eq!(r[2].data(), b"public");
     let err = assert_fails(&r[3], "550");
-    assert!(err.contains("fs_access_denied_error"), "DELE: {err}");
+    assert!(
+        err.contains("/alice/public.txt: permission denied"),
+        "DELE: {err}"
+    );
     assert_eq!(read(sim.disk_path("/alice/public.txt")), b"public");
     assert_eq!(read(sim.disk_path("/alice/secret.txt")), b"alice's secret");
 }

@@ -7,21 +7,29 @@ use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp};
 
 use crate::qumulo::{Error, ErrorKind as Q};
 
-use super::path::PathError;
+use super::path::{PathError, to_cluster};
 
-/// The FTP reply for each kind of cluster failure (the reply code is in the comment).
-pub fn reply_kind(kind: Q) -> Ftp {
+/// The FTP reply and the text for each kind of cluster failure (the reply code is in the
+/// comment). The text is the gateway's own: the cluster's description names the cluster path
+/// (the real one, above a user's chroot) and, on the simulator, the OS error.
+pub fn reply(kind: Q) -> (Ftp, &'static str) {
     match kind {
-        Q::NotFound => Ftp::PermanentFileNotAvailable,  // 550
-        Q::Exists => Ftp::PermanentFileNotAvailable,    // 550
-        Q::Denied => Ftp::PermissionDenied,             // 550
-        Q::NotEmpty => Ftp::PermanentDirectoryNotEmpty, // 550
-        Q::NotADirectory => Ftp::PermanentDirectoryNotAvailable, // 550
-        Q::NotAFile => Ftp::PermanentFileNotAvailable,  // 550
-        Q::InvalidName => Ftp::FileNameNotAllowedError, // 553
-        Q::NoSpace => Ftp::InsufficientStorageSpaceError, // 452
-        Q::BadCredentials | Q::Unauthorized => Ftp::LocalError, // 451
-        Q::Unavailable | Q::Other => Ftp::LocalError,   // 451
+        Q::NotFound => (Ftp::PermanentFileNotAvailable, "no such file or directory"), // 550
+        Q::Exists => (Ftp::PermanentFileNotAvailable, "file exists"),                 // 550
+        Q::Denied => (Ftp::PermissionDenied, "permission denied"),                    // 550
+        Q::NotEmpty => (Ftp::PermanentDirectoryNotEmpty, "directory not empty"),      // 550
+        Q::NotADirectory => (Ftp::PermanentDirectoryNotAvailable, "not a directory"), // 550
+        Q::NotAFile => (Ftp::PermanentFileNotAvailable, "not a regular file"),        // 550
+        Q::InvalidName => (Ftp::FileNameNotAllowedError, "file name not allowed"),    // 553
+        Q::NoSpace => (Ftp::InsufficientStorageSpaceError, "no space left"),          // 452
+        Q::BadCredentials | Q::Unauthorized => {
+            (Ftp::LocalError, "the cluster refused the session's login")
+        } // 451
+        Q::Unavailable => (
+            Ftp::LocalError,
+            "the Qumulo cluster cannot be reached; try again later",
+        ), // 451
+        Q::Other => (Ftp::LocalError, "the cluster failed"),                          // 451
     }
 }
 
@@ -40,17 +48,20 @@ impl Failure {
     }
 }
 
-/// A cluster failure on `path` as libunftp's storage error.
+/// A cluster failure on `path` as libunftp's storage error: the FTP path and the text of
+/// [`reply`]; for a failure of an unexpected kind, the cluster's error class (never its
+/// description), so that the reply still says something an administrator can look up.
 pub fn cluster(path: &Path, err: &Error) -> FtpError {
+    let (kind, text) = reply(err.kind());
     let message = match err {
-        Error::Api {
-            class, description, ..
-        } if !description.is_empty() => format!("{description} ({class})"),
-        Error::Api { class, status, .. } => format!("{class} (HTTP {status})"),
-        Error::Transport(_) => "the Qumulo cluster cannot be reached; try again later".to_string(),
-        other => other.to_string(),
+        Error::Api { class, status, .. } if err.kind() == Q::Other && !class.is_empty() => {
+            format!("{text} ({class}, HTTP {status})")
+        }
+        Error::Api { status, .. } if err.kind() == Q::Other => format!("{text} (HTTP {status})"),
+        Error::Stalled(_) | Error::Aborted(_) => err.to_string(),
+        _ => text.to_string(),
     };
-    failure(reply_kind(err.kind()), path, message)
+    failure(kind, path, message)
 }
 
 /// A failure decided by the gateway itself.
@@ -58,10 +69,16 @@ pub fn failure(kind: Ftp, path: &Path, message: impl Into<String>) -> FtpError {
     FtpError::new(
         kind,
         Failure {
-            path: path.display().to_string(),
+            path: shown(path),
             message: message.into(),
         },
     )
+}
+
+/// An FTP path as a reply shows it: resolved lexically (`/a/../b` is `/b`), as the user sees
+/// it (never the cluster path above a chroot).
+fn shown(path: &Path) -> String {
+    to_cluster("/", path).unwrap_or_else(|_| path.display().to_string())
 }
 
 /// A path that cannot be mapped to the cluster (553).
@@ -115,23 +132,39 @@ pub fn aborted(path: &Path, why: Abort) -> FtpError {
 mod tests {
     use super::*;
 
+    /// One row per kind: the reply code and the text after the path.
     #[test]
-    fn every_kind_has_the_documented_reply() {
+    fn every_kind_has_the_documented_reply_and_text() {
         let table = [
-            (Q::NotFound, "550"),
-            (Q::Exists, "550"),
-            (Q::Denied, "550"),
-            (Q::NotEmpty, "550"),
-            (Q::NotADirectory, "550"),
-            (Q::NotAFile, "550"),
-            (Q::InvalidName, "553"),
-            (Q::NoSpace, "452"),
-            (Q::Unauthorized, "451"),
-            (Q::Unavailable, "451"),
-            (Q::Other, "451"),
+            (Q::NotFound, "550", "no such file or directory"),
+            (Q::Exists, "550", "file exists"),
+            (Q::Denied, "550", "permission denied"),
+            (Q::NotEmpty, "550", "directory not empty"),
+            (Q::NotADirectory, "550", "not a directory"),
+            (Q::NotAFile, "550", "not a regular file"),
+            (Q::InvalidName, "553", "file name not allowed"),
+            (Q::NoSpace, "452", "no space left"),
+            (
+                Q::BadCredentials,
+                "451",
+                "the cluster refused the session's login",
+            ),
+            (
+                Q::Unauthorized,
+                "451",
+                "the cluster refused the session's login",
+            ),
+            (
+                Q::Unavailable,
+                "451",
+                "the Qumulo cluster cannot be reached; try again later",
+            ),
+            (Q::Other, "451", "the cluster failed"),
         ];
-        for (kind, code) in table {
-            assert!(reply_kind(kind).to_string().starts_with(code), "{kind:?}");
+        for (kind, code, text) in table {
+            let (ftp, said) = reply(kind);
+            assert!(ftp.to_string().starts_with(code), "{kind:?}");
+            assert_eq!(said, text, "{kind:?}");
         }
     }
 
@@ -163,20 +196,54 @@ mod tests {
         }
     }
 
-    #[test]
-    fn text_names_the_path_and_the_cluster_description() {
-        let err = Error::Api {
-            status: 403,
-            class: "fs_access_denied_error".into(),
-            description: "alice may not access /x".into(),
+    fn api(status: u16, class: &str, description: &str) -> Error {
+        Error::Api {
+            status,
+            class: class.into(),
+            description: description.into(),
             login: false,
-        };
+        }
+    }
+
+    fn text(e: &FtpError) -> String {
+        std::error::Error::source(e).unwrap().to_string()
+    }
+
+    #[test]
+    fn text_names_the_ftp_path_once_and_never_the_cluster_description() {
+        // The simulator's description: the cluster path and the OS error.
+        let err = api(
+            404,
+            "fs_no_such_entry_error",
+            "/home/alice/docs/x.txt: No such file or directory (os error 2)",
+        );
+        let e = cluster(Path::new("/docs/x.txt"), &err);
+        assert_eq!(e.kind(), Ftp::PermanentFileNotAvailable);
+        assert_eq!(text(&e), "/docs/x.txt: no such file or directory");
+        let err = api(403, "fs_access_denied_error", "alice may not access /x");
         let e = cluster(Path::new("/x"), &err);
         assert_eq!(e.kind(), Ftp::PermissionDenied);
-        let source = std::error::Error::source(&e).unwrap().to_string();
+        assert_eq!(text(&e), "/x: permission denied");
+    }
+
+    #[test]
+    fn the_path_is_shown_resolved() {
+        let e = failure(Ftp::PermissionDenied, Path::new("/a/./b/../c//d"), "no");
+        assert_eq!(text(&e), "/a/c/d: no");
+    }
+
+    #[test]
+    fn an_unexpected_failure_names_the_class_not_the_description() {
+        let err = api(
+            418,
+            "fs_teapot_error",
+            "/real/cluster/path: short and stout",
+        );
+        let e = cluster(Path::new("/x"), &err);
+        assert_eq!(e.kind(), Ftp::LocalError);
         assert_eq!(
-            source,
-            "/x: alice may not access /x (fs_access_denied_error)"
+            text(&e),
+            "/x: the cluster failed (fs_teapot_error, HTTP 418)"
         );
     }
 }

@@ -51,6 +51,7 @@ impl Listed {
             owner: listing::shown_name(owner),
             group: listing::shown_name(group),
             perm,
+            shown: listing::Facts::ALL,
         })
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Duration, Utc};
@@ -22,6 +23,8 @@ pub struct Entry {
     pub group: String,
     /// The `perm` fact for the user who asked.
     pub perm: String,
+    /// The facts MLST shows of it (the session's `OPTS MLST`).
+    pub shown: Facts,
 }
 
 impl Metadata for Entry {
@@ -53,29 +56,113 @@ impl Metadata for Entry {
         Permissions(self.attr.mode)
     }
     fn mlst_facts(&self) -> Option<String> {
-        Some(facts(self))
+        Some(facts(self, self.shown))
+    }
+}
+
+/// The RFC 3659 facts MLST and MLSD show, in the order shown (FEAT lists them so).
+pub const FACT_NAMES: [&str; 8] = [
+    "type",
+    "size",
+    "modify",
+    "perm",
+    "unique",
+    "UNIX.mode",
+    "UNIX.ownername",
+    "UNIX.groupname",
+];
+
+/// A set of the facts of [`FACT_NAMES`] (a bit each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts(u8);
+
+impl Facts {
+    /// Every fact: what a session shows until it sends `OPTS MLST`.
+    pub const ALL: Facts = Facts(u8::MAX);
+
+    /// The facts named in `names`, matched without regard to case; unknown names are ignored
+    /// (RFC 3659 7.9).
+    pub fn named(names: &[&str]) -> Facts {
+        let mut bits = 0;
+        for (i, fact) in FACT_NAMES.iter().enumerate() {
+            if names.iter().any(|n| n.eq_ignore_ascii_case(fact)) {
+                bits |= 1 << i;
+            }
+        }
+        Facts(bits)
+    }
+
+    /// Whether the set holds `fact` (one of [`FACT_NAMES`]).
+    pub fn has(self, fact: &str) -> bool {
+        FACT_NAMES
+            .iter()
+            .position(|f| *f == fact)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+
+    /// The names in the set, in the order of [`FACT_NAMES`].
+    pub fn names(self) -> Vec<&'static str> {
+        FACT_NAMES.into_iter().filter(|f| self.has(f)).collect()
+    }
+}
+
+/// The facts one session shows, changed by its `OPTS MLST`.
+#[derive(Debug)]
+pub struct FactSelection(AtomicU8);
+
+impl Default for FactSelection {
+    fn default() -> Self {
+        Self(AtomicU8::new(Facts::ALL.0))
+    }
+}
+
+impl FactSelection {
+    /// The facts shown now.
+    pub fn get(&self) -> Facts {
+        Facts(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Shows `facts` from now on.
+    pub fn set(&self, facts: Facts) {
+        self.0.store(facts.0, Ordering::Relaxed);
     }
 }
 
 /// RFC 3659 facts: type, size, modify (UTC), perm, unique (the file id), and the Unix mode,
-/// owner and group names.
-pub fn facts(e: &Entry) -> String {
+/// owner and group names; those of `shown` only.
+pub fn facts(e: &Entry, shown: Facts) -> String {
     let kind = match e.attr.file_type {
         FileType::Directory => "dir",
         FileType::File => "file",
         FileType::Symlink => "OS.unix=symlink",
         FileType::Other => "OS.unix=special",
     };
-    format!(
-        "type={kind};size={};modify={};perm={};unique={:x};UNIX.mode={:04o};UNIX.ownername={};UNIX.groupname={};",
-        e.attr.size,
-        e.attr.modification_time.format("%Y%m%d%H%M%S%.3f"),
-        e.perm,
-        e.attr.id,
-        e.attr.mode & 0o7777,
-        e.owner,
-        e.group,
-    )
+    let values: [(&str, String); 8] = [
+        ("type", kind.to_string()),
+        ("size", e.attr.size.to_string()),
+        (
+            "modify",
+            e.attr
+                .modification_time
+                .format("%Y%m%d%H%M%S%.3f")
+                .to_string(),
+        ),
+        ("perm", e.perm.clone()),
+        ("unique", format!("{:x}", e.attr.id)),
+        ("UNIX.mode", format!("{:04o}", e.attr.mode & 0o7777)),
+        ("UNIX.ownername", e.owner.clone()),
+        ("UNIX.groupname", e.group.clone()),
+    ];
+    let mut out = String::with_capacity(160);
+    for (name, value) in values {
+        if shown.has(name) {
+            out.push_str(name);
+            out.push('=');
+            out.push_str(&value);
+            out.push(';');
+        }
+    }
+    out
 }
 
 /// The `perm` fact for the user with auth id `uid`: the owner's bits for the owner, otherwise
@@ -244,6 +331,7 @@ mod tests {
             owner: "alice".into(),
             group: "Users".into(),
             perm: "r".into(),
+            shown: Facts::ALL,
         }
     }
 
@@ -297,12 +385,27 @@ mod tests {
         let mut e = entry(FileType::File, 0o640, 500, t);
         e.perm = perm_fact(&e.attr, 500);
         assert_eq!(
-            facts(&e),
+            facts(&e, Facts::ALL),
             "type=file;size=1234;modify=20240517132340.283;perm=radfw;unique=1000;UNIX.mode=0640;UNIX.ownername=alice;UNIX.groupname=Users;"
         );
         assert_eq!(perm_fact(&e.attr, 501), "r");
         let d = entry(FileType::Directory, 0o755, 500, t);
         assert_eq!(perm_fact(&d.attr, 500), "elcdfmp");
         assert_eq!(perm_fact(&d.attr, 501), "el");
+    }
+
+    #[test]
+    fn only_the_selected_facts_are_shown() {
+        let t = Utc.with_ymd_and_hms(2024, 5, 17, 13, 23, 40).unwrap();
+        let e = entry(FileType::File, 0o640, 500, t);
+        let some = Facts::named(&["SIZE", "type", "unix.OWNERNAME", "nonsense"]);
+        assert_eq!(some.names(), ["type", "size", "UNIX.ownername"]);
+        assert_eq!(facts(&e, some), "type=file;size=1234;UNIX.ownername=alice;");
+        assert_eq!(facts(&e, Facts::named(&[])), "");
+        assert_eq!(Facts::ALL.names(), FACT_NAMES);
+        let selection = FactSelection::default();
+        assert_eq!(selection.get(), Facts::ALL);
+        selection.set(some);
+        assert_eq!(selection.get(), some);
     }
 }

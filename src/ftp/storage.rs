@@ -15,17 +15,20 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
 use chrono_tz::Tz;
+use glob::{MatchOptions, Pattern};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::io::StreamReader;
 use unftp_core::storage::{
     Error as FtpError, ErrorKind as Ftp, FEATURE_RESTART, Fileinfo, Listing, ListingFormat, Result,
-    StorageBackend,
+    StorageBackend, nlst_argument,
 };
 
 use super::errors::{Abort, aborted, bad_path, cluster, failure};
-use super::listing::{Entry, NameCache, facts, list_line, perm_fact};
+use super::listing::{
+    Entry, FACT_NAMES, FactSelection, Facts, NameCache, facts, list_line, perm_fact,
+};
 use super::path::{split, to_cluster};
 use super::upload::{Watched, is_temp_name, upload};
 use super::user::User;
@@ -60,16 +63,23 @@ pub struct QumuloStorage {
     pub(super) shared: Arc<Shared>,
     /// The session's control connection, to tell a finished upload from a dead client.
     control: Option<super::ControlLink>,
+    /// The MLST facts the session shows (`OPTS MLST`).
+    facts: Arc<FactSelection>,
 }
 
 impl QumuloStorage {
     /// A back-end using `shared` settings and caches, for the session on `control`.
     pub fn new(shared: Arc<Shared>, control: Option<super::ControlLink>) -> Self {
-        Self { shared, control }
+        Self {
+            shared,
+            control,
+            facts: Arc::default(),
+        }
     }
 
     async fn entry(&self, user: &User, attr: FileAttr) -> Entry {
-        entry(&self.shared, &user.session, user.uid, attr).await
+        let shown = self.facts.get();
+        entry(&self.shared, &user.session, user.uid, attr, shown).await
     }
 
     async fn attr(&self, user: &User, path: &Path) -> Result<FileAttr> {
@@ -84,29 +94,61 @@ impl QumuloStorage {
     /// entry itself and no pages when `path` is not a directory (`LIST file` shows that file,
     /// as `ls -l file` does). Uploads' temporary files are left out of directories (another
     /// session's upload in progress is not shown, see [`without_temp`]), not when named.
-    async fn start_listing(
-        &self,
-        user: &User,
-        path: &Path,
-    ) -> Result<(Vec<FileAttr>, Option<Pages>)> {
+    ///
+    /// With `wildcards`, a last name that does not exist but holds `*`, `?` or `[...]` is a
+    /// pattern: the listing is the directory's entries it matches (a name that exists is taken
+    /// as it is, even with those characters). The first page is then the first that has a
+    /// match (empty when none has).
+    async fn start_listing(&self, user: &User, path: &Path, wildcards: bool) -> Result<Start> {
         let cp = cluster_path(user, path)?;
         let mut pages = Pages::new(&cp, PAGE_SIZE);
         match pages.next(&user.session).await {
-            Ok(first) => Ok((without_temp(first.unwrap_or_default()), Some(pages))),
+            Ok(first) => Ok(Start::Dir {
+                first: without_temp(first.unwrap_or_default()),
+                pages,
+            }),
             Err(e) if e.kind() == ErrorKind::NotADirectory => {
-                Ok((vec![self.attr(user, path).await?], None))
+                Ok(Start::One(self.attr(user, path).await?))
+            }
+            Err(e) if wildcards && e.kind() == ErrorKind::NotFound => {
+                let Some(pattern) = pattern(path) else {
+                    return Err(cluster(path, &e));
+                };
+                let dir = path.parent().unwrap_or(Path::new("/"));
+                let mut pages = Pages::new(&cluster_path(user, dir)?, PAGE_SIZE);
+                let failed = |e: crate::qumulo::Error| cluster(path, &e);
+                loop {
+                    let Some(page) = pages.next(&user.session).await.map_err(failed)? else {
+                        return Ok(Start::Matches {
+                            first: Vec::new(),
+                            pages: None,
+                            pattern,
+                        });
+                    };
+                    let first = matching(&pattern, page);
+                    if !first.is_empty() {
+                        return Ok(Start::Matches {
+                            first,
+                            pages: Some(pages),
+                            pattern,
+                        });
+                    }
+                }
             }
             Err(e) => Err(cluster(path, &e)),
         }
     }
 
-    /// The whole listing (see [`Self::start_listing`]) as entries.
+    /// The whole listing (see [`Self::start_listing`], with wildcards) as entries.
     async fn entries(&self, user: &User, path: &Path) -> Result<Vec<Entry>> {
-        let (mut attrs, pages) = self.start_listing(user, path).await?;
+        let (mut attrs, pages, pattern) = self.start_listing(user, path, true).await?.parts();
         if let Some(mut pages) = pages {
             let failed = |e: crate::qumulo::Error| cluster(path, &e);
             while let Some(page) = pages.next(&user.session).await.map_err(failed)? {
-                attrs.extend(without_temp(page));
+                match &pattern {
+                    Some(pattern) => attrs.extend(matching(pattern, page)),
+                    None => attrs.extend(without_temp(page)),
+                }
             }
         }
         let mut entries = Vec::with_capacity(attrs.len());
@@ -137,13 +179,44 @@ impl QumuloStorage {
         path: &Path,
         format: ListingFormat,
     ) -> Result<Listing> {
-        let (first, mut pages) = self.start_listing(user, path).await?;
+        // MLSD lists a directory (RFC 3659 7.2.1); LIST and NLST expand wildcards.
+        let mlsd = format == ListingFormat::Mlsd;
+        let start = self.start_listing(user, path, !mlsd).await?;
+        // NLST names are given as the client can pass them back: `NLST dir` lists `dir/name`,
+        // `NLST dir/*.txt` and `NLST dir/f` `dir/f`, an NLST without an argument bare names.
+        let given = nlst_argument(path).filter(|_| format == ListingFormat::Nlst);
+        let prefix = match (&start, given) {
+            (_, None) => String::new(),
+            (Start::Dir { .. }, Some(arg)) if arg.ends_with('/') => arg.to_string(),
+            (Start::Dir { .. }, Some(arg)) => format!("{arg}/"),
+            (_, Some(arg)) => arg.rfind('/').map_or("", |i| &arg[..=i]).to_string(),
+        };
+        match &start {
+            Start::One(_) if mlsd => {
+                return Err(failure(
+                    Ftp::ArgumentNotAllowed,
+                    path,
+                    "not a directory (MLSD lists directories; MLST describes a file)",
+                ));
+            }
+            Start::Matches { first, .. } if first.is_empty() && format == ListingFormat::Nlst => {
+                return Err(failure(
+                    Ftp::PermanentFileNotAvailable,
+                    path,
+                    "no such file or directory",
+                ));
+            }
+            _ => {}
+        }
+        let (first, mut pages, pattern) = start.parts();
         let lines = Lines {
             shared: self.shared.clone(),
             session: user.session.clone(),
             uid: user.uid,
             format,
             now: Utc::now(),
+            facts: self.facts.get(),
+            prefix,
         };
         let (tx, rx) = mpsc::channel(PAGES_AHEAD);
         let shown = path.display().to_string();
@@ -154,10 +227,15 @@ impl QumuloStorage {
                     return; // the transfer ended (client gone, ABOR)
                 }
                 let Some(pages) = pages.as_mut() else {
-                    return; // a file, listed as itself
+                    return; // a file, listed as itself, or no match
                 };
                 match pages.next(&lines.session).await {
-                    Ok(next) => page = next.map(without_temp),
+                    Ok(next) => {
+                        page = next.map(|attrs| match &pattern {
+                            Some(pattern) => matching(pattern, attrs),
+                            None => without_temp(attrs),
+                        });
+                    }
                     Err(e) => {
                         let msg = format!("{shown}: listing failed midway: {e}");
                         tracing::warn!(path = shown, error = %e, "listing failed midway");
@@ -179,8 +257,67 @@ impl QumuloStorage {
     }
 }
 
-/// A listing entry: the attributes with owner and group names and the `perm` fact.
-async fn entry(shared: &Shared, session: &Session, uid: u64, attr: FileAttr) -> Entry {
+/// How a listing starts (see [`QumuloStorage::start_listing`]).
+enum Start {
+    /// A directory: its first page and the pages after it.
+    Dir { first: Vec<FileAttr>, pages: Pages },
+    /// A file (or anything but a directory), listed as itself.
+    One(FileAttr),
+    /// The entries of a directory a pattern matches: the first page with a match (empty when
+    /// there is none) and the pages after it, if any.
+    Matches {
+        first: Vec<FileAttr>,
+        pages: Option<Pages>,
+        pattern: Pattern,
+    },
+}
+
+impl Start {
+    /// The first entries, the pages after them, and the pattern they are filtered by.
+    fn parts(self) -> (Vec<FileAttr>, Option<Pages>, Option<Pattern>) {
+        match self {
+            Start::Dir { first, pages } => (first, Some(pages), None),
+            Start::One(attr) => (vec![attr], None, None),
+            Start::Matches {
+                first,
+                pages,
+                pattern,
+            } => (first, pages, Some(pattern)),
+        }
+    }
+}
+
+/// The last name of `path` as a pattern, when it holds a wildcard (`*`, `?`, `[`) and is a
+/// valid pattern.
+fn pattern(path: &Path) -> Option<Pattern> {
+    let name = path.file_name()?.to_str()?;
+    if !name.contains(['*', '?', '[']) {
+        return None;
+    }
+    Pattern::new(name).ok()
+}
+
+/// The entries of a page whose names `pattern` matches, as a shell matches them: `*` and `?`
+/// match no leading dot, and never an upload's temporary file.
+fn matching(pattern: &Pattern, mut attrs: Vec<FileAttr>) -> Vec<FileAttr> {
+    const SHELL: MatchOptions = MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    attrs.retain(|a| !is_temp_name(&a.name) && pattern.matches_with(&a.name, SHELL));
+    attrs
+}
+
+/// A listing entry: the attributes with owner and group names, the `perm` fact, and the
+/// facts MLST shows.
+async fn entry(
+    shared: &Shared,
+    session: &Session,
+    uid: u64,
+    attr: FileAttr,
+    shown: Facts,
+) -> Entry {
     let owner = shared.names.name(session, &attr.owner_details).await;
     let group = shared.names.name(session, &attr.group_details).await;
     let perm = perm_fact(&attr, uid);
@@ -189,6 +326,7 @@ async fn entry(shared: &Shared, session: &Session, uid: u64, attr: FileAttr) -> 
         owner,
         group,
         perm,
+        shown,
     }
 }
 
@@ -233,23 +371,34 @@ struct Lines {
     format: ListingFormat,
     /// The time LIST dates are shown against (the six-month rule).
     now: chrono::DateTime<Utc>,
+    /// The facts MLSD shows.
+    facts: Facts,
+    /// What NLST shows before each name (the directory as the client named it).
+    prefix: String,
 }
 
 impl Lines {
+    async fn entry(&self, attr: FileAttr) -> Entry {
+        entry(&self.shared, &self.session, self.uid, attr, self.facts).await
+    }
+
     /// The lines of one page, each ending in CRLF.
     async fn page(&self, attrs: Vec<FileAttr>) -> Bytes {
         let mut out = String::with_capacity(attrs.len() * 96);
         for attr in attrs {
             let name = display_name(&attr.name);
             match self.format {
-                ListingFormat::Nlst => out.push_str(&name),
+                ListingFormat::Nlst => {
+                    out.push_str(&display_name(&self.prefix));
+                    out.push_str(&name);
+                }
                 ListingFormat::List => {
-                    let e = entry(&self.shared, &self.session, self.uid, attr).await;
+                    let e = self.entry(attr).await;
                     out.push_str(&list_line(&e, &name, self.now, self.shared.timezone));
                 }
                 ListingFormat::Mlsd => {
-                    let e = entry(&self.shared, &self.session, self.uid, attr).await;
-                    out.push_str(&facts(&e));
+                    let e = self.entry(attr).await;
+                    out.push_str(&facts(&e, self.facts));
                     out.push(' ');
                     out.push_str(&name);
                 }
@@ -402,6 +551,17 @@ impl StorageBackend<User> for QumuloStorage {
 
     fn supported_features(&self) -> u32 {
         FEATURE_RESTART
+    }
+
+    fn mlst_fact_names(&self) -> Option<Vec<(&'static str, bool)>> {
+        let shown = self.facts.get();
+        Some(FACT_NAMES.iter().map(|f| (*f, shown.has(f))).collect())
+    }
+
+    fn select_mlst_facts(&self, facts: &[&str]) -> Option<Vec<&'static str>> {
+        let shown = Facts::named(facts);
+        self.facts.set(shown);
+        Some(shown.names())
     }
 
     async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<Entry> {

@@ -106,4 +106,10 @@ pub enum ErrorKind {
     /// retrieve.
     #[display("554 Invalid REST parameter")]
     InvalidRestParameter,
+    // qftpd patch: an argument the command does not take, known only to the back-end (MLSD of
+    // a file: RFC 3659 7.2.1 asks for 501).
+    /// Error that causes FTP reply code 501: the argument is of the wrong kind for the command,
+    /// such as a file given to MLSD, whose argument must be a directory.
+    #[display("501 Argument not allowed")]
+    ArgumentNotAllowed,
 }

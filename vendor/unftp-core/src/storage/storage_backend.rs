@@ -197,6 +197,24 @@ pub enum ListingFormat {
     Mlsd,
 }
 
+/// qftpd patch: the path `NLST` hands the data channel for the argument `arg` given in the
+/// working directory `cwd`: `CWD/./ARG`, the same file or directory (a `.` component changes
+/// nothing), in which [`nlst_argument`] finds the argument as the client gave it, so that a
+/// back-end can list names the way the client can pass them back (`dir/name` for `NLST dir`).
+/// The working directory never holds a `.` component (CWD normalizes it), so the first `/./`
+/// is this one.
+pub fn nlst_path(cwd: &Path, arg: &str) -> std::path::PathBuf {
+    // An absolute argument is in no working directory: `/./ARG`.
+    let cwd = if arg.starts_with('/') { Default::default() } else { cwd.to_string_lossy() };
+    std::path::PathBuf::from(format!("{}/./{}", cwd.trim_end_matches('/'), arg))
+}
+
+/// qftpd patch: the argument of `NLST` as the client gave it, from a path made by
+/// [`nlst_path`]; `None` for other paths (`NLST` without an argument or of `.`).
+pub fn nlst_argument(path: &Path) -> Option<&str> {
+    path.to_str()?.split_once("/./").map(|(_, arg)| arg)
+}
+
 /// qftpd patch: a listing streamed as it is read (see [`StorageBackend::listing`]).
 pub type Listing = Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>;
 
@@ -305,6 +323,21 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
     where
         P: AsRef<Path> + Send + Debug,
     {
+        None
+    }
+
+    /// qftpd patch: the RFC 3659 facts this back-end shows in `MLST` and `MLSD`, each with
+    /// whether it is shown now in this session (FEAT lists them, `*` on those shown). `None`
+    /// (the default): the back-end shows a fixed set and `OPTS MLST` is not offered.
+    fn mlst_fact_names(&self) -> Option<Vec<(&'static str, bool)>> {
+        None
+    }
+
+    /// qftpd patch: `OPTS MLST`: from now on this session's `MLST` and `MLSD` show only the
+    /// facts named in `facts` (RFC 3659 7.9: matched without regard to case, unknown ones
+    /// ignored, none at all is allowed). Returns the facts now shown; `None` when the back-end
+    /// does not support selecting facts.
+    fn select_mlst_facts(&self, _facts: &[&str]) -> Option<Vec<&'static str>> {
         None
     }
 

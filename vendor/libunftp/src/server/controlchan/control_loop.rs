@@ -562,6 +562,7 @@ impl Pending {
             | Command::Mfmt { .. }
             | Command::Md5 { .. }
             | Command::Stat { path: Some(_) }
+            | Command::Mlst { .. }
             | Command::Retr { .. }
             | Command::Stor { .. }
             | Command::Appe { .. }
@@ -713,6 +714,8 @@ where
                     ErrorKind::CommandNotImplemented => (ReplyCode::CommandNotImplemented, "Command not implemented"),
                     ErrorKind::InvalidRestParameter => (ReplyCode::InvalidRestParameter, "Invalid REST parameter"),
                     ErrorKind::ConnectionClosed => (ReplyCode::ConnectionClosed, "Connection closed"),
+                    // qftpd patch: see `ErrorKind::ArgumentNotAllowed`.
+                    ErrorKind::ArgumentNotAllowed => (ReplyCode::ParameterSyntaxError, "Argument not allowed"),
                 };
                 // qftpd patch: reply with the back-end's own description of the failure (for
                 // example why the file system refused), on one line, when it gave one.

@@ -69,7 +69,7 @@ where
 
 /// Resolves `.` and `..` in an absolute path without touching any file system; `..` at the
 /// root stays at the root. (qftpd patch)
-fn normalize(path: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn normalize(path: &std::path::Path) -> std::path::PathBuf {
     use std::path::Component;
     let mut out = std::path::PathBuf::from("/");
     for component in path.components() {

@@ -26,7 +26,16 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST", " MLSD"];
+        // qftpd patch: the MLST line lists the facts, `*` on those shown (RFC 3659 7.8).
+        let mlst = match args.session.lock().await.storage.mlst_fact_names() {
+            Some(facts) => facts.iter().fold(String::from(" MLST "), |mut line, (name, on)| {
+                line.push_str(name);
+                line.push_str(if *on { "*;" } else { ";" });
+                line
+            }),
+            None => String::from(" MLST"),
+        };
+        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", mlst.as_str(), " MLSD"];
         // qftpd patch: MFMT (draft-somers-ftp-mfxx).
         feat_text.push(" MFMT");
 

@@ -6,10 +6,13 @@
 
 use crate::{
     auth::UserDetail,
-    server::controlchan::{
-        Reply, ReplyCode,
-        error::ControlChanError,
-        handler::{CommandContext, CommandHandler},
+    server::{
+        chancomms::ControlChanMsg,
+        controlchan::{
+            Reply, ReplyCode,
+            error::ControlChanError,
+            handler::{CommandContext, CommandHandler},
+        },
     },
     storage::{Metadata, StorageBackend},
 };
@@ -42,15 +45,19 @@ where
             (session.user.clone(), Arc::clone(&session.storage), session.cwd.clone())
         };
 
-        let path = if let Some(p) = &self.path { p.clone().into() } else { cwd };
+        // qftpd patch: a relative path is in the working directory, which is also what `MLST`
+        // and `MLST .` describe; the reply names the resolved path. A failure is answered like
+        // any storage error (its code from its kind, the back-end's text).
+        let path = match &self.path {
+            Some(p) => super::cwd::normalize(&cwd.join(p)),
+            None => cwd,
+        };
 
         let metadata = match storage.metadata((*user).as_ref().unwrap(), &path).await {
             Ok(m) => m,
             Err(e) => {
-                return Ok(Reply::CodeAndMsg {
-                    code: ReplyCode::FileError,
-                    msg: e.to_string(),
-                });
+                crate::server::chancomms::send_from_loop(&args.tx_control_chan, ControlChanMsg::StorageError(e), &args.logger);
+                return Ok(Reply::none());
             }
         };
 

@@ -24,6 +24,9 @@ use async_trait::async_trait;
 pub enum Opt {
     /// The client wants us to enable UTF-8 encoding for file paths and such.
     Utf8 { on: bool },
+    // qftpd patch: RFC 3659 7.9.
+    /// `OPTS MLST fact;fact;`: the facts MLST and MLSD show from now on (possibly none).
+    Mlst { facts: String },
 }
 
 #[derive(Debug)]
@@ -45,10 +48,22 @@ where
     Storage::Metadata: Metadata,
 {
     #[tracing_attributes::instrument]
-    async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+    async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         match &self.option {
             Opt::Utf8 { on: true } => Ok(Reply::new(ReplyCode::CommandOkay, "Always in UTF-8 mode.")),
             Opt::Utf8 { on: false } => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "Non UTF-8 mode not supported")),
+            // qftpd patch: `200 MLST OPTS fact;fact;` names the facts now shown (RFC 3659 7.9).
+            Opt::Mlst { facts } => {
+                let asked: Vec<&str> = facts.split(';').map(str::trim).filter(|f| !f.is_empty()).collect();
+                match args.session.lock().await.storage.select_mlst_facts(&asked) {
+                    Some(shown) => {
+                        let list: String = shown.iter().map(|f| format!("{f};")).collect();
+                        let text = if list.is_empty() { "MLST OPTS".to_string() } else { format!("MLST OPTS {list}") };
+                        Ok(Reply::new_with_string(ReplyCode::CommandOkay, text))
+                    }
+                    None => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "MLST facts cannot be selected")),
+                }
+            }
         }
     }
 }

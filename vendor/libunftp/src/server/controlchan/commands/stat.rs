@@ -27,7 +27,7 @@ use crate::{
             handler::{CommandContext, CommandHandler},
         },
     },
-    storage::{Error, ErrorKind, Metadata, StorageBackend},
+    storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -75,10 +75,11 @@ where
             }
             Some(path) => {
                 let path: &str = std::str::from_utf8(&path)?;
-                let path_str = path.to_string();
-                let path = path.to_owned();
-
                 let session = args.session.lock().await;
+                // qftpd patch: a relative path is in the working directory; the reply names the
+                // resolved path.
+                let path = super::cwd::normalize(&session.cwd.join(path));
+                let path_str = path.to_string_lossy().into_owned();
                 let user = session.user.clone();
                 let storage = Arc::clone(&session.storage);
 
@@ -90,8 +91,14 @@ where
                     match storage.list_vec((*user).as_ref().unwrap(), path).await {
                         Ok(lines) => {
                             slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
+                            // qftpd patch: RFC 959's 213 (file status) with the listing inside
+                            // the reply, between a first and a last line of its own.
+                            let mut text = Vec::with_capacity(lines.len() + 2);
+                            text.push(format!("Status of {path_str}:"));
+                            text.extend(lines);
+                            text.push("End of status".to_string());
                             if let Err(err) = tx_success
-                                .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::CommandOkay, lines)))
+                                .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::FileStatus, text)))
                                 .await
                             {
                                 slog::warn!(logger, "STAT: Could not send internal message to notify of STAT success: {}", err);
@@ -99,7 +106,9 @@ where
                         }
                         Err(e) => {
                             slog::info!(logger, "STAT: Failure listing file or directory {:?}", path_str);
-                            if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(Error::new(ErrorKind::LocalError, e))).await {
+                            // qftpd patch: the back-end's error as it is (550 for a missing
+                            // path), not turned into a local error (451).
+                            if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(e)).await {
                                 slog::warn!(logger, "STAT: Could not send internal message to notify of STAT failure: {}", err);
                             }
                         }

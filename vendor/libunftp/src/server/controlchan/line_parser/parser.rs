@@ -157,37 +157,18 @@ where
         "LIST" => {
             let line = parse_to_eol(cmd_params)?;
             let line_str = String::from_utf8_lossy(&line);
-            // RFC 3659 section 2.2: "Any additional spaces form part
-            // of the pathname." split_token_params already consumed the
-            // command separator. Consume only one separator per option too.
-            // https://www.rfc-editor.org/rfc/rfc3659#section-2.2
-            let mut remaining = line_str.as_ref();
-            while remaining.starts_with('-') {
-                if remaining == "--" {
-                    remaining = "";
-                    break;
-                }
-                if let Some(rest) = remaining.strip_prefix("-- ") {
-                    remaining = rest;
-                    break;
-                }
-                if let Some(pos) = remaining.find(' ') {
-                    remaining = &remaining[pos + 1..];
-                } else {
-                    remaining = "";
-                }
-            }
+            let remaining = skip_ls_options(&line_str);
             let path = if remaining.is_empty() { None } else { Some(remaining.to_string()) };
             // Note that currently we just throw arguments away.
             Command::List { options: None, path }
         }
         "NLST" => {
-            let path = parse_to_eol(cmd_params)?;
-            let path = if path.is_empty() {
-                None
-            } else {
-                Some(String::from_utf8_lossy(&path).to_string())
-            };
+            // qftpd patch: `ls` options are skipped as for LIST (`NLST -la` is the listing of
+            // the working directory, not of a file named `-la`).
+            let line = parse_to_eol(cmd_params)?;
+            let line_str = String::from_utf8_lossy(&line);
+            let remaining = skip_ls_options(&line_str);
+            let path = if remaining.is_empty() { None } else { Some(remaining.to_string()) };
             Command::Nlst { path }
         }
         "MLST" => {
@@ -250,6 +231,12 @@ where
                 },
                 b"UTF8 OFF" | b"utf8 off" => Command::Opts {
                     option: Opt::Utf8 { on: false },
+                },
+                // qftpd patch: `OPTS MLST fact;fact;` (RFC 3659 7.9), the list possibly empty.
+                [m, l, s, t, rest @ ..] if [*m, *l, *s, *t].eq_ignore_ascii_case(b"MLST") && (rest.is_empty() || rest[0] == b' ') => Command::Opts {
+                    option: Opt::Mlst {
+                        facts: String::from_utf8_lossy(rest).trim().to_string(),
+                    },
                 },
                 _ => return Err(ParseErrorKind::InvalidCommand.into()),
             }
@@ -464,6 +451,28 @@ fn split_token_params(vec: &[u8]) -> (&[u8], &[u8]) {
     let token = iter.next().unwrap_or(&[]);
     let params = iter.next().unwrap_or(&[]);
     (token, params)
+}
+
+// qftpd patch: `ls` options at the start of a LIST or NLST argument, skipped. RFC 3659 section
+// 2.2: "Any additional spaces form part of the pathname." split_token_params already consumed
+// the command separator. Consume only one separator per option too.
+// https://www.rfc-editor.org/rfc/rfc3659#section-2.2
+fn skip_ls_options(line: &str) -> &str {
+    let mut remaining = line;
+    while remaining.starts_with('-') {
+        if remaining == "--" {
+            return "";
+        }
+        if let Some(rest) = remaining.strip_prefix("-- ") {
+            return rest;
+        }
+        if let Some(pos) = remaining.find(' ') {
+            remaining = &remaining[pos + 1..];
+        } else {
+            remaining = "";
+        }
+    }
+    remaining
 }
 
 fn parse_to_eol(line: &[u8]) -> Result<Bytes> {
