@@ -725,9 +725,16 @@ impl DataConn {
 }
 
 impl AsyncRead for DataConn {
+    // A TLS data connection whose client closes it without a close_notify ends the upload
+    // like one with it, as vsftpd (`strict_ssl_read_eof=NO`) and ProFTPD take it: clients
+    // such as Python's `ssl` sockets closed without `unwrap()` do so, and the stream mode of
+    // FTP has no other end of file.
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let stream = ready!(self.get_mut().poll_open(cx))?;
-        Pin::new(stream).poll_read(cx, buf)
+        match ready!(Pin::new(stream).poll_read(cx, buf)) {
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
+            result => Poll::Ready(result),
+        }
     }
 }
 
