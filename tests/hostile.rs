@@ -430,8 +430,7 @@ fn check_failed_data_tls_handshake(addr: SocketAddr, user: (&str, &str)) {
     let mut data = connect_data(c.pasv());
     data.write_all(b"not a TLS client hello\r\n").unwrap();
     c.cmd("LIST").assert_code(150);
-    c.reply()
-        .assert_says(425, "TLS handshake failed");
+    c.reply().assert_says(425, "TLS handshake failed");
     c.assert_in_step();
     c.reply().assert_says(421, "timed out");
 }
