@@ -30,20 +30,6 @@ fn start_sim() -> Sim {
     Sim::start_default()
 }
 
-/// Held shared by every test, and alone by the test that kills an lftp in the middle of an
-/// upload: while it ran beside another test, that test's gateway was seen receiving a stop
-/// signal (it logged `stopping`) and its clients then found the port closed. The sender is
-/// not known yet; running that test alone keeps the other tests' results about the gateway.
-static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    ALONE.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
-    ALONE.write().unwrap_or_else(|e| e.into_inner())
-}
-
 // ---------------------------------------------------------------------------------------------
 // The tree of awkward names.
 
@@ -525,13 +511,11 @@ fn rclone_round_trip(tls: bool) {
 
 #[test]
 fn rclone_copy_check_lsjson_sync_moveto_purge_over_ftp() {
-    let _guard = shared();
     rclone_round_trip(false);
 }
 
 #[test]
 fn rclone_copy_check_lsjson_sync_moveto_purge_over_ftps() {
-    let _guard = shared();
     rclone_round_trip(true);
 }
 
@@ -547,7 +531,6 @@ fn lftp(gw: &Gateway, commands: &str) -> Output {
 
 #[test]
 fn lftp_mirror_up_and_back_keeps_contents_and_times() {
-    let _guard = shared();
     let sim = start_sim();
     let gw = Gateway::start(&sim, "");
     let work = scratch();
@@ -739,7 +722,6 @@ fn lftp_mirror_continue(extra_ftp: &str) -> Vec<String> {
 
 #[test]
 fn lftp_mirror_continue_completes_an_interrupted_upload() {
-    let _guard = alone();
     // With atomic uploads (the default) the interrupted upload leaves nothing behind and is
     // sent again; without, the partial file stays and lftp resumes it with REST + STOR.
     let mut problems = lftp_mirror_continue("");
@@ -754,7 +736,6 @@ fn lftp_mirror_continue_completes_an_interrupted_upload() {
 
 #[test]
 fn bsd_ftp_client_scripted_session() {
-    let _guard = shared();
     let tnftp = require_client("tnftp", "tnftp");
     let sim = start_sim();
     let gw = Gateway::start(&sim, "");
@@ -1134,19 +1115,16 @@ fn strings(value: &Value) -> Vec<String> {
 
 #[test]
 fn ftplib_storbinary_retrbinary_mlsd_facts_nlst_mfmt() {
-    let _guard = shared();
     ftplib_round_trip(None);
 }
 
 #[test]
 fn ftplib_ftps_tls_1_2_storbinary_ends_cleanly() {
-    let _guard = shared();
     ftplib_round_trip(Some("1.2"));
 }
 
 #[test]
 fn ftplib_ftps_tls_1_3_storbinary_ends_cleanly() {
-    let _guard = shared();
     ftplib_round_trip(Some("1.3"));
 }
 
@@ -1255,12 +1233,10 @@ fn curl_error(out: &Output) -> String {
 
 #[test]
 fn curl_ftps_uploads_and_downloads_over_tls_1_2() {
-    let _guard = shared();
     curl_ftps_rounds(&["--tls-max", "1.2"], "SSL connection using TLSv1.2", 20);
 }
 
 #[test]
 fn curl_ftps_uploads_and_downloads_over_tls_1_3() {
-    let _guard = shared();
     curl_ftps_rounds(&["--tlsv1.3"], "SSL connection using TLSv1.3", 20);
 }
