@@ -249,7 +249,11 @@ mod tests {
                 "info,libunftpx=debug",
                 "info,libunftpx=debug,libunftp=error,libunftp::server::datachan=warn",
             ),
-            (None, "qftpd::ftp=debug", "qftpd::ftp=debug,libunftp=error"),
+            (
+                None,
+                "qftpd::ftp=debug",
+                "qftpd::ftp=debug,libunftp=error,libunftp::server::datachan=warn",
+            ),
         ];
         for (rust_log, level, want) in cases {
             assert_eq!(
