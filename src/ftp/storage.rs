@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::io::StreamReader;
 use unftp_core::storage::{
     Error as FtpError, ErrorKind as Ftp, FEATURE_RESTART, Fileinfo, Listing, ListingFormat, Result,
-    StorageBackend, nlst_argument,
+    StorageBackend,
 };
 
 use super::errors::{Abort, aborted, bad_path, cluster, failure};
@@ -178,13 +178,14 @@ impl QumuloStorage {
         user: &User,
         path: &Path,
         format: ListingFormat,
+        argument: Option<&str>,
     ) -> Result<Listing> {
         // MLSD lists a directory (RFC 3659 7.2.1); LIST and NLST expand wildcards.
         let mlsd = format == ListingFormat::Mlsd;
         let start = self.start_listing(user, path, !mlsd).await?;
         // NLST names are given as the client can pass them back: `NLST dir` lists `dir/name`,
         // `NLST dir/*.txt` and `NLST dir/f` `dir/f`, an NLST without an argument bare names.
-        let given = nlst_argument(path).filter(|_| format == ListingFormat::Nlst);
+        let given = argument.filter(|arg| format == ListingFormat::Nlst && *arg != ".");
         let prefix = match (&start, given) {
             (_, None) => String::new(),
             (Start::Dir { .. }, Some(arg)) if arg.ends_with('/') => arg.to_string(),
@@ -590,11 +591,15 @@ impl StorageBackend<User> for QumuloStorage {
         user: &User,
         path: P,
         format: ListingFormat,
+        argument: Option<&str>,
     ) -> Option<std::result::Result<Listing, FtpError>>
     where
         P: AsRef<Path> + Send + Debug,
     {
-        Some(self.stream_listing(user, path.as_ref(), format).await)
+        Some(
+            self.stream_listing(user, path.as_ref(), format, argument)
+                .await,
+        )
     }
 
     async fn list_vec<P>(&self, user: &User, path: P) -> std::result::Result<Vec<String>, FtpError>

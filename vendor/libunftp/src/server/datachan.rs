@@ -453,6 +453,7 @@ where
     // with its error, without a 150.
     #[tracing_attributes::instrument]
     async fn exec_list(self, path: Option<String>, command: ListCommand) {
+        let argument = path.clone();
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
         let user = (*self.user).as_ref().unwrap();
@@ -470,7 +471,7 @@ where
             ListCommand::Nlst => ListingFormat::Nlst,
             ListCommand::Mlsd => ListingFormat::Mlsd,
         };
-        let listing = match self.storage.listing(user, path.clone(), format).await {
+        let listing = match self.storage.listing(user, path.clone(), format, argument.as_deref()).await {
             Some(listing) => listing,
             // A back-end that does not stream: the whole listing, as one reader.
             None => match command {

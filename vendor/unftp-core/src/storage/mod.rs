@@ -163,4 +163,4 @@ mod error;
 pub use error::{Error, ErrorKind};
 
 mod storage_backend;
-pub use storage_backend::{FEATURE_RESTART, FEATURE_SITEMD5, Fileinfo, Listing, ListingFormat, Metadata, Permissions, Result, StorageBackend, nlst_argument, nlst_path};
+pub use storage_backend::{FEATURE_RESTART, FEATURE_SITEMD5, Fileinfo, Listing, ListingFormat, Metadata, Permissions, Result, StorageBackend};

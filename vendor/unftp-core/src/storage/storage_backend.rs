@@ -197,24 +197,6 @@ pub enum ListingFormat {
     Mlsd,
 }
 
-/// qftpd patch: the path `NLST` hands the data channel for the argument `arg` given in the
-/// working directory `cwd`: `CWD/./ARG`, the same file or directory (a `.` component changes
-/// nothing), in which [`nlst_argument`] finds the argument as the client gave it, so that a
-/// back-end can list names the way the client can pass them back (`dir/name` for `NLST dir`).
-/// The working directory never holds a `.` component (CWD normalizes it), so the first `/./`
-/// is this one.
-pub fn nlst_path(cwd: &Path, arg: &str) -> std::path::PathBuf {
-    // An absolute argument is in no working directory: `/./ARG`.
-    let cwd = if arg.starts_with('/') { Default::default() } else { cwd.to_string_lossy() };
-    std::path::PathBuf::from(format!("{}/./{}", cwd.trim_end_matches('/'), arg))
-}
-
-/// qftpd patch: the argument of `NLST` as the client gave it, from a path made by
-/// [`nlst_path`]; `None` for other paths (`NLST` without an argument or of `.`).
-pub fn nlst_argument(path: &Path) -> Option<&str> {
-    path.to_str()?.split_once("/./").map(|(_, arg)| arg)
-}
-
 /// qftpd patch: a listing streamed as it is read (see [`StorageBackend::listing`]).
 pub type Listing = Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>;
 
@@ -319,7 +301,9 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
     /// [`list_fmt`](Self::list_fmt); a read error of the stream, after part of the listing was
     /// sent, aborts the transfer (`451`). `None` (the default) makes the server build the whole
     /// listing with [`list_fmt`](Self::list_fmt), [`nlst`](Self::nlst) or [`list`](Self::list).
-    async fn listing<P>(&self, _user: &User, _path: P, _format: ListingFormat) -> Option<std::result::Result<Listing, Error>>
+    /// `argument` is the command's path argument as the client gave it (`None` without one),
+    /// so that `NLST dir` can name `dir/name`, which the client can pass back to `RETR`.
+    async fn listing<P>(&self, _user: &User, _path: P, _format: ListingFormat, _argument: Option<&str>) -> Option<std::result::Result<Listing, Error>>
     where
         P: AsRef<Path> + Send + Debug,
     {

@@ -42,12 +42,6 @@ where
         let (cmd, path_opt): (DataChanCmd, Option<String>) = match args.parsed_command.clone() {
             Command::Nlst { path } => {
                 let path_clone = path.clone();
-                // qftpd patch: the argument travels as `CWD/./ARG` (see `nlst_path`), so that
-                // the back-end can list names as the client gave the directory (`dir/name`).
-                let path = match path {
-                    Some(arg) if arg != "." => Some(unftp_core::storage::nlst_path(&session.cwd, &arg).to_string_lossy().into_owned()),
-                    other => other,
-                };
                 (DataChanCmd::Nlst { path }, path_clone)
             }
             _ => panic!("Programmer error, expected command to be NLST"),
