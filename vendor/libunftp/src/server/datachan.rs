@@ -133,7 +133,7 @@ where
         let abort = tokio::select! {
             biased;
             Some(()) = data_abort_rx.recv() => {
-                // A transfer command given already (answered 150, and maybe still on its way
+                // A transfer command given already (maybe still on its way
                 // here: it is sent from a task of its own) gets its 426.
                 let transfer = data_cmd_rx.try_recv().is_ok() || session_arc.lock().await.data_cmd_tx.is_none();
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
@@ -588,7 +588,7 @@ where
     }
 
     // qftpd patch: the data connection could not be opened (its TLS handshake failed, or the
-    // control channel is gone): the transfer command, already answered 150, gets 425 and the
+    // control channel is gone): the transfer command, answered 150 or not, gets 425 and the
     // session goes on.
     async fn data_connection_failed(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, command: &str, path: &Path, err: std::io::Error) {
         slog::warn!(logger, "{} of {:?}: opening the data connection failed: {}", command, path, err);

@@ -41,7 +41,7 @@ where
             Some(tx) if session.data_busy && tx.try_send(()).is_ok() => Ok(Reply::none()),
             Some(_) => {
                 // qftpd patch: no data connection yet. One that comes later is not used; a
-                // transfer command waiting for it (answered 150) is aborted: 426, then 226.
+                // transfer command waiting for it is aborted: 426, then 226.
                 let waiting = session.data_cmd_tx.is_none() && session.data_cmd_rx.is_some();
                 session.data_abort_rx = None;
                 session.data_cmd_tx = None;

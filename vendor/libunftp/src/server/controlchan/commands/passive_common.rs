@@ -133,7 +133,7 @@ where
 }
 
 // qftpd patch: the client did not open the passive data connection (`ours` is the command
-// channel set up for it). A transfer command already queued for it (answered 150) gets 425
+// channel set up for it). A transfer command already queued for it (not yet answered) gets 425
 // instead of nothing; one sent later gets 425 at once instead of 150 and a hang.
 async fn abandon_data_connection<S, U>(session: &SharedSession<S, U>, tx_control_chan: &Sender<ControlChanMsg>, ours: Option<Sender<DataChanCmd>>)
 where
