@@ -1,5 +1,6 @@
-//! Qumulo failures to FTP replies: one table ([`reply_kind`]), and the error value libunftp
-//! turns into the reply, whose text carries the path and the cluster's own description.
+//! Qumulo failures to FTP replies: one table ([`reply`]), and the error value libunftp turns
+//! into the reply, whose text is the path as the user sees it and the gateway's words for the
+//! kind of failure (never the cluster's description, which names the real cluster path).
 
 use std::path::Path;
 
