@@ -127,7 +127,7 @@ impl Client {
     }
 
     /// A session that calls with a long-lived access token instead of a login (see
-    /// [`Session::with_access_token`]); `name` stands for it in logs.
+    /// `Session::with_access_token`); `name` stands for it in logs.
     pub fn access_token_session(&self, name: &str, token: String) -> Session {
         Session::with_access_token(self.clone(), name.to_string(), token)
     }
