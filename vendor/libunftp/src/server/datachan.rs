@@ -257,17 +257,11 @@ where
         }
     }
 
-    // qftpd patch: the data connection of this task's transfer, opened (`150`, then the TLS
-    // handshake) when the transfer first uses it; see `DataConn`.
-    fn connection(socket: TcpStream, ftps_mode: FtpsConfig, timeout: Duration, tx: &Sender<ControlChanMsg>, preliminary: Reply) -> DataConn {
-        DataConn::new(socket, ftps_mode, timeout, tx.clone(), preliminary)
-    }
-
     #[tracing_attributes::instrument]
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut conn = Self::connection(self.socket, self.ftps_mode, self.timeout, &tx, Reply::new(ReplyCode::FileStatusOkay, "Sending data"));
+        let mut conn = DataConn::new(self.socket, self.ftps_mode, self.timeout, tx.clone(), Reply::new(ReplyCode::FileStatusOkay, "Sending data"));
 
         let start_time = Instant::now();
         let result = {
@@ -363,7 +357,7 @@ where
     async fn exec_stor(self, path: String, start_pos: u64, command: &'static str, preliminary: Reply) {
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
-        let conn = Self::connection(self.socket, self.ftps_mode, self.timeout, &tx, preliminary);
+        let conn = DataConn::new(self.socket, self.ftps_mode, self.timeout, tx.clone(), preliminary);
         let status = conn.status.clone();
         let (input, mut closer) = tokio::io::split(conn);
         let input = MeasuringReader::new(input, "stor", self.input_ended.clone());
@@ -376,7 +370,7 @@ where
         if put_result.is_ok() && !status.opened() {
             // An upload of nothing that never read its connection: it is opened now, so that
             // the client sees its 150 before the 226.
-            if let Err(err) = std::future::poll_fn(|cx| Pin::new(&mut closer).poll_write(cx, &[])).await {
+            if let Err(err) = closer.write(&[]).await {
                 return Self::data_connection_failed(&self.logger, &tx, command, &path, err).await;
             }
         }
@@ -457,11 +451,11 @@ where
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
         let user = (*self.user).as_ref().unwrap();
-        let mut conn = Self::connection(
+        let mut conn = DataConn::new(
             self.socket,
             self.ftps_mode.clone(),
             self.timeout,
-            &tx,
+            tx.clone(),
             Reply::new(ReplyCode::FileStatusOkay, "Sending directory list"),
         );
         let start_time = Instant::now();
@@ -633,11 +627,12 @@ trait DataIo: AsyncRead + AsyncWrite {}
 
 impl<T: AsyncRead + AsyncWrite> DataIo for T {}
 
+// Not yet used (its opening future only runs when polled), open, or failed to open (the
+// error is in `ConnStatus`).
 enum ConnState {
-    Unused(Opening),
     Opening(Opening),
     Open(DataStream),
-    Failed(std::io::ErrorKind, String),
+    Failed,
 }
 
 // Whether a transfer's data connection was opened, or failed to open, for the data task to
@@ -674,40 +669,29 @@ impl DataConn {
             Ok(stream)
         };
         DataConn {
-            state: std::sync::Mutex::new(ConnState::Unused(Box::pin(open))),
+            state: std::sync::Mutex::new(ConnState::Opening(Box::pin(open))),
             status: Arc::default(),
         }
     }
 
     fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<&mut DataStream>> {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match state {
-                ConnState::Unused(_) => {
-                    let ConnState::Unused(open) = std::mem::replace(state, ConnState::Failed(std::io::ErrorKind::Other, String::new())) else {
-                        unreachable!()
-                    };
-                    *state = ConnState::Opening(open);
+        if let ConnState::Opening(open) = state {
+            match ready!(open.as_mut().poll(cx)) {
+                Ok(stream) => {
+                    self.status.opened.store(true, Ordering::Release);
+                    *state = ConnState::Open(stream);
                 }
-                ConnState::Opening(open) => match ready!(open.as_mut().poll(cx)) {
-                    Ok(stream) => {
-                        self.status.opened.store(true, Ordering::Release);
-                        *state = ConnState::Open(stream);
-                    }
-                    Err(err) => {
-                        let failure = (err.kind(), err.to_string());
-                        *self.status.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure.clone());
-                        *state = ConnState::Failed(failure.0, failure.1);
-                        return Poll::Ready(Err(err));
-                    }
-                },
-                ConnState::Open(_) => break,
-                ConnState::Failed(kind, text) => return Poll::Ready(Err(std::io::Error::new(*kind, text.clone()))),
+                Err(err) => {
+                    *self.status.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some((err.kind(), err.to_string()));
+                    *state = ConnState::Failed;
+                    return Poll::Ready(Err(err));
+                }
             }
         }
         match state {
             ConnState::Open(stream) => Poll::Ready(Ok(stream)),
-            _ => unreachable!(),
+            _ => Poll::Ready(Err(self.status.failure().unwrap_or_else(|| std::io::Error::other("the data connection failed to open")))),
         }
     }
 
