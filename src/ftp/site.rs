@@ -4,7 +4,7 @@
 //! `SITE UTIME PATH YYYYMMDDhhmm[ss]`.
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use libunftp::options::{Reply, ReplyCode, SiteCommandContext, SiteCommandHandler};
 use unftp_core::storage::StorageBackend;
 
@@ -155,15 +155,16 @@ fn utime_arguments(args: &str) -> Option<(&str, &str)> {
 
 /// `YYYYMMDDhhmm[ss]` (UTC); `None` unless it is a valid date and time.
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let format = match text.len() {
+        14 => "%Y%m%d%H%M%S",
+        _ => "%Y%m%d%H%M",
+    };
     if !time_like(text) {
         return None;
     }
-    let num = |at: usize, len: usize| text.get(at..at + len)?.parse::<u32>().ok();
-    let second = if text.len() == 14 { num(12, 2)? } else { 0 };
-    let date = NaiveDate::from_ymd_opt(i32::try_from(num(0, 4)?).ok()?, num(4, 2)?, num(6, 2)?)?;
+    let time = NaiveDateTime::parse_from_str(text, format).ok()?;
     // A leap second (60) cannot be stored.
-    let time = date.and_hms_opt(num(8, 2)?, num(10, 2)?, second)?;
-    Some(time.and_utc())
+    (time.nanosecond() < 1_000_000_000).then(|| time.and_utc())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use std::{path::PathBuf, sync::Arc};
 
 #[derive(Debug)]
@@ -38,27 +38,15 @@ impl Mfmt {
 /// `YYYYMMDDHHMMSS[.s...]` (UTC) as a time; `None` unless it is a valid date and time (the
 /// fraction may have up to 9 digits).
 pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    let (whole, fraction) = match text.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (text, None),
-    };
-    if whole.len() != 14 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+    let (whole, fraction) = text.split_once('.').map_or((text, None), |(whole, fraction)| (whole, Some(fraction)));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    // chrono alone would take a one-digit second and cut more than nine fraction digits.
+    if whole.len() != 14 || !digits(whole) || fraction.is_some_and(|f| f.is_empty() || f.len() > 9 || !digits(f)) {
         return None;
     }
-    let nanos = match fraction {
-        None => 0,
-        Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => format!("{:0<9}", f).parse::<u32>().ok()?,
-        Some(_) => return None,
-    };
-    let num = |range: std::ops::Range<usize>| whole[range].parse::<u32>().ok();
-    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(4..6)?, num(6..8)?)?;
-    // Seconds 0 to 59: a leap second cannot be stored.
-    let second = num(12..14)?;
-    if second > 59 {
-        return None;
-    }
-    let time = date.and_hms_nano_opt(num(8..10)?, num(10..12)?, second, nanos)?;
-    Some(time.and_utc())
+    let time = NaiveDateTime::parse_from_str(text, "%Y%m%d%H%M%S%.f").ok()?;
+    // A leap second (60) cannot be stored.
+    (time.nanosecond() < 1_000_000_000).then(|| time.and_utc())
 }
 
 #[async_trait]
