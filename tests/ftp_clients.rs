@@ -13,11 +13,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
-use common::Sim;
 use common::ftp::{
     BigPattern, Gateway, OpResult, PatternVerifier, curl, curl_ok, op, pattern, read, scratch,
     toml_str, url_encode, wait_with_deadline,
 };
+use common::{Sim, walk_tree};
 
 const ADMIN: (&str, &str) = ("admin", "adminpw");
 const ALICE: (&str, &str) = ("alice", "alicepw");
@@ -82,26 +82,10 @@ fn list_line<'a>(lines: &'a [String], name: &str) -> &'a str {
 
 /// Every file and directory under `root`, relative, with the contents of files.
 fn tree(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Option<Vec<u8>>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if entry.file_type().unwrap().is_dir() {
-                out.insert(rel, None);
-                walk(root, &path, out);
-            } else {
-                out.insert(rel, Some(read(&path)));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
+    walk_tree(root)
+        .into_iter()
+        .map(|(rel, (path, is_dir))| (rel, (!is_dir).then(|| read(&path))))
+        .collect()
 }
 
 /// The test files of the round trips: empty, small with every byte value and CRLFs, 10 MiB.

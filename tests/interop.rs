@@ -16,11 +16,11 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeZone, Utc};
-use common::Sim;
 use common::ftp::{
     BigPattern, Gateway, ftps_config, op, pattern, require_client, run_with_input, scratch,
     sha256_file,
 };
+use common::{Sim, walk_tree};
 use serde_json::{Value, json};
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
@@ -144,37 +144,23 @@ enum Entry {
 
 /// Every file and directory under `root` (hidden ones too), by path relative to `root`.
 fn manifest(root: &Path) -> BTreeMap<String, Entry> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
-        let entries = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("read directory {}: {e}", dir.display()));
-        for entry in entries {
-            let entry = entry.expect("directory entry");
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if entry.file_type().expect("file type").is_dir() {
-                out.insert(rel, Entry::Dir);
-                walk(root, &path, out);
+    if !root.is_dir() {
+        return BTreeMap::new();
+    }
+    walk_tree(root)
+        .into_iter()
+        .map(|(rel, (path, is_dir))| {
+            let entry = if is_dir {
+                Entry::Dir
             } else {
-                let size = entry.metadata().expect("metadata").len();
-                out.insert(
-                    rel,
-                    Entry::File {
-                        size,
-                        sha256: sha256_file(&path),
-                    },
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    if root.is_dir() {
-        walk(root, root, &mut out);
-    }
-    out
+                Entry::File {
+                    size: std::fs::metadata(&path).expect("metadata").len(),
+                    sha256: sha256_file(&path),
+                }
+            };
+            (rel, entry)
+        })
+        .collect()
 }
 
 /// What differs between two trees, one line per path (missing, extra, or other content).

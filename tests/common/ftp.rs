@@ -251,21 +251,27 @@ impl Gateway {
     /// Runs `lftp -c` with `settings` (e.g. TLS ones) and `commands` after logging in as
     /// `user`; returns the output whatever the exit status.
     pub fn lftp_with(&self, settings: &str, user: &str, password: &str, commands: &str) -> Output {
+        let mut child = self
+            .lftp_command(settings, user, password, commands)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run lftp (apt-get install lftp)");
+        wait_with_deadline(&mut child, Duration::from_secs(300), "lftp")
+    }
+
+    /// `lftp -c`: `settings`, the test settings (few retries, a timeout, fail-exit, clobber),
+    /// a login as `user`, then `commands`; no standard input.
+    fn lftp_command(&self, settings: &str, user: &str, password: &str, commands: &str) -> Command {
         let script = format!(
             "{settings} set net:max-retries 2; set net:reconnect-interval-base 1; \
              set net:timeout 30; set cmd:fail-exit yes; set xfer:clobber on; \
              open -u {user},{password} -p {port} 127.0.0.1; {commands}",
             port = self.port()
         );
-        let mut child = Command::new("lftp")
-            .arg("-c")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run lftp (apt-get install lftp)");
-        wait_with_deadline(&mut child, Duration::from_secs(300), "lftp")
+        let mut command = Command::new("lftp");
+        command.arg("-c").arg(script).stdin(Stdio::null());
+        command
     }
 }
 
@@ -860,16 +866,7 @@ impl Gateway {
     /// Starts `lftp -c` like [`Gateway::lftp_with`] without waiting for it (for a transfer
     /// to be interrupted); stdout and stderr are discarded.
     pub fn lftp_spawn(&self, settings: &str, user: &str, password: &str, commands: &str) -> Child {
-        let script = format!(
-            "{settings} set net:max-retries 2; set net:reconnect-interval-base 1; \
-             set net:timeout 30; set cmd:fail-exit yes; set xfer:clobber on; \
-             open -u {user},{password} -p {port} 127.0.0.1; {commands}",
-            port = self.port()
-        );
-        Command::new("lftp")
-            .arg("-c")
-            .arg(&script)
-            .stdin(Stdio::null())
+        self.lftp_command(settings, user, password, commands)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

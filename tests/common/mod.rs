@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -555,4 +556,30 @@ pub fn json_values(text: &str) -> Vec<serde_json::Value> {
         .into_iter::<serde_json::Value>()
         .map_while(Result::ok)
         .collect()
+}
+
+/// Every file and directory under `root` (hidden ones too), by path relative to `root`: its
+/// full path and whether it is a directory.
+pub fn walk_tree(root: &Path) -> BTreeMap<String, (PathBuf, bool)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (PathBuf, bool)>) {
+        let entries = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read directory {}: {e}", dir.display()));
+        for entry in entries {
+            let entry = entry.expect("directory entry");
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let is_dir = entry.file_type().expect("file type").is_dir();
+            if is_dir {
+                walk(root, &path, out);
+            }
+            out.insert(rel, (path, is_dir));
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
 }
