@@ -145,10 +145,7 @@ impl QumuloStorage {
         if let Some(mut pages) = pages {
             let failed = |e: crate::qumulo::Error| cluster(path, &e);
             while let Some(page) = pages.next(&user.session).await.map_err(failed)? {
-                match &pattern {
-                    Some(pattern) => attrs.extend(matching(pattern, page)),
-                    None => attrs.extend(without_temp(page)),
-                }
+                attrs.extend(listed(pattern.as_ref(), page));
             }
         }
         let mut entries = Vec::with_capacity(attrs.len());
@@ -231,12 +228,7 @@ impl QumuloStorage {
                     return; // a file, listed as itself, or no match
                 };
                 match pages.next(&lines.session).await {
-                    Ok(next) => {
-                        page = next.map(|attrs| match &pattern {
-                            Some(pattern) => matching(pattern, attrs),
-                            None => without_temp(attrs),
-                        });
-                    }
+                    Ok(next) => page = next.map(|attrs| listed(pattern.as_ref(), attrs)),
                     Err(e) => {
                         let msg = format!("{shown}: listing failed midway: {e}");
                         tracing::warn!(path = shown, error = %e, "listing failed midway");
@@ -296,6 +288,15 @@ fn pattern(path: &Path) -> Option<Pattern> {
         return None;
     }
     Pattern::new(name).ok()
+}
+
+/// The entries of a later page of a listing that are shown: those `pattern` matches, or,
+/// without one, all but uploads' temporary files.
+fn listed(pattern: Option<&Pattern>, attrs: Vec<FileAttr>) -> Vec<FileAttr> {
+    match pattern {
+        Some(pattern) => matching(pattern, attrs),
+        None => without_temp(attrs),
+    }
 }
 
 /// The entries of a page whose names `pattern` matches, as a shell matches them: `*` and `?`
