@@ -49,10 +49,9 @@ fn login(gw: &Gateway) -> Control {
 fn refused_listing(c: &mut Control, cmd: &str) -> common::control::Reply {
     let addr = c.pasv();
     let mut data = connect_data(addr);
-    let mut reply = c.cmd(cmd);
-    if reply.code == 150 {
-        reply = c.reply();
-    }
+    // Refused at once: the error alone, never 150 then an error (RFC 959).
+    let reply = c.cmd(cmd);
+    assert_ne!(reply.code, 150, "{cmd}: 150 before the refusal");
     let mut bytes = Vec::new();
     let _ = data.read_to_end(&mut bytes);
     assert!(bytes.is_empty(), "{cmd} sent data: {bytes:?}");
