@@ -13,7 +13,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{
     mpsc::{Receiver, Sender, channel},
     oneshot,
@@ -31,11 +31,14 @@ where
 }
 
 #[tracing_attributes::instrument]
-pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpSocket> {
+// qftpd patch: returns the listening socket. Two sessions may bind the same port at the same
+// moment (both set SO_REUSEADDR, so both binds succeed); the second then fails at listen(), and
+// tries another port like a failed bind, instead of failing the PASV.
+pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpListener> {
     let ip = local_addr.ip();
     let rng_length = passive_ports.end() - passive_ports.start() + 1;
 
-    let mut socket: io::Result<TcpSocket> = Err(io::Error::new(io::ErrorKind::InvalidInput, "Bind retries cannot be 0"));
+    let mut socket: io::Result<TcpListener> = Err(io::Error::new(io::ErrorKind::InvalidInput, "Bind retries cannot be 0"));
 
     for _ in 1..BIND_RETRIES {
         let random_u32 = {
@@ -50,8 +53,10 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
             std::net::IpAddr::V6(_) => TcpSocket::new_v6()?,
         };
         s.set_reuseaddr(true)?;
-        if s.bind(std::net::SocketAddr::new(ip, port as u16)).is_ok() {
-            socket = Ok(s);
+        if s.bind(std::net::SocketAddr::new(ip, port as u16)).is_ok()
+            && let Ok(listener) = s.listen(1024)
+        {
+            socket = Ok(listener);
             break;
         }
     }
@@ -90,14 +95,15 @@ where
     T: LegacyReplyProducer<S, U>,
 {
     let listener = match args.session.lock().await.binder {
-        Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await,
+        Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await.and_then(|s| s.listen(1024)),
         _ => try_port_range(args.local_addr, args.passive_ports.clone()),
     };
+    // qftpd patch: a socket that cannot listen is answered 425 too; it closed the control
+    // connection without a reply.
     let listener = match listener {
         Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
         Ok(l) => l,
     };
-    let listener = listener.listen(1024)?;
 
     let port = listener.local_addr()?.port();
 
