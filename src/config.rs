@@ -435,6 +435,25 @@ impl Config {
         Ok(config)
     }
 
+    /// What is valid but probably not meant: each a sentence for the journal (at every start
+    /// and reload) and for `qftpd check-config`. Problems of the machine rather than of the
+    /// file (the open-file limit) are in [`crate::descriptors`].
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for url in self.qumulo.url.0.iter().filter(|u| u.scheme() == "http") {
+            warnings.push(format!(
+                "qumulo.url: {url} is plain HTTP: FTP users' passwords, bearer tokens and files                  cross the network to the cluster unencrypted; use https:// (the cluster's REST                  API listens for HTTPS on port 8000)"
+            ));
+        }
+        if self.qumulo.accept_invalid_certs {
+            warnings.push(format!(
+                "qumulo.accept-invalid-certs is on: the certificate of {} is not verified",
+                self.qumulo.url
+            ));
+        }
+        warnings
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.qumulo.accept_invalid_certs && self.qumulo.ca_file.is_some() {
             return Err(ConfigError(
@@ -617,6 +636,16 @@ pub fn check_command(file: Option<&Path>) -> std::process::ExitCode {
             return std::process::ExitCode::from(crate::cli::EXIT_CONFIG);
         }
     };
+    for warning in config.warnings() {
+        eprintln!("qftpd: warning: {warning}");
+    }
+    let limits = crate::descriptors::current();
+    if let Some(short) = crate::descriptors::shortfall(limits, config.ftp.max_connections) {
+        eprintln!(
+            "qftpd: warning: in this shell, {short} (`qftpd serve` raises its soft limit up to \
+             the hard one; the packaged service sets LimitNOFILE=65536)"
+        );
+    }
     match toml::to_string_pretty(&config) {
         Ok(text) => {
             println!("# effective qftpd configuration (defaults, file, QFTPD_* environment)");

@@ -195,8 +195,20 @@ fn ftps_mode(config: &Config) -> &'static str {
 
 /// The gateway of a configuration, with the warnings it deserves.
 fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::ftp::GatewayError> {
-    if config.qumulo.accept_invalid_certs {
-        tracing::warn!(cluster = %config.qumulo.url, "qumulo.accept-invalid-certs is on: the cluster's certificate is not verified");
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let max = config.ftp.max_connections;
+    let limits = crate::descriptors::raise_to(crate::descriptors::needed(max));
+    if let Some(from) = limits.raised_from {
+        tracing::info!(
+            from,
+            to = limits.soft,
+            "raised the open-file limit for ftp.max-connections = {max}"
+        );
+    }
+    if let Some(short) = crate::descriptors::shortfall(limits, max) {
+        tracing::warn!("{short}");
     }
     Gateway::new(config, activity.clone())
 }

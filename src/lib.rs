@@ -9,6 +9,7 @@
 //! - [`config`]: layered, strictly typed configuration.
 //! - [`ftp`]: the libunftp storage back-end and authenticator over the Qumulo client.
 //! - [`server`]: the accept loop, one libunftp server per connection.
+//! - [`descriptors`]: the open-file limit against `max-connections`.
 //! - [`demo`]: `qftpd demo`, the simulator and the gateway together on loopback.
 //! - [`listener`]: the control socket from systemd (by name) or bound from the config.
 //! - [`systemd`]: sd_notify readiness, status, reload, stop and watchdog.
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod descriptors;
 pub mod ftp;
 pub mod listener;
 pub mod logging;

@@ -187,6 +187,7 @@ pub async fn run(
     let mut sessions = JoinSet::new();
     let stop = CancellationToken::new();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut accept_failed: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -199,8 +200,17 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: back off instead of spinning, and
+                    // say so once per burst, not ten times a second.
+                    let now = Instant::now();
+                    if accept_failed.is_none_or(|last| now - last > Duration::from_secs(10)) {
+                        tracing::error!(
+                            error = %e,
+                            sessions = activity.sessions.load(Ordering::Relaxed),
+                            "accept failed; new connections wait in the listen queue"
+                        );
+                    }
+                    accept_failed = Some(now);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -265,8 +275,15 @@ pub async fn run(
             "stopping: waiting for sessions to end"
         );
     }
+    // The loop still runs while it drains: the watchdog keeps being pinged (systemd's
+    // TimeoutStopSec= bounds the stop, not the watchdog).
     let drained = tokio::time::timeout(grace, async {
-        while sessions.join_next().await.is_some() {}
+        loop {
+            tokio::select! {
+                joined = sessions.join_next() => if joined.is_none() { break },
+                _ = heartbeat.tick() => activity.beat(),
+            }
+        }
     })
     .await;
     if drained.is_err() {

@@ -368,3 +368,109 @@ fn the_packaged_file_documents_every_key() {
         }
     }
 }
+
+/// A plain-HTTP cluster URL is valid (a lab cluster behind a TLS proxy) but worth a warning:
+/// passwords and files would cross the network in clear.
+#[test]
+fn a_plain_http_cluster_url_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(&config, "[qumulo]\nurl = \"http://cluster.example:8000\"\n").unwrap();
+    let out = qftpd(&["check-config", "--config", config.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning: qumulo.url: http://cluster.example:8000/ is plain HTTP"),
+        "{stderr}"
+    );
+    let https = check_config("valid.toml", &[]);
+    assert!(!text(&https.stderr).contains("plain HTTP"));
+}
+
+/// `qftpd ARGS` with its open-file limit set to `soft:hard` (util-linux `prlimit`).
+fn limited(nofile: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={nofile}"))
+        .arg(env!("CARGO_BIN_EXE_qftpd"))
+        .args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("QFTPD_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// `max-connections` against the open-file limit: `check-config` says when the limit is too
+/// low for it, and `serve` raises its soft limit up to the hard one, or says what is missing.
+#[test]
+fn the_open_file_limit_is_checked_against_max_connections() {
+    let valid = fixture("valid.toml");
+    let check = ["check-config", "--config", valid.to_str().unwrap()];
+    let out = limited("512:512", &check, &[]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("ftp.max-connections = 500 needs up to 3064 open files")
+            && stderr.contains("may open 512")
+            && stderr.contains("LimitNOFILE="),
+        "{stderr}"
+    );
+    let few = [("QFTPD_FTP__MAX_CONNECTIONS", "50")];
+    let out = limited("512:512", &check, &few).output().unwrap();
+    assert!(
+        !text(&out.stderr).contains("open files"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(
+        &config,
+        "[ftp]\nlisten = \"127.0.0.1:0\"\n[qumulo]\nurl = \"https://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let serve = ["serve", "--config", config.to_str().unwrap()];
+    let env = [("RUST_LOG", "info"), ("NO_COLOR", "1")];
+    // Until its start line: what it logged, and its limits then.
+    let started = |nofile: &str| -> (String, String) {
+        use std::io::BufRead;
+        let mut child = limited(nofile, &serve, &env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = String::new();
+        for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let open_files = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        (log, open_files)
+    };
+    let (log, open_files) = started("512:8192");
+    assert!(
+        log.contains("raised the open-file limit") && !log.contains("needs up to"),
+        "{log}"
+    );
+    let fields: Vec<&str> = open_files.split_whitespace().collect();
+    assert_eq!(fields[3..5], ["3064", "8192"], "{open_files}");
+    let (log, _) = started("512:512");
+    assert!(
+        log.contains("needs up to 3064 open files, but the process may open 512"),
+        "{log}"
+    );
+}

@@ -284,6 +284,80 @@ fn notify_socket_receives_ready_status_watchdog_reloading_stopping_in_order() {
     assert!(status.success(), "{status:?}");
 }
 
+/// While the sessions drain after SIGTERM the service still runs: the watchdog keeps being
+/// pinged and nothing claims the loop has stalled.
+#[test]
+fn the_watchdog_is_pinged_while_sessions_drain() {
+    const SIZE: u64 = 16 * 1024 * 1024;
+    let sim = Sim::start_default();
+    BigPattern::write_file(&sim.disk_path("/drain.bin"), SIZE);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "listen = \"127.0.0.1:0\"");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let child = serve(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+            ("RUST_LOG", "info"),
+            ("NO_COLOR", "1"),
+        ],
+    )
+    .stderr(std::fs::File::create(&log_path).unwrap())
+    .spawn()
+    .unwrap();
+    let mut child = Reap(child);
+    let mut seen = Vec::new();
+    let ready = expect_notify(&sock, &mut seen, "READY=1");
+    let addr = ready
+        .split("accepting on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address in STATUS=")
+        .to_string();
+
+    // At 4 MB/s the download takes about 4 s: many watchdog periods.
+    let out = dir.path().join("drain.bin");
+    let url = format!("ftp://{}:{}@{addr}/drain.bin", ADMIN.0, ADMIN.1);
+    let download = Command::new("curl")
+        .args(["-sS", "--limit-rate", "4M", "-o"])
+        .arg(&out)
+        .arg(&url)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut download = Reap(download);
+    let until = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < until, "the download did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-s", "TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    expect_notify(&sock, &mut seen, "STOPPING=1");
+    let stopping = seen.len();
+    // Two pings after STOPPING=1, the drain still going on.
+    expect_notify(&sock, &mut seen, "WATCHDOG=1");
+    expect_notify(&sock, &mut seen, "WATCHDOG=1");
+    assert!(
+        download.0.try_wait().unwrap().is_none(),
+        "the download is still running: {seen:?}"
+    );
+    assert!(download.0.wait().unwrap().success());
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
+    assert!(child.0.wait().unwrap().success());
+    assert!(seen.len() > stopping);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("waiting for sessions to end"), "{log}");
+    assert!(!log.contains("stalled"), "{log}");
+}
+
 /// curl downloading `path` as admin into `out` at `rate` (curl's `--limit-rate`); returns
 /// once the first bytes have arrived.
 fn slow_download(gw: &Gateway, path: &str, rate: &str, out: &Path) -> Reap {

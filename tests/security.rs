@@ -514,6 +514,98 @@ fn the_clusters_certificate_is_verified_or_pinned() {
     );
 }
 
+/// A cluster certificate made the usual way, `openssl req -x509` (which marks it `CA:TRUE`),
+/// named in `ca-file`: trusted as the anchor it is, as curl and OpenSSL trust it; the same
+/// kind of certificate for another name, or expired, is still refused with the reason logged.
+#[test]
+fn a_self_signed_ca_certificate_in_ca_file_is_trusted() {
+    let dir = scratch();
+    let make = |name: &str, subject: &str, san: &str, days: &str| -> (PathBuf, PathBuf) {
+        let cert = dir.path().join(format!("{name}.pem"));
+        let key = dir.path().join(format!("{name}.key"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", days, "-subj", subject, "-addext", san])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+            "openssl req -x509 makes a CA certificate"
+        );
+        (cert, key)
+    };
+    let login = |gw: &Gateway| {
+        run_ftplib_with(
+            gw.addr,
+            json!({}),
+            &[op::connect(), op::login(ALICE.0, ALICE.1), op::quit()],
+        )
+    };
+    let users = [("admin", "adminpw"), ALICE];
+    let home = ["--home", "alice:/home/alice"];
+    let cluster = |cert: &Path, key: &Path| {
+        let args = [
+            &home[..],
+            &[
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+        ]
+        .concat();
+        Sim::start(&users, Some("admin"), &args)
+    };
+
+    let (cert, key) = make(
+        "good",
+        "/CN=qumulo",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "30",
+    );
+    let sim = cluster(&cert, &key);
+    let gw = Gateway::start_with(&sim.url, Some(&cert), "");
+    assert_ok(&login(&gw));
+
+    let (cert, key) = make(
+        "other",
+        "/CN=other",
+        "subjectAltName=DNS:other.example",
+        "30",
+    );
+    let sim = cluster(&cert, &key);
+    let gw = Gateway::start_with(&sim.url, Some(&cert), "");
+    let results = login(&gw);
+    assert!(
+        results[1].error().starts_with("421"),
+        "{:#}",
+        results[1].raw
+    );
+    let log = gw.stderr_log();
+    assert!(log.contains("NotValidForName"), "{log}");
+}
+
 /// The DER of the first certificate of a PEM text.
 fn rustls_pemfile_der(pem: &[u8]) -> Vec<u8> {
     use rustls::pki_types::CertificateDer;

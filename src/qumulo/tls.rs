@@ -5,9 +5,9 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use reqwest::Certificate;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 
@@ -50,20 +50,25 @@ pub(super) fn http_client(
             .build()
             .map_err(|e| Error::Config(format!("HTTPS client: {}", http::chain(&e))));
     }
-    let extra = match &cfg.ca_file {
-        Some(path) => Some(load_ca(path)?),
-        None => None,
-    };
-    let mut trusting = builder(cfg, read_timeout);
-    if let Some(certs) = extra.clone() {
-        trusting = trusting.tls_certs_merge(certs);
+    if let Some(path) = &cfg.ca_file {
+        return builder(cfg, read_timeout)
+            .tls_backend_preconfigured(with_ca_file(path)?)
+            .build()
+            .map_err(|e| {
+                Error::Config(format!(
+                    "HTTPS client with CA file {}: {}",
+                    path.display(),
+                    http::chain(&e)
+                ))
+            });
     }
+    let mut trusting = builder(cfg, read_timeout);
     if cfg.accept_invalid_certs {
         trusting = trusting.tls_danger_accept_invalid_certs(true);
     }
     match trusting.build() {
         Ok(client) => Ok(client),
-        Err(e) if extra.is_none() && !cfg.accept_invalid_certs => {
+        Err(e) if !cfg.accept_invalid_certs => {
             tracing::warn!(
                 error = %http::chain(&e),
                 "no system CA certificates could be loaded and no CA file is set: the \
@@ -74,13 +79,7 @@ pub(super) fn http_client(
                 .build()
                 .map_err(|e| Error::Config(format!("HTTPS client: {}", http::chain(&e))))
         }
-        Err(e) => {
-            let what = match &cfg.ca_file {
-                Some(p) => format!("HTTPS client with CA file {}", p.display()),
-                None => "HTTPS client".to_string(),
-            };
-            Err(Error::Config(format!("{what}: {}", http::chain(&e))))
-        }
+        Err(e) => Err(Error::Config(format!("HTTPS client: {}", http::chain(&e)))),
     }
 }
 
@@ -105,14 +104,139 @@ fn builder(
 
 /// Reads the PEM certificates of a CA file; an unreadable file or one without any certificate
 /// is a configuration error naming the file.
-fn load_ca(path: &Path) -> Result<Vec<Certificate>, Error> {
+fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     let bad = |why: String| Error::Config(format!("CA file {}: {why}", path.display()));
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let certs = Certificate::from_pem_bundle(&pem).map_err(|e| bad(http::chain(&e)))?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
     if certs.is_empty() {
         return Err(bad("holds no PEM certificate".to_string()));
     }
     Ok(certs)
+}
+
+/// A rustls configuration that trusts the system roots and the certificates of the CA file at
+/// `path`, and also a certificate of that file presented by the cluster itself (see
+/// [`CaFileVerifier`]).
+fn with_ca_file(path: &Path) -> Result<rustls::ClientConfig, Error> {
+    let anchors = load_ca(path)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = rustls_platform_verifier::Verifier::new_with_extra_roots(
+        anchors.iter().cloned(),
+        provider.clone(),
+    )
+    .map_err(|e| Error::Config(format!("CA file {}: {e}", path.display())))?;
+    let verifier = Arc::new(CaFileVerifier {
+        inner,
+        anchors,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS configuration: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Verifies the cluster's certificate against the system roots and the CA file; and trusts a
+/// certificate of the CA file that the cluster presents as its own, when it names the cluster
+/// and is within its validity period.
+///
+/// A self-signed certificate made the usual way (`openssl req -x509`) is marked as a CA
+/// (`basicConstraints CA:TRUE`), which WebPKI refuses as a server's certificate
+/// (`CaUsedAsEndEntity`) even when it is the trust anchor itself; curl and OpenSSL accept it,
+/// as the administrator named exactly that certificate.
+#[derive(Debug)]
+struct CaFileVerifier {
+    inner: rustls_platform_verifier::Verifier,
+    /// The certificates of the CA file.
+    anchors: Vec<CertificateDer<'static>>,
+    /// The ring provider's signature algorithms.
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for CaFileVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => return Ok(verified),
+            Err(e) => e,
+        };
+        if !self
+            .anchors
+            .iter()
+            .any(|a| a.as_ref() == end_entity.as_ref())
+        {
+            return Err(refused);
+        }
+        anchor_as_end_entity(end_entity, server_name, now)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Checks what still matters of a trusted certificate presented as the server's own: that it
+/// names `server_name` and that `now` is within its validity period.
+fn anchor_as_end_entity(
+    cert: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let parsed = webpki::EndEntityCert::try_from(cert)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    parsed
+        .verify_is_valid_for_subject_name(server_name)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::NotValidForName))?;
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let validity = x509.validity();
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    if now < validity.not_before.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet,
+        ));
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+    }
+    Ok(())
 }
 
 /// A rustls configuration that trusts exactly the certificate whose fingerprint is `pin`.
