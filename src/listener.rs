@@ -64,11 +64,48 @@ pub fn from_systemd() -> Result<Option<TcpListener>, ListenError> {
     Ok(Some(listener))
 }
 
+/// Connections the kernel queues for the accept loop (as systemd's `Backlog=` default,
+/// capped by `net.core.somaxconn`). The standard library's 128 overflows when hundreds of
+/// clients connect at once: the kernel then drops their handshake's last packet, and a
+/// client that waits for the greeting waits in vain.
+const BACKLOG: i32 = 4096;
+
 /// Binds `addr` (non-blocking, ready for tokio).
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, ListenError> {
-    let listener = TcpListener::bind(addr).map_err(|source| ListenError::Bind { addr, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| ListenError::Bind { addr, source })?;
-    Ok(listener)
+    use socket2::{Domain, Socket, Type};
+    let failed = |source| ListenError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(failed)?;
+    socket.set_reuse_address(true).map_err(failed)?;
+    if addr.is_ipv6() {
+        // `[::]` serves IPv4 clients too, whatever the system's default.
+        socket.set_only_v6(false).map_err(failed)?;
+    }
+    socket.bind(&addr.into()).map_err(failed)?;
+    socket.listen(BACKLOG).map_err(failed)?;
+    socket.set_nonblocking(true).map_err(failed)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listen queue of a bound socket, as `ss` shows it (`Send-Q` of a listening socket).
+    #[test]
+    fn a_bound_socket_queues_a_burst_of_connections() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let out = std::process::Command::new("ss")
+            .args(["-Hltn", &format!("sport = :{port}")])
+            .output()
+            .expect("run ss");
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        let queue: i32 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        let somaxconn: i32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(queue, BACKLOG.min(somaxconn), "{line}");
+    }
 }
