@@ -596,3 +596,44 @@ fn ftplib_mfmt() {
     assert!(r[3].error().starts_with("501"), "{:#}", r[3].raw);
     assert_eq!(disk_mtime(&sim, "/bob file.txt"), utc("20111213141516"));
 }
+
+/// CWD needs the right to list the directory, as the cluster decides it: alice may not change
+/// into bob's 0700 directory (550), bob may; a 0755 directory is open to both; a file is not
+/// a directory. Through raw commands and ftplib.
+#[test]
+fn cwd_into_a_directory_the_user_may_not_list_is_550() {
+    let (_sim, gw) = start("");
+    let mut bob = Control::login(gw.addr, BOB);
+    bob.cmd("MKD /bobs").assert_code(257);
+    bob.cmd("MKD /bobs/inner").assert_code(257);
+    bob.cmd("SITE CHMOD 700 /bobs").assert_code(200);
+    bob.cmd("MKD /open").assert_code(257);
+    bob.cmd("SITE CHMOD 755 /open").assert_code(200);
+    drop(bob);
+    store(&gw, BOB, "/open/f.txt", b"bob's");
+
+    let mut c = Control::login(gw.addr, ALICE);
+    let r = c.cmd("CWD /bobs");
+    r.assert_says(550, "permission denied");
+    c.cmd("PWD").assert_says(257, "\"/\"");
+    c.cmd("CWD /bobs/inner").assert_code(550);
+    c.cmd("CWD /open").assert_code(250);
+    c.cmd("PWD").assert_says(257, "\"/open\"");
+    c.cmd("CWD f.txt").assert_says(550, "not a directory");
+    c.cmd("CWD /missing").assert_code(550);
+    c.assert_in_step();
+
+    let mut b = Control::login(gw.addr, BOB);
+    b.cmd("CWD /bobs").assert_code(250);
+    b.cmd("CWD inner").assert_code(250);
+    b.cmd("PWD").assert_says(257, "\"/bobs/inner\"");
+
+    let r = gw.ftplib_as(
+        ALICE.0,
+        ALICE.1,
+        &[op::cmd("CWD /bobs"), op::cmd("CWD /open"), op::pwd()],
+    );
+    assert!(r[0].error().starts_with("550"), "{:#}", r[0].raw);
+    assert!(r[1].reply().starts_with("250"), "{:#}", r[1].raw);
+    assert_eq!(r[2].value(), "/open");
+}
