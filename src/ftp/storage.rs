@@ -236,7 +236,10 @@ impl QumuloStorage {
                 match pages.next(&lines.session).await {
                     Ok(next) => page = next.map(|attrs| listed(pattern.as_ref(), attrs)),
                     Err(e) => {
-                        let msg = format!("{shown}: listing failed midway: {e}");
+                        // The reply says what failed in the gateway's words: the cluster's
+                        // description names the real cluster path.
+                        let what = super::errors::reply(e.kind()).1;
+                        let msg = format!("{shown}: listing failed midway: {what}");
                         tracing::warn!(path = shown, error = %e, "listing failed midway");
                         let _ = tx.send(Err(io::Error::other(msg))).await;
                     }
