@@ -130,6 +130,12 @@ pub struct SimArgs {
     /// Fault: start in a full outage (every API request dropped) until switched off.
     #[arg(long)]
     pub outage: bool,
+    /// What a path reference does with a symlink before its last component (`/a/link/f`):
+    /// `follow` it within the cluster's namespace, or `refuse` the reference with
+    /// fs_not_a_directory_error, as a cluster that leaves symlink targets to its NFS and SMB
+    /// clients does. A symlink as the last component is never followed.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = sim::store::PathSymlinks::Follow)]
+    pub path_symlinks: sim::store::PathSymlinks,
 }
 
 fn parse_user(s: &str) -> Result<(String, String), String> {
@@ -188,6 +194,7 @@ impl SimArgs {
                 outage: self.outage,
             },
             cluster_name: self.cluster_name.clone(),
+            path_symlinks: self.path_symlinks,
         })
     }
 }

@@ -60,6 +60,7 @@ pub async fn run(
         token_lifetime: sim::DEFAULT_TOKEN_LIFETIME,
         faults: FaultSettings::default(),
         cluster_name: "demo-cluster".to_string(),
+        path_symlinks: Default::default(),
     })
     .await?;
     if fresh {

@@ -1,7 +1,8 @@
 //! The command set and its reply codes: setting modification times (MFMT, vsftpd's
 //! `MDTM TIME PATH`, both forms of `SITE UTIME`) and keeping them with rclone, lftp and ftplib;
 //! SIZE and MDTM of a directory; RFC 1123's X-aliases, EPSV's arguments and `EPSV ALL`, ACCT,
-//! TYPE, RNTO without RNFR, PBSZ/PROT before AUTH TLS, a second AUTH TLS, HELP.
+//! TYPE, RNTO without RNFR, PBSZ/PROT before AUTH TLS, a second AUTH TLS, HELP; CWD into a
+//! directory the user may not list; replies under chroot that never name the real home.
 //!
 //! Every test runs `qftpd serve` in front of `qftpd sim` and checks the replies on raw control
 //! connections (or through the real clients); times are checked on the simulator's disk too.
@@ -595,4 +596,121 @@ fn ftplib_mfmt() {
     assert_eq!(r[2].reply(), "213 20111213141516");
     assert!(r[3].error().starts_with("501"), "{:#}", r[3].raw);
     assert_eq!(disk_mtime(&sim, "/bob file.txt"), utc("20111213141516"));
+}
+
+/// CWD needs the right to list the directory, as the cluster decides it: alice may not change
+/// into bob's 0700 directory (550), bob may; a 0755 directory is open to both; a file is not
+/// a directory. Through raw commands and ftplib.
+#[test]
+fn cwd_into_a_directory_the_user_may_not_list_is_550() {
+    let (_sim, gw) = start("");
+    let mut bob = Control::login(gw.addr, BOB);
+    bob.cmd("MKD /bobs").assert_code(257);
+    bob.cmd("MKD /bobs/inner").assert_code(257);
+    bob.cmd("SITE CHMOD 700 /bobs").assert_code(200);
+    bob.cmd("MKD /open").assert_code(257);
+    bob.cmd("SITE CHMOD 755 /open").assert_code(200);
+    drop(bob);
+    store(&gw, BOB, "/open/f.txt", b"bob's");
+
+    let mut c = Control::login(gw.addr, ALICE);
+    let r = c.cmd("CWD /bobs");
+    r.assert_says(550, "permission denied");
+    c.cmd("PWD").assert_says(257, "\"/\"");
+    c.cmd("CWD /bobs/inner").assert_code(550);
+    c.cmd("CWD /open").assert_code(250);
+    c.cmd("PWD").assert_says(257, "\"/open\"");
+    c.cmd("CWD f.txt").assert_says(550, "not a directory");
+    c.cmd("CWD /missing").assert_code(550);
+    c.assert_in_step();
+
+    let mut b = Control::login(gw.addr, BOB);
+    b.cmd("CWD /bobs").assert_code(250);
+    b.cmd("CWD inner").assert_code(250);
+    b.cmd("PWD").assert_says(257, "\"/bobs/inner\"");
+
+    let r = gw.ftplib_as(
+        ALICE.0,
+        ALICE.1,
+        &[op::cmd("CWD /bobs"), op::cmd("CWD /open"), op::pwd()],
+    );
+    assert!(r[0].error().starts_with("550"), "{:#}", r[0].raw);
+    assert!(r[1].reply().starts_with("250"), "{:#}", r[1].raw);
+    assert_eq!(r[2].value(), "/open");
+}
+
+/// Under chroot, no reply (failures, PWD, 257, MLST, STAT) nor listing names the real path of
+/// the home: the user's `/` is all it sees.
+#[test]
+fn replies_under_chroot_never_name_the_real_home() {
+    let (sim, gw) = start("chroot-users = true");
+    let mut c = Control::login(gw.addr, ALICE);
+    let mkd = c.cmd("MKD /sub");
+    mkd.assert_code(257);
+    let mut texts = vec![mkd.text()];
+    store(&gw, ALICE, "/sub/f.txt", b"in sub");
+    std::fs::write(sim.disk_path("/home/alice/locked.txt"), b"no").unwrap();
+    std::fs::set_permissions(
+        sim.disk_path("/home/alice/locked.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    let mut say = |c: &mut Control, line: &str| {
+        let r = c.cmd(line);
+        texts.push(format!("{line} -> {}", r.text()));
+        r
+    };
+    for (line, code) in [
+        ("PWD", 257),
+        ("MKD /sub", 550),
+        ("MKD /d2", 257),
+        ("RMD /sub", 550),
+        ("DELE /sub", 550),
+        ("RMD /sub/f.txt", 550),
+        ("CWD /nope", 550),
+        ("CWD /sub/f.txt", 550),
+        ("SIZE /sub", 550),
+        ("SIZE /missing", 550),
+        ("MDTM /missing", 550),
+        ("MLST /missing", 550),
+        ("MLST /sub", 250),
+        ("STAT /sub", 213),
+        ("SITE CHMOD 644 /missing", 550),
+        ("SITE UTIME 20200101000000 /missing", 550),
+        ("MFMT 20200101000000 /missing", 550),
+        ("RNFR /missing", 550),
+        ("CWD /sub", 250),
+        ("PWD", 257),
+        ("CWD ../../..", 250),
+        ("PWD", 257),
+    ] {
+        say(&mut c, line).assert_code(code);
+    }
+    say(&mut c, "RNFR /sub/f.txt").assert_code(350);
+    say(&mut c, "RNTO /nodir/x").assert_code(550);
+    for line in [
+        "RETR /missing.txt",
+        "RETR /locked.txt",
+        "RETR /sub",
+        "LIST /missing",
+        "MLSD /sub/f.txt",
+        "STOR /sub",
+        "APPE /missing/x",
+    ] {
+        let addr = c.pasv();
+        let _data = common::control::connect_data(addr);
+        let r = c.cmd(line);
+        assert!((500..600).contains(&r.code), "{line}: {r:#?}");
+        texts.push(format!("{line} -> {}", r.text()));
+    }
+    for line in ["LIST /", "MLSD /sub", "NLST -R /", "LIST -la /sub"] {
+        texts.extend(c.listing(line));
+    }
+    c.assert_in_step();
+    for text in &texts {
+        assert!(
+            !text.contains("/home"),
+            "the home's real path shows: {text}"
+        );
+    }
 }

@@ -70,6 +70,7 @@ impl Fixture {
             token_lifetime: Duration::from_secs(60),
             faults: FaultSettings::default(),
             cluster_name: "golden".into(),
+            path_symlinks: Default::default(),
         })
         .await
         .unwrap();

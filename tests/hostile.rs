@@ -1,7 +1,8 @@
 //! Hostile clients and hostile data: over-long command lines, NUL bytes, invalid UTF-8, bare LF,
 //! empty lines and unknown commands on the control connection; names with CR and LF that must
 //! not inject reply or listing lines; the FTP bounce attack through PORT and EPRT; data
-//! connections whose TLS handshake fails or that never come.
+//! connections whose TLS handshake fails or that never come; `chroot-users` escaped through
+//! symlinks made in the home.
 //!
 //! The gateway (`qftpd serve` in front of `qftpd sim`) is driven over raw control connections,
 //! every read bounded by [`READ_TIMEOUT`]. What the gateway cannot show (a storage that accepts
@@ -431,6 +432,270 @@ fn check_failed_data_tls_handshake(addr: SocketAddr, user: (&str, &str)) {
     c.reply().assert_says(425, "TLS handshake failed");
     c.assert_in_step();
     c.reply().assert_says(421, "timed out");
+}
+
+// ---------------------------------------------------------------------------------------------
+// chroot-users and symlinks that lead out of the home.
+
+const ALICE: (&str, &str) = ("alice", "alicepw");
+
+/// A simulator (with `sim_args`) where alice's home is `/home/alice`, and a gateway that
+/// confines users to their homes. Outside the home, `/etc` holds a file and an empty directory
+/// that anyone may read, write, rename and delete: only confinement stands in the way.
+fn start_chroot(sim_args: &[&str]) -> (Sim, Gateway) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut args = vec!["--home", "alice:/home/alice"];
+    args.extend_from_slice(sim_args);
+    let sim = Sim::start(&[ADMIN, ALICE, ("bob", "bobpw")], Some("admin"), &args);
+    let gw = Gateway::start(&sim, "chroot-users = true");
+    let etc = sim.disk_path("/etc");
+    std::fs::create_dir_all(etc.join("empty")).unwrap();
+    std::fs::write(etc.join("secret.txt"), b"the secret of etc").unwrap();
+    for (path, mode) in [("", 0o777), ("empty", 0o777), ("secret.txt", 0o666)] {
+        let p = etc.join(path);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    (sim, gw)
+}
+
+/// A transfer command on a new passive data connection, with `upload` sent as its data: its
+/// replies (a 150 and the final reply, or the refusal alone) and the data received.
+fn transfer(c: &mut Control, cmd: &str, upload: Option<&[u8]>) -> (Vec<Reply>, Vec<u8>) {
+    let addr = c.pasv();
+    let mut data = connect_data(addr);
+    let first = c.cmd(cmd);
+    if first.code != 150 {
+        return (vec![first], Vec::new());
+    }
+    let mut bytes = Vec::new();
+    match upload {
+        Some(body) => {
+            data.write_all(body).expect("send the upload");
+            drop(data);
+        }
+        None => {
+            data.read_to_end(&mut bytes).expect("read the data");
+        }
+    }
+    let end = c.reply();
+    (vec![first, end], bytes)
+}
+
+/// The state of `/etc` on the simulator's disk: every name with its content (files), mode
+/// and modification time.
+fn outside_state(sim: &Sim) -> Vec<(String, Vec<u8>, u32, SystemTime)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut state = Vec::new();
+    for entry in std::fs::read_dir(sim.disk_path("/etc")).unwrap() {
+        let entry = entry.unwrap();
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        let data = if meta.is_file() {
+            std::fs::read(entry.path()).unwrap()
+        } else {
+            Vec::new()
+        };
+        let name = entry.file_name().into_string().unwrap();
+        state.push((
+            name,
+            data,
+            meta.permissions().mode(),
+            meta.modified().unwrap(),
+        ));
+    }
+    state.sort();
+    state
+}
+
+/// The attack: alice makes symlinks to the cluster's root in her home through the REST API
+/// (`esc -> /`, `up -> ../..`), then every kind of command through them, by absolute and by
+/// relative paths, is refused with a 5xx and leaves `/etc` as it was; no reply names her
+/// home's real path or shows the outside file. Under both ways a cluster may treat a symlink
+/// in the middle of a path.
+#[test]
+fn gateway_chroot_symlinks_out_of_the_home_lead_nowhere() {
+    for mode in ["follow", "refuse"] {
+        let (sim, gw) = start_chroot(&["--path-symlinks", mode]);
+        let qq = sim.qq_as(ALICE.0, ALICE.1);
+        for (name, target) in [("esc", "/"), ("up", "../..")] {
+            let args = [
+                "fs_create_symlink",
+                "--path",
+                "/home/alice",
+                "--target",
+                target,
+            ];
+            qq.ok(&[&args[..], &["--name", name]].concat());
+        }
+        qq.ok(&["fs_create_dir", "--path", "/home/alice", "--name", "sub"]);
+        std::fs::write(sim.disk_path("/home/alice/sub/f.txt"), b"mine").unwrap();
+        let before = outside_state(&sim);
+        // Without the symlinks, the cluster would let alice do all of it.
+        assert_eq!(
+            qq.ok(&["fs_read", "--path", "/etc/secret.txt", "--stdout"]),
+            "the secret of etc"
+        );
+
+        let mut c = Control::login(gw.addr, ALICE);
+        let mut replies: Vec<(String, Reply)> = Vec::new();
+        let mut refused = |what: String, reply: Reply| {
+            assert!(
+                (500..600).contains(&reply.code),
+                "{mode}: {what} was not refused: {reply:#?}"
+            );
+            replies.push((what, reply));
+        };
+        for p in [
+            "/esc/etc",
+            "/up/etc",
+            "esc/etc",
+            "/sub/../esc/etc",
+            "/esc/home/../etc",
+        ] {
+            for cmd in [
+                format!("RETR {p}/secret.txt"),
+                format!("LIST {p}"),
+                format!("NLST {p}"),
+                format!("MLSD {p}"),
+                format!("LIST {p}/secret.txt"),
+                format!("LIST {p}/*.txt"),
+                format!("NLST {p}/*.txt"),
+            ] {
+                let (r, data) = transfer(&mut c, &cmd, None);
+                assert!(data.is_empty(), "{mode}: {cmd} sent {data:?}");
+                refused(cmd, r.into_iter().last().unwrap());
+            }
+            for cmd in [
+                format!("STOR {p}/secret.txt"),
+                format!("STOR {p}/new.txt"),
+                format!("APPE {p}/secret.txt"),
+            ] {
+                let (r, _) = transfer(&mut c, &cmd, Some(b"overwritten through a symlink"));
+                refused(cmd, r.into_iter().last().unwrap());
+            }
+            for cmd in [
+                format!("DELE {p}/secret.txt"),
+                format!("RMD {p}/empty"),
+                format!("MKD {p}/newdir"),
+                format!("SIZE {p}/secret.txt"),
+                format!("MDTM {p}/secret.txt"),
+                format!("MLST {p}/secret.txt"),
+                format!("MLST {p}"),
+                format!("STAT {p}"),
+                format!("CWD {p}"),
+                format!("CWD {p}/empty"),
+                format!("SITE CHMOD 600 {p}/secret.txt"),
+                format!("SITE UTIME 20200102030405 {p}/secret.txt"),
+                format!("MFMT 20200102030405 {p}/secret.txt"),
+                format!("MDTM 20200102030405 {p}/secret.txt"),
+                format!("RNFR {p}/secret.txt"),
+            ] {
+                let r = c.cmd(&cmd);
+                refused(cmd, r);
+            }
+            c.cmd("RNFR /sub/f.txt").assert_code(350);
+            let cmd = format!("RNTO {p}/stolen.txt");
+            let r = c.cmd(&cmd);
+            refused(cmd, r);
+        }
+        // Relative paths from a working directory inside the home.
+        c.cmd("CWD /sub").assert_code(250);
+        for cmd in ["RETR ../esc/etc/secret.txt", "LIST ../up/etc"] {
+            let (r, data) = transfer(&mut c, cmd, None);
+            assert!(data.is_empty(), "{mode}: {cmd} sent {data:?}");
+            refused(cmd.to_string(), r.into_iter().last().unwrap());
+        }
+        c.cmd("PWD").assert_says(257, "\"/sub\"");
+        c.assert_in_step();
+
+        assert_eq!(outside_state(&sim), before, "{mode}: /etc changed");
+        assert_eq!(
+            std::fs::read(sim.disk_path("/home/alice/sub/f.txt")).unwrap(),
+            b"mine"
+        );
+        for (what, reply) in &replies {
+            let text = reply.text();
+            assert!(
+                !text.contains("/home/alice") && !text.contains("the secret"),
+                "{mode}: {what}: the reply shows what is outside the home: {text}"
+            );
+        }
+        if mode == "follow" {
+            let (what, reply) = &replies[0];
+            assert!(
+                reply.text().contains("outside the home directory"),
+                "{what}: {reply:#?}"
+            );
+            assert!(
+                gw.stderr_log().contains("leads outside the home directory"),
+                "the refusal is not logged"
+            );
+        }
+    }
+}
+
+/// Symlinks in the home that point into the home (by a relative and by an absolute cluster
+/// path) work on a cluster that follows them: read, list, change into a directory below, upload
+/// through them.
+/// On a cluster that does not, they are a clean 550.
+#[test]
+fn gateway_chroot_symlinks_within_the_home_work_where_the_cluster_follows_them() {
+    for mode in ["follow", "refuse"] {
+        let (sim, gw) = start_chroot(&["--path-symlinks", mode]);
+        let qq = sim.qq_as(ALICE.0, ALICE.1);
+        qq.ok(&["fs_create_dir", "--path", "/home/alice", "--name", "sub"]);
+        qq.ok(&[
+            "fs_create_dir",
+            "--path",
+            "/home/alice/sub",
+            "--name",
+            "deeper",
+        ]);
+        for (name, target) in [("in", "sub"), ("abs", "/home/alice/sub")] {
+            let args = [
+                "fs_create_symlink",
+                "--path",
+                "/home/alice",
+                "--target",
+                target,
+            ];
+            qq.ok(&[&args[..], &["--name", name]].concat());
+        }
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(sim.disk_path("/home/alice/sub/f.bin"), &data).unwrap();
+
+        let mut c = Control::login(gw.addr, ALICE);
+        for link in ["in", "abs"] {
+            let (r, got) = transfer(&mut c, &format!("RETR /{link}/f.bin"), None);
+            // The last name is never followed (the cluster's own rule), the ones before it are.
+            let cwd = c.cmd(&format!("CWD /{link}/deeper"));
+            let up = format!("STOR /{link}/deeper/up-{link}.txt");
+            let (stor, _) = transfer(&mut c, &up, Some(b"through a link"));
+            let (list, names) = transfer(&mut c, &format!("NLST /{link}/deeper"), None);
+            if mode == "follow" {
+                r.last().unwrap().assert_code(226);
+                assert!(got == data, "RETR /{link}/f.bin: {} bytes", got.len());
+                list.last().unwrap().assert_code(226);
+                let names = String::from_utf8(names).unwrap();
+                assert!(names.contains(&format!("up-{link}.txt")), "{names}");
+                cwd.assert_code(250);
+                stor.last().unwrap().assert_code(226);
+                let up = sim.disk_path(&format!("/home/alice/sub/deeper/up-{link}.txt"));
+                assert_eq!(std::fs::read(up).unwrap(), b"through a link");
+            } else {
+                for reply in [
+                    r.last().unwrap(),
+                    list.last().unwrap(),
+                    &cwd,
+                    stor.last().unwrap(),
+                ] {
+                    reply.assert_code(550);
+                    assert!(!reply.text().contains("/home/alice"), "{reply:#?}");
+                }
+            }
+            c.cmd("CWD /").assert_code(250);
+        }
+        c.assert_in_step();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

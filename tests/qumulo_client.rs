@@ -55,6 +55,7 @@ impl Cluster {
             token_lifetime: sim::DEFAULT_TOKEN_LIFETIME,
             faults: FaultSettings::default(),
             cluster_name: "test-cluster".into(),
+            path_symlinks: Default::default(),
         })
         .await
         .unwrap();

@@ -130,6 +130,7 @@ impl QumuloAuthenticator {
             uid: me.id,
             session: Arc::new(session),
             root,
+            home: Default::default(),
             welcome,
             client: client_ip,
         })

@@ -59,7 +59,9 @@ pub fn cluster(path: &Path, err: &Error) -> FtpError {
             format!("{text} ({class}, HTTP {status})")
         }
         Error::Api { status, .. } if err.kind() == Q::Other => format!("{text} (HTTP {status})"),
-        Error::Stalled(_) | Error::Aborted(_) => err.to_string(),
+        Error::Stalled(_) => err.to_string(),
+        // Not the cause: its text may hold the request's URL, which names the cluster path.
+        Error::Aborted(_) => "the data to upload could not be read".to_string(),
         _ => text.to_string(),
     };
     failure(kind, path, message)
@@ -225,6 +227,24 @@ mod tests {
         let e = cluster(Path::new("/x"), &err);
         assert_eq!(e.kind(), Ftp::PermissionDenied);
         assert_eq!(text(&e), "/x: permission denied");
+    }
+
+    /// An upload whose data could not be read: the cause's text (which names the request's URL,
+    /// hence the cluster path) stays out of the reply.
+    #[tokio::test]
+    async fn an_aborted_upload_names_no_cluster_path() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(); // closed again: nothing listens there
+        let url = format!("http://127.0.0.1:{port}/v1/files/%2Fhome%2Falice%2Fx/data");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder().tls_certs_only(Vec::new());
+        let cause = client.build().unwrap().put(&url).send().await.unwrap_err();
+        assert!(cause.to_string().contains("home"), "{cause}");
+        let e = cluster(Path::new("/x"), &Error::Aborted(cause));
+        assert_eq!(text(&e), "/x: the data to upload could not be read");
     }
 
     #[test]

@@ -149,6 +149,7 @@ impl ControlProbe {
                 token_lifetime: sim::DEFAULT_TOKEN_LIFETIME,
                 faults: Default::default(),
                 cluster_name: "probe".to_string(),
+                path_symlinks: Default::default(),
             })
             .await?;
             let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;

@@ -5,10 +5,11 @@
 //!   [`crate::server`] is ours).
 //! - `auth`: FTP login as a Qumulo login; `user`: the logged-in user.
 //! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts; `path`: FTP to
-//!   cluster paths; `errors`: cluster failures to FTP replies; `site`: SITE CHMOD and
-//!   SITE UTIME.
+//!   cluster paths; `confine`: `chroot-users` against symlinks that lead out of the home;
+//!   `errors`: cluster failures to FTP replies; `site`: SITE CHMOD and SITE UTIME.
 
 mod auth;
+mod confine;
 mod control;
 mod errors;
 #[doc(hidden)]

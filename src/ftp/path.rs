@@ -1,6 +1,7 @@
 //! FTP paths to cluster paths. libunftp hands the storage a path made of the session's working
 //! directory and the client's argument; here it is resolved lexically (`.`, `..` never above the
-//! user's root) and placed under the user's root on the cluster. Pure, no I/O.
+//! user's root) and placed under the user's root on the cluster; [`inside`] tells whether a
+//! canonical cluster path is in a home. Pure, no I/O.
 
 use std::path::{Component, Path};
 
@@ -55,6 +56,25 @@ pub fn split(path: &str) -> Option<(&str, &str)> {
     Some((if dir.is_empty() { "/" } else { dir }, name))
 }
 
+/// A cluster path without its trailing `/` (directories' paths end in one), `/` for the root.
+pub fn trimmed(path: &str) -> &str {
+    match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    }
+}
+
+/// Whether the cluster path `path` is `home` or below it (both canonical; a trailing `/` on
+/// either is ignored). `/home/alice2` is not below `/home/alice`.
+pub fn inside(home: &str, path: &str) -> bool {
+    let (home, path) = (trimmed(home), trimmed(path));
+    home == "/"
+        || path == home
+        || path
+            .strip_prefix(home)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +111,20 @@ mod tests {
             to_cluster("/", Path::new("/a\rb")),
             Err(PathError::BadCharacter)
         );
+    }
+
+    #[test]
+    fn inside_compares_whole_names() {
+        assert!(inside("/home/alice", "/home/alice/"));
+        assert!(inside("/home/alice/", "/home/alice"));
+        assert!(inside("/home/alice", "/home/alice/docs/f.txt"));
+        assert!(inside("/", "/etc/passwd"));
+        assert!(!inside("/home/alice", "/home/alice2/f"));
+        assert!(!inside("/home/alice", "/home/"));
+        assert!(!inside("/home/alice", "/"));
+        assert!(!inside("/home/alice", "/etc/passwd"));
+        assert_eq!(trimmed("/a/b/"), "/a/b");
+        assert_eq!(trimmed("/"), "/");
     }
 
     #[test]

@@ -42,10 +42,15 @@ impl SiteCommandHandler<QumuloStorage, User> for Chmod {
             );
         };
         let ftp_path = ctx.cwd.join(target);
-        let path = match to_cluster(&user.root, &ftp_path) {
+        if let Err(e) = to_cluster(&user.root, &ftp_path) {
+            return Reply::new_with_string(ReplyCode::BadFileName, format!("{target}: {e}"));
+        }
+        // Under chroot, the file's id once it is known to be in the home.
+        let path = match super::confine::existing(user, &ftp_path).await {
             Ok(p) => p,
             Err(e) => {
-                return Reply::new_with_string(ReplyCode::BadFileName, format!("{target}: {e}"));
+                let text = super::storage::reason(&e).replace(['\r', '\n'], " ");
+                return Reply::new_with_string(ReplyCode::FileError, text);
             }
         };
         match user

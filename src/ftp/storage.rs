@@ -25,6 +25,7 @@ use unftp_core::storage::{
     StorageBackend,
 };
 
+use super::confine;
 use super::errors::{Abort, aborted, bad_path, cluster, failure};
 use super::listing::{
     Entry, FACT_NAMES, FactSelection, Facts, NameCache, facts, list_line, perm_fact,
@@ -83,11 +84,7 @@ impl QumuloStorage {
     }
 
     async fn attr(&self, user: &User, path: &Path) -> Result<FileAttr> {
-        let cp = cluster_path(user, path)?;
-        user.session
-            .get_attr(&cp)
-            .await
-            .map_err(|e| cluster(path, &e))
+        Ok(attr_of(user, path).await?.0)
     }
 
     /// The start of a listing: the first page of a directory and the pages after it, or the
@@ -103,10 +100,13 @@ impl QumuloStorage {
         let cp = cluster_path(user, path)?;
         let mut pages = Pages::new(&cp, PAGE_SIZE);
         match pages.next(&user.session).await {
-            Ok(first) => Ok(Start::Dir {
-                first: without_temp(first.unwrap_or_default()),
-                pages,
-            }),
+            Ok(first) => {
+                confine::check_listed(user, path, &cp, pages.path()).await?;
+                Ok(Start::Dir {
+                    first: without_temp(first.unwrap_or_default()),
+                    pages,
+                })
+            }
             Err(e) if e.kind() == ErrorKind::NotADirectory => {
                 Ok(Start::One(self.attr(user, path).await?))
             }
@@ -115,10 +115,16 @@ impl QumuloStorage {
                     return Err(cluster(path, &e));
                 };
                 let dir = path.parent().unwrap_or(Path::new("/"));
-                let mut pages = Pages::new(&cluster_path(user, dir)?, PAGE_SIZE);
+                let dir_cp = cluster_path(user, dir)?;
+                let mut pages = Pages::new(&dir_cp, PAGE_SIZE);
                 let failed = |e: crate::qumulo::Error| cluster(path, &e);
+                let mut first = true;
                 loop {
-                    let Some(page) = pages.next(&user.session).await.map_err(failed)? else {
+                    let page = pages.next(&user.session).await.map_err(failed)?;
+                    if std::mem::take(&mut first) {
+                        confine::check_listed(user, dir, &dir_cp, pages.path()).await?;
+                    }
+                    let Some(page) = page else {
                         return Ok(Start::Matches {
                             first: Vec::new(),
                             pages: None,
@@ -230,7 +236,10 @@ impl QumuloStorage {
                 match pages.next(&lines.session).await {
                     Ok(next) => page = next.map(|attrs| listed(pattern.as_ref(), attrs)),
                     Err(e) => {
-                        let msg = format!("{shown}: listing failed midway: {e}");
+                        // The reply says what failed in the gateway's words: the cluster's
+                        // description names the real cluster path.
+                        let what = super::errors::reply(e.kind()).1;
+                        let msg = format!("{shown}: listing failed midway: {what}");
                         tracing::warn!(path = shown, error = %e, "listing failed midway");
                         let _ = tx.send(Err(io::Error::other(msg))).await;
                     }
@@ -341,13 +350,10 @@ fn without_temp(mut attrs: Vec<FileAttr>) -> Vec<FileAttr> {
 /// A file's data from `offset` on, as the cluster streams it. An offset past the end of the
 /// file (REST, then RETR) is refused with 554 (RFC 1123, 4.1.3.4) before anything is sent.
 async fn open(user: &User, path: &Path, offset: u64) -> Result<Download> {
-    let cp = cluster_path(user, path)?;
-    if offset > 0 {
-        let attr = user
-            .session
-            .get_attr(&cp)
-            .await
-            .map_err(|e| cluster(path, &e))?;
+    let mut reference = cluster_path(user, path)?;
+    if offset > 0 || confine::confined(user) {
+        let attr;
+        (attr, reference) = attr_of(user, path).await?;
         if !attr.is_dir() && offset > attr.size {
             return Err(failure(
                 Ftp::InvalidRestParameter,
@@ -360,9 +366,19 @@ async fn open(user: &User, path: &Path, offset: u64) -> Result<Download> {
         }
     }
     user.session
-        .read(&cp, offset)
+        .read(&reference, offset)
         .await
         .map_err(|e| cluster(path, &e))
+}
+
+/// The attributes of the entry at FTP `path`, checked to be in a confined user's home, and the
+/// reference to name it by from then on (see [`confine::reference`]).
+async fn attr_of(user: &User, path: &Path) -> Result<(FileAttr, String)> {
+    let cp = cluster_path(user, path)?;
+    let attr = (user.session.get_attr(&cp).await).map_err(|e| cluster(path, &e))?;
+    confine::check(user, path, &cp, &attr).await?;
+    let reference = confine::reference(user, &cp, &attr);
+    Ok((attr, reference))
 }
 
 /// Formats the pages of a streamed listing.
@@ -667,16 +683,16 @@ impl StorageBackend<User> for QumuloStorage {
 
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
         let path = path.as_ref();
-        if self.attr(user, path).await?.is_dir() {
+        let (attr, reference) = attr_of(user, path).await?;
+        if attr.is_dir() {
             return Err(failure(
                 Ftp::PermanentFileNotAvailable,
                 path,
                 "is a directory (use RMD)",
             ));
         }
-        let cp = cluster_path(user, path)?;
         user.session
-            .delete(&cp)
+            .delete(&reference)
             .await
             .map_err(|e| cluster(path, &e))?;
         tracing::info!(user = %user.name, client = %user.client, path = %path.display(), "delete");
@@ -685,10 +701,9 @@ impl StorageBackend<User> for QumuloStorage {
 
     async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
         let path = path.as_ref();
-        let cp = cluster_path(user, path)?;
-        let (dir, name) = dir_and_name(user, &cp, path)?;
+        let (dir, name) = confine::parent(user, path).await?;
         user.session
-            .create_dir(dir, name)
+            .create_dir(&dir, &name)
             .await
             .map_err(|e| cluster(path, &e))?;
         tracing::info!(user = %user.name, client = %user.client, path = %path.display(), "mkdir");
@@ -703,11 +718,13 @@ impl StorageBackend<User> for QumuloStorage {
     ) -> Result<()> {
         let (from, to) = (from.as_ref(), to.as_ref());
         let (from_cp, to_cp) = (cluster_path(user, from)?, cluster_path(user, to)?);
-        let (dir, name) = dir_and_name(user, &to_cp, to)?;
+        dir_and_name(user, &to_cp, to)?;
         dir_and_name(user, &from_cp, from)?;
+        let from_cp = confine::canonical(user, from).await?;
+        let (dir, name) = confine::parent(user, to).await?;
         // Like rename(2), an existing destination file is replaced.
         user.session
-            .rename(&from_cp, dir, name, true)
+            .rename(&from_cp, &dir, &name, true)
             .await
             .map_err(|e| cluster(to, &e))?;
         tracing::info!(user = %user.name, client = %user.client, from = %from.display(), to = %to.display(), "rename");
@@ -718,7 +735,8 @@ impl StorageBackend<User> for QumuloStorage {
         let path = path.as_ref();
         let cp = cluster_path(user, path)?;
         dir_and_name(user, &cp, path)?;
-        if !self.attr(user, path).await?.is_dir() {
+        let (attr, reference) = attr_of(user, path).await?;
+        if !attr.is_dir() {
             return Err(failure(
                 Ftp::PermanentDirectoryNotAvailable,
                 path,
@@ -726,23 +744,26 @@ impl StorageBackend<User> for QumuloStorage {
             ));
         }
         user.session
-            .delete(&cp)
+            .delete(&reference)
             .await
             .map_err(|e| cluster(path, &e))?;
         tracing::info!(user = %user.name, client = %user.client, path = %path.display(), "rmdir");
         Ok(())
     }
 
+    /// A working directory must be a directory the user may list: its first entry is read
+    /// (the cluster refuses a listing without read permission, and a non-directory).
     async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
         let path = path.as_ref();
-        if self.attr(user, path).await?.is_dir() {
-            Ok(())
-        } else {
-            Err(failure(
+        let cp = cluster_path(user, path)?;
+        match user.session.list_page(&cp, None, 1).await {
+            Ok(page) => confine::check_listed(user, path, &cp, page.path.as_deref()).await,
+            Err(e) if e.kind() == ErrorKind::NotADirectory => Err(failure(
                 Ftp::PermanentDirectoryNotAvailable,
                 path,
                 "not a directory",
-            ))
+            )),
+            Err(e) => Err(cluster(path, &e)),
         }
     }
 
@@ -753,13 +774,13 @@ impl StorageBackend<User> for QumuloStorage {
         time: chrono::DateTime<Utc>,
     ) -> Result<()> {
         let path = path.as_ref();
-        let cp = cluster_path(user, path)?;
+        let reference = confine::existing(user, path).await?;
         let patch = crate::qumulo::AttrPatch {
             modification_time: Some(time),
             ..Default::default()
         };
         user.session
-            .set_attr(&cp, &patch)
+            .set_attr(&reference, &patch)
             .await
             .map_err(|e| cluster(path, &e))?;
         tracing::info!(user = %user.name, client = %user.client, path = %path.display(), modified = %time.to_rfc3339(), "set modification time");

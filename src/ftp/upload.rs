@@ -22,7 +22,7 @@ use tokio_io_timeout::{TimeoutReader, TimeoutWriter};
 use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp, Result};
 
 use super::errors::{Abort, Failure, abort_kind, aborted, cluster, failure};
-use super::storage::{QumuloStorage, cluster_path, dir_and_name, reason};
+use super::storage::{QumuloStorage, dir_and_name, reason};
 use super::user::User;
 use crate::qumulo::{AttrPatch, ErrorKind, FileAttr, Session};
 
@@ -50,7 +50,8 @@ pub(super) async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
     path: &Path,
     start_pos: u64,
 ) -> Result<u64> {
-    let cp = cluster_path(user, path)?;
+    // Under chroot, the target's directory as the cluster names it, checked to be in the home.
+    let cp = super::confine::target(user, path).await?;
     let (input, tally) = Watched::reader(input, storage.shared.data_timeout);
     let upload = Upload {
         storage,

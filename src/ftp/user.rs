@@ -17,6 +17,8 @@ pub struct User {
     pub session: Arc<Session>,
     /// Cluster path the user's `/` maps to: `/`, or the home directory when chrooted.
     pub root: String,
+    /// The home's canonical cluster path, when chrooted (see `confine`).
+    pub home: super::confine::Home,
     /// The 230 reply text.
     pub welcome: String,
     /// The client's address, for the log.

@@ -102,6 +102,8 @@ impl FileAttr {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(from = "RawPage")]
 pub struct Page {
+    /// The canonical path of the directory listed (ends in `/`), when the cluster gave it.
+    pub path: Option<String>,
     /// The entries of this page.
     pub files: Vec<FileAttr>,
     /// The server-relative URI of the next page; `None` at the end (Qumulo sends `""`).
@@ -111,6 +113,8 @@ pub struct Page {
 /// The wire shape of a page: `{"files": […], "paging": {"next": "…"}}`.
 #[derive(Deserialize)]
 struct RawPage {
+    #[serde(default)]
+    path: Option<String>,
     files: Vec<FileAttr>,
     paging: Paging,
 }
@@ -125,6 +129,7 @@ struct Paging {
 impl From<RawPage> for Page {
     fn from(raw: RawPage) -> Self {
         Page {
+            path: raw.path,
             files: raw.files,
             next: raw.paging.next.filter(|n| !n.is_empty()),
         }
@@ -191,6 +196,7 @@ mod tests {
     fn page_reads_paging_next_and_empty_means_end() {
         let body = include_str!("../../tests/fixtures/qumulo/listing.json");
         let page: Page = serde_json::from_str(body).unwrap();
+        assert_eq!(page.path.as_deref(), Some("/"));
         assert_eq!(page.files.len(), 1);
         assert_eq!(
             (page.files[0].name.as_str(), page.files[0].is_dir()),

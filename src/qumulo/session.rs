@@ -347,6 +347,8 @@ pub struct Pages {
     next: Option<String>,
     seen: HashSet<String>,
     done: bool,
+    /// The canonical path of the directory, as its first page gave it.
+    path: Option<String>,
 }
 
 impl Pages {
@@ -358,7 +360,14 @@ impl Pages {
             next: None,
             seen: HashSet::new(),
             done: false,
+            path: None,
         }
+    }
+
+    /// The canonical path of the directory listed (ending in `/`), as the cluster reported it
+    /// with the first page; `None` before the first page, or when the cluster did not say.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
     }
 
     /// The next page's entries, `None` after the last page.
@@ -369,6 +378,9 @@ impl Pages {
         let page = session
             .list_page(&self.dir, self.next.as_deref(), self.size)
             .await?;
+        if self.next.is_none() {
+            self.path = page.path;
+        }
         match page.next {
             None => self.done = true,
             Some(n) if !self.seen.insert(n.clone()) => {

@@ -7,6 +7,9 @@
 //! field name cannot hide on both sides at once.
 //!
 //! - [`store`]: the directory-backed file system (ids, attributes, permissions, operations).
+//!   A symlink in the middle of a path reference is followed by default; `path_symlinks`
+//!   (`qftpd sim --path-symlinks refuse`) models a cluster that does not follow it. The `path`
+//!   of every answer is canonical (no symlinks), as Qumulo's is.
 //! - [`users`]: local users, groups and bearer tokens.
 //! - [`faults`]: latency, 5xx, dropped connections, outage.
 //! - `nodes`: the cluster's nodes, each on its own address over the same state, which tests
@@ -82,6 +85,9 @@ pub struct SimConfig {
     pub faults: FaultSettings,
     /// The cluster name in `cluster/settings`.
     pub cluster_name: String,
+    /// What path references do with a symlink before their last component: followed (the
+    /// default), or refused with `fs_not_a_directory_error` (see [`store`]).
+    pub path_symlinks: store::PathSymlinks,
 }
 
 /// Errors starting the simulator.
@@ -203,7 +209,9 @@ pub async fn start_nodes(cfg: SimConfig, nodes: usize) -> Result<SimHandle, SimE
         path: cfg.data_dir.clone(),
         source,
     };
-    let store = store::Store::open(&cfg.data_dir, directory.clone()).map_err(data_err)?;
+    let store = store::Store::open(&cfg.data_dir, directory.clone())
+        .map_err(data_err)?
+        .with_path_symlinks(cfg.path_symlinks);
     for user in directory.users() {
         if let Some(home) = &user.home {
             store

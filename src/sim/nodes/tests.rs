@@ -29,6 +29,7 @@ async fn cluster(nodes: usize) -> (SimHandle, tempfile::TempDir) {
         token_lifetime: sim::DEFAULT_TOKEN_LIFETIME,
         faults: FaultSettings::default(),
         cluster_name: "nodes".into(),
+        path_symlinks: Default::default(),
     };
     (sim::start_nodes(cfg, nodes).await.unwrap(), data)
 }

@@ -8,9 +8,14 @@
 //! below the data directory are not supported: inode numbers are only unique on one device.
 //!
 //! Path references are resolved component by component, without the OS following links:
-//! `.` and `..` are resolved logically (never above the root) and a symlink met before the last
-//! component is followed within the cluster's namespace (an absolute target starts again at the
-//! cluster root), so nothing outside the data directory can be reached.
+//! `.` and `..` are resolved logically (never above the root). A symlink met before the last
+//! component is handled as [`PathSymlinks`] says: by default it is followed within the
+//! cluster's namespace (an absolute target starts again at the cluster root), so nothing
+//! outside the data directory can be reached; or the reference is refused with
+//! `fs_not_a_directory_error`, as a cluster that leaves symlink targets to its NFS and SMB
+//! clients would. A symlink that is the last component is never followed (reading it returns
+//! its target). Either way the `path` of what a reference reaches is its canonical path: the
+//! names from the root to it, without symlinks.
 
 mod attrs;
 mod ops;
@@ -39,6 +44,18 @@ type CachedListing = (u64, std::time::SystemTime, Arc<Vec<String>>);
 const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
 /// How many symlinks one path resolution may follow before giving up (as Linux's ELOOP).
 const MAX_LINKS: usize = 40;
+
+/// What a path reference does with a symlink met before its last component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PathSymlinks {
+    /// Followed within the cluster's namespace, as a POSIX file system does.
+    #[default]
+    Follow,
+    /// Not followed: the reference fails with `fs_not_a_directory_error` (the symlink is not a
+    /// directory). The SDK's `fs_create_symlink` help says symlink targets are interpreted by
+    /// clients, not by Qumulo's file system.
+    Refuse,
+}
 
 /// Permission bits asked of an object.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +87,8 @@ pub struct Store {
     /// One lock per file being written: data writes to a file happen one after the other,
     /// and a write abandoned by its client finishes before the next one starts.
     write_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// What path references do with symlinks before their last component.
+    path_symlinks: PathSymlinks,
 }
 
 impl Store {
@@ -101,7 +120,15 @@ impl Store {
             link_owners: Mutex::new(HashMap::new()),
             write_locks: Mutex::new(HashMap::new()),
             listings: Mutex::new(Vec::new()),
+            path_symlinks: PathSymlinks::default(),
         })
+    }
+
+    /// The store with path references treating symlinks before their last component as
+    /// `mode` says.
+    pub fn with_path_symlinks(mut self, mode: PathSymlinks) -> Self {
+        self.path_symlinks = mode;
+        self
     }
 
     /// The data directory.
@@ -199,6 +226,12 @@ impl Store {
             self.check(user, parent, Access::Search)?;
             let obj = self.load_child(parent, &name)?;
             if obj.meta.file_type().is_symlink() && !pending.is_empty() {
+                if self.path_symlinks == PathSymlinks::Refuse {
+                    return Err(ApiError::new(
+                        ErrorClass::NotADirectory,
+                        format!("{} is a symlink, not a directory", obj.path),
+                    ));
+                }
                 links += 1;
                 if links > MAX_LINKS {
                     return Err(ApiError::new(

@@ -156,6 +156,47 @@ fn paths_never_leave_the_root() {
     );
 }
 
+/// With `PathSymlinks::Refuse`, a symlink before the last component fails the reference with
+/// `fs_not_a_directory_error`; the symlink itself, and paths without symlinks, still resolve.
+#[test]
+fn symlinks_in_the_middle_of_a_path_can_be_refused() {
+    let mut t = setup();
+    t.store = Store::open(t.store.root(), t.store.users.clone())
+        .unwrap()
+        .with_path_symlinks(PathSymlinks::Refuse);
+    std::fs::create_dir(t.store.root().join("etc")).unwrap();
+    std::fs::write(t.store.root().join("etc/passwd"), b"cluster").unwrap();
+    let link = CreateRequest {
+        old_path: Some("/etc".into()),
+        ..req("l", "CREATE_SYMLINK")
+    };
+    t.store.create(&t.admin, "/", &link).unwrap();
+    for p in ["/l/passwd", "/l/.", "/l/../etc/passwd"] {
+        assert_eq!(
+            class(t.store.get_attributes(&t.admin, p)),
+            ErrorClass::NotADirectory,
+            "{p}"
+        );
+    }
+    assert_eq!(
+        class(t.store.list(&t.admin, "/l/x/", None, None)),
+        ErrorClass::NotADirectory
+    );
+    assert_eq!(
+        class(t.store.create(&t.admin, "/l", &req("new", "CREATE_FILE"))),
+        ErrorClass::NotADirectory
+    );
+    assert!(!t.store.root().join("etc/new").exists());
+    assert_eq!(
+        t.store.get_attributes(&t.admin, "/l").unwrap()["type"],
+        "FS_FILE_TYPE_SYMLINK"
+    );
+    assert_eq!(
+        t.store.get_attributes(&t.admin, "/etc/passwd").unwrap()["path"],
+        "/etc/passwd"
+    );
+}
+
 #[test]
 fn mode_bits_and_ownership_are_enforced() {
     let t = setup();
