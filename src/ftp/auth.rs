@@ -75,7 +75,13 @@ impl Authenticator for QumuloAuthenticator {
                         "Too many login attempts for this user name; try again later",
                     ),
                 };
-                tracing::warn!(user = username, client = %client_ip, "login refused without asking the cluster: {reason}");
+                if refusal == Refusal::AddressBusy {
+                    tracing::warn!(user = username, client = %client_ip, "login refused without asking the cluster: {reason}");
+                } else {
+                    // The ban, or the slowing of the user name, was logged when it began; a
+                    // client retrying is not worth a line each.
+                    tracing::debug!(user = username, client = %client_ip, "login refused without asking the cluster: {reason}");
+                }
                 // 421 (RFC 959: service not available, closing control connection): this
                 // connection cannot log in now, and a client may try again later.
                 return Err(AuthenticationError::Unavailable(reply.to_string()));
@@ -93,7 +99,7 @@ impl Authenticator for QumuloAuthenticator {
                     tracing::warn!(
                         user = username,
                         failures = self.limits.max_per_user,
-                        "logins for this user name are slowed from now on: too many failed logins from any address"
+                        "logins for this user name are slowed from now on: too many failed logins from any address; each waits up to 8 s, and addresses that have been failing take turns (421 when the turn is over a minute away)"
                     );
                 }
                 tokio::time::sleep(failure.delay).await;
