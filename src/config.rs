@@ -141,14 +141,19 @@ pub enum TlsVersion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct FailedLoginsConfig {
-    /// Failed logins from one client address before it is banned (0: no limit).
+    /// Failed logins from one client address before it is banned (0: no limit). Logins being
+    /// checked count against the address until the cluster answers: at most this many (less
+    /// the failures) are checked at once, the others wait for them.
     pub max_per_address: u32,
-    /// Failed logins for one user name, from any address, before it is banned (0: no limit).
+    /// Failed logins for one user name, from any address, after which its logins are slowed
+    /// (0: never): each waits before the cluster is asked (`delay-ms`, doubling with every
+    /// further failure, at most 8 s), and those from addresses that have been failing take
+    /// turns, one per delay. The user name is never banned.
     pub max_per_user: u32,
     /// Seconds a ban lasts; failures older than this are forgotten.
     pub ban_time: u64,
     /// Milliseconds the reply to the first failure is delayed; it doubles with every further
-    /// failure (at most 8 s).
+    /// failure (at most 8 s). Also the first delay of the logins of a slowed user name.
     pub delay_ms: u64,
 }
 

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ftp::{ClusterNames, Gateway, LoginGuard};
+use crate::ftp::{ClusterNames, Gateway, LoginGuard, address_key};
 
 /// What the service is doing, for `STATUS=` and the watchdog.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ pub struct Activity {
     pub logins: LoginGuard,
     /// The cluster's name once learnt, kept across reloads that keep the cluster.
     pub cluster_names: ClusterNames,
-    /// Open control connections per client address.
+    /// Open control connections per client address (IPv6: per /64, as failed logins).
     per_address: Mutex<HashMap<IpAddr, usize>>,
     /// When the accept loop last showed it runs, in milliseconds since `started`.
     heartbeat_ms: AtomicU64,
@@ -59,8 +59,10 @@ impl Activity {
     }
 
     /// Counts a new connection from `ip` unless that would pass `max` in all or `per_ip`
-    /// from the address; the count is given back by dropping the returned slot.
+    /// from the address (an IPv6 client's /64: one client usually owns it whole, and picks any
+    /// address in it); the count is given back by dropping the returned slot.
     fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, per_ip: usize) -> Result<Slot, Refusal> {
+        let ip = address_key(ip);
         let mut map = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
         if self.sessions.load(Ordering::Relaxed) >= max {
             return Err(Refusal::Full);
@@ -87,6 +89,7 @@ impl Activity {
 /// A counted connection; dropping it gives the count back.
 struct Slot {
     activity: Arc<Activity>,
+    /// The key it is counted by.
     ip: IpAddr,
 }
 
@@ -292,5 +295,36 @@ pub async fn run(
             "stopping: grace period over, closing the sessions still open"
         );
         sessions.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_counted_per_ipv4_address_and_per_ipv6_network() {
+        let activity = Arc::new(Activity::default());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let admit = |s: &str| activity.admit(ip(s), 100, 2);
+        let a = admit("2001:db8:1:2::1").unwrap();
+        let _b = admit("2001:db8:1:2:ffff:ffff:ffff:fffe").unwrap();
+        assert!(
+            matches!(admit("2001:db8:1:2::3"), Err(Refusal::PerAddress)),
+            "a third connection from the same /64"
+        );
+        let _c = admit("2001:db8:1:3::1").expect("another /64");
+        drop(a);
+        let _d = admit("2001:db8:1:2::4").expect("a slot came back to the /64");
+
+        let _e = admit("192.0.2.1").unwrap();
+        let _f = admit("::ffff:192.0.2.1").unwrap();
+        assert!(
+            matches!(admit("192.0.2.1"), Err(Refusal::PerAddress)),
+            "IPv4-mapped connections count as their IPv4 address"
+        );
+        let _g = admit("192.0.2.2").expect("IPv4 addresses count one by one");
+        assert_eq!(activity.sessions.load(Ordering::Relaxed), 6);
+        assert_eq!(activity.per_address.lock().unwrap().len(), 4);
     }
 }

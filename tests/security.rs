@@ -709,3 +709,280 @@ fn slow_clients_outlast_the_clusters_request_timeout() {
     );
     assert!(down.stdout == data, "slow download: bytes differ");
 }
+
+/// A control connection from `source` (any port) to `to`, greeted: returns it with the
+/// greeting.
+fn greeted_from(source: &str, to: SocketAddr) -> (Control, String) {
+    let local: SocketAddr = SocketAddr::new(source.parse().expect("an address"), 0);
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(local),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket
+        .bind(&local.into())
+        .unwrap_or_else(|e| panic!("bind the source address {source}: {e}"));
+    socket.connect(&to.into()).expect("connect");
+    let mut c = control_from(socket.into());
+    let greeting = c.reply();
+    (c, greeting)
+}
+
+/// One login of `user` from `source`: the reply to PASS and how long it took.
+fn login_from(source: &str, to: SocketAddr, (user, password): (&str, &str)) -> (String, Duration) {
+    let (mut c, greeting) = greeted_from(source, to);
+    assert!(greeting.starts_with("220"), "from {source}: {greeting}");
+    let reply = c.cmd(&format!("USER {user}"));
+    assert!(reply.starts_with("331"), "from {source}: {reply}");
+    let started = Instant::now();
+    let reply = c.cmd(&format!("PASS {password}"));
+    (reply, started.elapsed())
+}
+
+#[test]
+fn the_owner_logs_in_while_others_guess_the_password_from_several_addresses() {
+    let sim = start_sim();
+    // The defaults: 5 failures ban an address, 10 for one user name slow its logins.
+    let gw = Gateway::start(&sim, "");
+    let addr = gw.addr;
+    // Ten wrong passwords for admin, five from each of two addresses, all at once.
+    let guesses: Vec<_> = ["127.0.0.2", "127.0.0.3"]
+        .into_iter()
+        .flat_map(|source| (0..5).map(move |i| (source, format!("guess-{source}-{i}"))))
+        .map(|(source, guess)| {
+            std::thread::spawn(move || login_from(source, addr, ("admin", &guess)).0)
+        })
+        .collect();
+    for guess in guesses {
+        let reply = guess.join().unwrap();
+        assert!(reply.starts_with("530"), "a wrong password: {reply}");
+    }
+    assert_eq!(
+        sim.logins(),
+        (0, 10),
+        "every guess was checked by the cluster"
+    );
+    for banned in ["127.0.0.2", "127.0.0.3"] {
+        let (_, greeting) = greeted_from(banned, addr);
+        assert!(greeting.starts_with("421"), "{banned}: {greeting}");
+    }
+
+    // The owner, from a third address, with the right password: slowed, never refused.
+    let (reply, took) = login_from("127.0.0.4", addr, ("admin", "adminpw"));
+    println!("the owner's PASS after 10 failures from 2 addresses: {reply:?} in {took:?}");
+    assert!(reply.starts_with("230"), "the owner was refused: {reply}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "logins for admin are slowed by delay-ms: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(8 + 4),
+        "the owner waits at most the bounded delay: {took:?}"
+    );
+    let log = gw.stderr_log();
+    assert!(
+        log.contains("logins for this user name are slowed"),
+        "{log}"
+    );
+    assert!(!log.contains("guess-") && !log.contains("adminpw"), "{log}");
+}
+
+#[test]
+fn simultaneous_guesses_from_one_address_reach_the_cluster_at_most_max_per_address_times() {
+    let sim = start_sim();
+    let gw = Gateway::start(&sim, "failed-logins.max-per-address = 5\n");
+    // A cluster slow to answer, so that every guess is sent before the first is refused.
+    sim.set_faults(r#"{"latency_ms": 300}"#);
+    let addr = gw.addr;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(30));
+    let guesses: Vec<_> = (0..30)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let (mut c, greeting) = greeted_from("127.0.0.5", addr);
+                assert!(greeting.starts_with("220"), "{greeting}");
+                assert!(c.cmd("USER alice").starts_with("331"));
+                barrier.wait();
+                c.cmd(&format!("PASS guess{i}"))
+            })
+        })
+        .collect();
+    let replies: Vec<String> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    let (accepted, refused) = sim.logins();
+    println!("30 simultaneous PASS from one address: {refused} reached the cluster");
+    assert_eq!(accepted, 0);
+    assert_eq!(
+        refused, 5,
+        "at most max-per-address guesses reach the cluster"
+    );
+    let wrong = replies.iter().filter(|r| r.starts_with("530")).count();
+    let turned_away = replies
+        .iter()
+        .filter(|r| r.starts_with("421") && r.contains("Too many failed logins from your address"))
+        .count();
+    assert_eq!((wrong, turned_away), (5, 25), "{replies:#?}");
+    let (_, greeting) = greeted_from("127.0.0.5", addr);
+    assert!(
+        greeting.starts_with("421"),
+        "the address is banned: {greeting}"
+    );
+}
+
+#[test]
+fn successful_and_unchecked_logins_are_not_counted_and_the_address_ban_still_works() {
+    let sim = start_sim();
+    let gw = Gateway::start(
+        &sim,
+        "failed-logins.max-per-address = 3\nfailed-logins.delay-ms = 100\n",
+    );
+    let addr = gw.addr;
+    // Ten right logins at once from one address, more than max-per-address: the ones past
+    // it wait for the ones being checked, and all get in.
+    sim.set_faults(r#"{"latency_ms": 200}"#);
+    let logins: Vec<_> = (0..10)
+        .map(|_| std::thread::spawn(move || login_from("127.0.0.6", addr, ALICE).0))
+        .collect();
+    for login in logins {
+        let reply = login.join().unwrap();
+        assert!(reply.starts_with("230"), "{reply}");
+    }
+    assert_eq!(sim.logins(), (10, 0));
+
+    // Logins the cluster cannot check are not failures either.
+    sim.set_faults(r#"{"outage": true}"#);
+    for _ in 0..5 {
+        let (reply, _) = login_from("127.0.0.6", addr, ALICE);
+        assert!(reply.starts_with("421"), "during an outage: {reply}");
+    }
+    sim.set_faults("{}");
+
+    // Two failures, a success, then the third failure bans the address.
+    let mut before_the_ban = greeted_from("127.0.0.6", addr).0;
+    for guess in ["guess1", "guess2"] {
+        let (reply, _) = login_from("127.0.0.6", addr, (ALICE.0, guess));
+        assert!(reply.starts_with("530"), "{reply}");
+    }
+    let (reply, _) = login_from("127.0.0.6", addr, ALICE);
+    assert!(
+        reply.starts_with("230"),
+        "not banned after 2 failures: {reply}"
+    );
+    let (reply, _) = login_from("127.0.0.6", addr, (BOB.0, "guess3"));
+    assert!(reply.starts_with("530"), "{reply}");
+    let (_, greeting) = greeted_from("127.0.0.6", addr);
+    assert!(greeting.starts_with("421"), "banned: {greeting}");
+    // A connection opened before the ban cannot log in either, even with the password.
+    assert!(before_the_ban.cmd("USER alice").starts_with("331"));
+    let reply = before_the_ban.cmd("PASS alicepw");
+    assert!(
+        reply.starts_with("421") && reply.contains("failed logins from your address"),
+        "{reply}"
+    );
+    assert_eq!(
+        before_the_ban.reply(),
+        "",
+        "the connection is closed after 421"
+    );
+    // Another address logs in.
+    let (reply, _) = login_from("127.0.0.7", addr, ALICE);
+    assert!(reply.starts_with("230"), "{reply}");
+    assert!(
+        gw.stderr_log().contains("address banned"),
+        "{}",
+        gw.stderr_log()
+    );
+}
+
+/// Set in the copy of this test binary that runs in a network namespace of its own.
+const IN_NETNS: &str = "SECURITY_TEST_IN_NETNS";
+
+#[test]
+fn ipv6_clients_are_capped_per_64_and_ipv4_mapped_ones_per_address() {
+    if std::env::var_os(IN_NETNS).is_none() {
+        // Several addresses of one /64 need a network of their own: the same test runs
+        // again in a new user and network namespace, where it may add them to lo.
+        common::ftp::require_client("unshare", "util-linux");
+        common::ftp::require_client("ip", "iproute2");
+        let out = std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--net", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "ipv6_clients_are_capped_per_64_and_ipv4_mapped_ones_per_address",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(IN_NETNS, "1")
+            .output()
+            .expect("run unshare");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() && text.contains("unshare failed") {
+            println!(
+                "skipped: no user and network namespace here: {}",
+                text.trim()
+            );
+            return;
+        }
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "in a network namespace:\n{text}"
+        );
+        return;
+    }
+    let ip = |args: &str| {
+        let status = std::process::Command::new("ip")
+            .args(args.split_whitespace())
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip {args}");
+    };
+    ip("link set lo up");
+    for address in [
+        "2001:db8:1:2::1",
+        "2001:db8:1:2::2",
+        "2001:db8:1:2::3",
+        "2001:db8:1:3::1",
+    ] {
+        ip(&format!("-6 addr add {address}/64 dev lo nodad"));
+    }
+    let sim = start_sim();
+    let gw = Gateway::start_listening(&sim, "[::]:0", "max-connections-per-ip = 2\n");
+    let to = |host: &str| SocketAddr::new(host.parse().unwrap(), gw.port());
+    let server = to("2001:db8:1:2::1");
+    // Two connections from one /64 take its slots, whichever addresses they come from.
+    let (_a, greeting) = greeted_from("2001:db8:1:2::1", server);
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let (_b, greeting) = greeted_from("2001:db8:1:2::2", server);
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let (_, greeting) = greeted_from("2001:db8:1:2::3", server);
+    assert!(
+        greeting.starts_with("421") && greeting.contains("your address"),
+        "a third connection from the same /64: {greeting}"
+    );
+    // Another /64 and ::1 have their own.
+    let (_c, greeting) = greeted_from("2001:db8:1:3::1", server);
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let (_d, greeting) = greeted_from("::1", to("::1"));
+    assert!(greeting.starts_with("220"), "{greeting}");
+    // IPv4 clients on the dual-stack socket (seen as ::ffff:127.0.0.x) count per address.
+    let v4 = to("127.0.0.1");
+    let (_e, greeting) = greeted_from("127.0.0.1", v4);
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let (_f, greeting) = greeted_from("127.0.0.1", v4);
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let (_, greeting) = greeted_from("127.0.0.1", v4);
+    assert!(
+        greeting.starts_with("421"),
+        "a third from 127.0.0.1: {greeting}"
+    );
+    let (_g, greeting) = greeted_from("127.0.0.2", v4);
+    assert!(
+        greeting.starts_with("220"),
+        "127.0.0.2 is another address: {greeting}"
+    );
+}

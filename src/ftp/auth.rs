@@ -15,7 +15,7 @@ use unftp_core::auth::{
     AuthenticationError, Authenticator, Credentials, Principal, UserDetailError, UserDetailProvider,
 };
 
-use super::guard::Ban;
+use super::guard::Refusal;
 use super::user::User;
 use crate::config::FailedLoginsConfig;
 use crate::qumulo::{Client, Error, ErrorKind, Session};
@@ -34,7 +34,7 @@ pub struct QumuloAuthenticator {
     pub slot: Slot,
     /// Failed logins of every connection.
     pub activity: Arc<crate::server::Activity>,
-    /// When failed logins delay and ban.
+    /// When failed logins delay, slow and ban.
     pub limits: FailedLoginsConfig,
     /// The 230 text.
     pub welcome: Arc<Welcome>,
@@ -48,31 +48,66 @@ impl Authenticator for QumuloAuthenticator {
         creds: &Credentials,
     ) -> Result<Principal, AuthenticationError> {
         let client_ip = creds.source_ip;
-        let guard = &self.activity.logins;
-        if let Err(ban) = guard.check(client_ip, username) {
-            tracing::warn!(user = username, client = %client_ip, ?ban, "login refused: banned after too many failed logins");
-            return Err(AuthenticationError::new(match ban {
-                Ban::Address => {
-                    "Login refused: too many failed logins from your address; try again later"
-                }
-                Ban::User => "Login refused: too many failed logins for this user; try again later",
-            }));
-        }
         let Some(password) = creds.password.as_deref() else {
             return Err(AuthenticationError::BadPassword);
+        };
+        // Counts against the address until the cluster answers; waits when the user name is
+        // under attack.
+        let attempt = match self
+            .activity
+            .logins
+            .begin(client_ip, username, &self.limits)
+            .await
+        {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                let (reason, reply) = match refusal {
+                    Refusal::Banned => (
+                        "banned after too many failed logins from the address",
+                        "Too many failed logins from your address; try again later",
+                    ),
+                    Refusal::AddressBusy => (
+                        "too many logins at once from the address",
+                        "Too many logins at once from your address; try again later",
+                    ),
+                    Refusal::UserBusy => (
+                        "too many logins for this user name from addresses that have been failing",
+                        "Too many login attempts for this user name; try again later",
+                    ),
+                };
+                if refusal == Refusal::AddressBusy {
+                    tracing::warn!(user = username, client = %client_ip, "login refused without asking the cluster: {reason}");
+                } else {
+                    // The ban, or the slowing of the user name, was logged when it began; a
+                    // client retrying is not worth a line each.
+                    tracing::debug!(user = username, client = %client_ip, "login refused without asking the cluster: {reason}");
+                }
+                // 421 (RFC 959: service not available, closing control connection): this
+                // connection cannot log in now, and a client may try again later.
+                return Err(AuthenticationError::Unavailable(reply.to_string()));
+            }
         };
         let session = match self.client.login(username, password).await {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::BadCredentials => {
-                let (delay, ban) = guard.failed(client_ip, username, &self.limits);
+                let failure = attempt.failed();
                 tracing::warn!(user = username, client = %client_ip, "login failed: wrong user name or password");
-                if let Some(ban) = ban {
-                    tracing::warn!(user = username, client = %client_ip, ?ban, ban_secs = self.limits.ban_time, "banned after too many failed logins");
+                if failure.banned {
+                    tracing::warn!(user = username, client = %client_ip, ban_secs = self.limits.ban_time, "address banned after too many failed logins");
                 }
-                tokio::time::sleep(delay).await;
+                if failure.user_slowed {
+                    tracing::warn!(
+                        user = username,
+                        failures = self.limits.max_per_user,
+                        "logins for this user name are slowed from now on: too many failed logins from any address; each waits up to 8 s, and addresses that have been failing take turns (421 when the turn is over a minute away)"
+                    );
+                }
+                tokio::time::sleep(failure.delay).await;
                 return Err(AuthenticationError::BadPassword);
             }
             Err(e) => {
+                // Not a failure: `attempt` gives its place back uncounted.
+                drop(attempt);
                 tracing::error!(user = username, client = %client_ip, error = %e, "login could not be checked: cluster failure");
                 return Err(AuthenticationError::Unavailable(
                     "Login failed: the Qumulo cluster cannot be reached; try again later"
@@ -80,7 +115,7 @@ impl Authenticator for QumuloAuthenticator {
                 ));
             }
         };
-        guard.succeeded(username);
+        attempt.succeeded();
         let user = self.user(username, session, client_ip).await?;
         tracing::info!(user = username, client = %client_ip, root = %user.root, "login");
         *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(user);

@@ -34,7 +34,7 @@ use libunftp::{Server, ServerBuilder, ServerError};
 
 pub use auth::ClusterNames;
 pub use control::ControlLink;
-pub use guard::LoginGuard;
+pub use guard::{LoginGuard, address_key};
 pub use storage::QumuloStorage;
 pub use user::User;
 

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -103,6 +104,9 @@ pub struct Directory {
     tokens: Mutex<HashMap<String, (u64, Instant)>>,
     /// Long-lived access tokens, in id order.
     access: Mutex<AccessTokens>,
+    /// Logins accepted and refused so far (`GET /sim/logins`): shows how many password
+    /// checks a client let through to the cluster.
+    logins: [AtomicU64; 2],
 }
 
 /// The access tokens and the id of the next one.
@@ -146,7 +150,17 @@ impl Directory {
             token_lifetime,
             tokens: Mutex::new(HashMap::new()),
             access: Mutex::new(AccessTokens::default()),
+            logins: [AtomicU64::new(0), AtomicU64::new(0)],
         }
+    }
+
+    /// How many logins were accepted and refused so far.
+    pub fn login_counts(&self) -> (u64, u64) {
+        let [accepted, refused] = &self.logins;
+        (
+            accepted.load(Ordering::Relaxed),
+            refused.load(Ordering::Relaxed),
+        )
     }
 
     /// All users, in id order.
@@ -166,12 +180,11 @@ impl Directory {
 
     /// Checks the password and hands out a fresh bearer token.
     pub fn login(&self, name: &str, password: &str) -> ApiResult<String> {
-        let user = self
-            .by_name(name)
-            .filter(|u| u.password == password)
-            .ok_or_else(|| {
-                ApiError::new(ErrorClass::LoginFailed, "Invalid username or password")
-            })?;
+        let user = self.by_name(name).filter(|u| u.password == password);
+        self.logins[usize::from(user.is_none())].fetch_add(1, Ordering::Relaxed);
+        let user = user.ok_or_else(|| {
+            ApiError::new(ErrorClass::LoginFailed, "Invalid username or password")
+        })?;
         let token = format!("1:{}", random_token());
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -433,6 +446,11 @@ mod tests {
         );
         let t = d.login("alice", "alicepw").unwrap();
         assert!(t.starts_with("1:"));
+        assert_eq!(
+            d.login_counts(),
+            (1, 2),
+            "accepted and refused logins are counted"
+        );
         assert_eq!(d.authenticate(&t).unwrap().name, "alice");
         assert_eq!(d.expire_all(), 1);
         assert_eq!(

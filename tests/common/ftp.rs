@@ -76,13 +76,24 @@ impl Gateway {
 
     /// [`Gateway::start_config`] with the passive data ports `LOW-HIGH` given by `ports`.
     pub fn start_config_with_ports(qumulo: &str, ports: (u16, u16), extra_ftp: &str) -> Gateway {
+        Gateway::start_full("127.0.0.1:0", qumulo, ports, extra_ftp)
+    }
+
+    /// Like [`Gateway::start`], listening on `listen` (e.g. `[::]:0` for IPv6 and IPv4
+    /// clients) instead of `127.0.0.1:0`.
+    pub fn start_listening(sim: &Sim, listen: &str, extra_ftp: &str) -> Gateway {
+        let qumulo = qumulo_table(&sim.url, Some(&sim.cert_pem_path));
+        Gateway::start_full(listen, &qumulo, passive_range(), extra_ftp)
+    }
+
+    fn start_full(listen: &str, qumulo: &str, ports: (u16, u16), extra_ftp: &str) -> Gateway {
         let dir = tempfile::Builder::new()
             .prefix("qftpd-gw-")
             .tempdir()
             .expect("create gateway dir");
         let (low, high) = ports;
         let config = format!(
-            "[ftp]\nlisten = \"127.0.0.1:0\"\npassive-ports = \"{low}-{high}\"\n{extra_ftp}\n\
+            "[ftp]\nlisten = \"{listen}\"\npassive-ports = \"{low}-{high}\"\n{extra_ftp}\n\
              [qumulo]\n{qumulo}\n"
         );
         let config_path = dir.path().join("qftpd.toml");

@@ -277,6 +277,17 @@ impl Sim {
         self.control("POST", "/sim/expire-tokens", None);
     }
 
+    /// `GET /sim/logins`: the logins the simulator accepted and refused so far.
+    pub fn logins(&self) -> (u64, u64) {
+        let counts = parse_json(&self.control("GET", "/sim/logins", None));
+        let count = |key: &str| {
+            counts[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {key} in /sim/logins: {counts}"))
+        };
+        (count("accepted"), count("refused"))
+    }
+
     /// `PUT /sim/faults` with the given JSON body.
     pub fn set_faults(&self, json_body: &str) {
         self.control("PUT", "/sim/faults", Some(json_body));

@@ -43,6 +43,12 @@ pub(super) async fn expire_tokens(state: State) -> Json<Value> {
     Json(json!({"expired": expired}))
 }
 
+/// `GET /sim/logins`: the logins accepted and refused since the start.
+pub(super) async fn logins(state: State) -> Json<Value> {
+    let (accepted, refused) = state.users.login_counts();
+    Json(json!({"accepted": accepted, "refused": refused}))
+}
+
 /// The body of `GET /sim/nodes`.
 #[derive(serde::Serialize)]
 pub(super) struct NodeList {

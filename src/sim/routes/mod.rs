@@ -66,6 +66,7 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
                 .patch(control::patch_faults),
         )
         .route("/sim/expire-tokens", post(control::expire_tokens))
+        .route("/sim/logins", get(control::logins))
         .route("/sim/nodes", get(control::list_nodes))
         .route("/sim/nodes/{index}/down", post(control::node_down))
         .route("/sim/nodes/{index}/up", post(control::node_up));
