@@ -66,7 +66,9 @@ impl Default for LogConfig {
 pub struct FtpConfig {
     /// Address the control connection listens on when systemd passes no socket.
     pub listen: SocketAddr,
-    /// Ports for passive data connections, `"LOW-HIGH"`.
+    /// Ports for passive data connections, `"LOW-HIGH"`. A session holds one at most while it
+    /// waits for its data connection, so the range should have at least `max-connections`
+    /// ports; beyond that, PASV and EPSV get 425 until a port is free.
     #[serde(with = "port_range")]
     pub passive_ports: RangeInclusive<u16>,
     /// Address announced in PASV replies (IPv4 or a DNS name); by default the address the
@@ -167,7 +169,7 @@ impl Default for FtpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 21)),
-            passive_ports: 50000..=50100,
+            passive_ports: 50000..=50999,
             passive_host: None,
             greeting: "qftpd ready".to_string(),
             timezone: chrono_tz::UTC,
@@ -509,6 +511,22 @@ impl Config {
     }
 }
 
+impl FtpConfig {
+    /// Whether `passive-ports` has fewer ports than `max-connections` allows sessions (each
+    /// holds one while it waits for its data connection): a sentence naming both keys.
+    pub fn passive_ports_warning(&self) -> Option<String> {
+        let ports = self.passive_ports.clone().count();
+        (ports < self.max_connections).then(|| {
+            format!(
+                "ftp.passive-ports has {ports} ports, fewer than ftp.max-connections = {}: when \
+                 more sessions than that wait for a passive data connection at once, PASV and \
+                 EPSV get 425 until a port is free",
+                self.max_connections
+            )
+        })
+    }
+}
+
 /// Where the configuration comes from, for messages: the file (given, or the default one
 /// when it exists) and the environment.
 pub fn describe_source(file: Option<&Path>) -> String {
@@ -617,6 +635,9 @@ pub fn check_command(file: Option<&Path>) -> std::process::ExitCode {
             return std::process::ExitCode::from(crate::cli::EXIT_CONFIG);
         }
     };
+    if let Some(warning) = config.ftp.passive_ports_warning() {
+        eprintln!("qftpd: warning: {warning}");
+    }
     match toml::to_string_pretty(&config) {
         Ok(text) => {
             println!("# effective qftpd configuration (defaults, file, QFTPD_* environment)");

@@ -198,6 +198,9 @@ fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::
     if config.qumulo.accept_invalid_certs {
         tracing::warn!(cluster = %config.qumulo.url, "qumulo.accept-invalid-certs is on: the cluster's certificate is not verified");
     }
+    if let Some(warning) = config.ftp.passive_ports_warning() {
+        tracing::warn!("{warning}");
+    }
     Gateway::new(config, activity.clone())
 }
 
