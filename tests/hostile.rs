@@ -896,6 +896,23 @@ fn assert_closed_by_server(stream: &mut TcpStream, what: &str) {
     }
 }
 
+/// The gateway's log once `wanted` holds for it (it reaches the harness through a pipe, a
+/// little after the replies); panics after 10 s with the log and `what`.
+fn log_where(gw: &Gateway, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = gw.stderr_log();
+        if wanted(&log) {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Nothing listens on `addr`.
 fn assert_refused(addr: SocketAddr) {
     match TcpStream::connect_timeout(&addr, READ_TIMEOUT) {
@@ -955,16 +972,19 @@ fn gateway_a_new_pasv_closes_the_previous_listener() {
     }
 }
 
-/// A connection to a victim's passive port from another address is closed and logged, and
-/// the victim's own connection, which comes after it, still gets the file.
+/// Connections to a victim's passive port from another address are closed and logged (one
+/// warning, and their number when the port closes), and the victim's own connection, which
+/// comes after them, still gets the file.
 #[test]
 fn gateway_a_stranger_on_the_passive_port_does_not_take_the_transfer() {
     let (sim, gw) = start();
     std::fs::write(sim.disk_path("/f"), b"for the rightful client").unwrap();
     let mut victim = Control::login(gw.addr, ADMIN);
     let addr = victim.pasv();
-    let mut stranger = connect_from(STRANGER, addr);
-    assert_closed_by_server(&mut stranger, "the stranger's data connection");
+    for _ in 0..3 {
+        let mut stranger = connect_from(STRANGER, addr);
+        assert_closed_by_server(&mut stranger, "the stranger's data connection");
+    }
     let mut data = connect_data(addr);
     victim.cmd("RETR /f").assert_code(150);
     let mut got = Vec::new();
@@ -974,13 +994,16 @@ fn gateway_a_stranger_on_the_passive_port_does_not_take_the_transfer() {
     // The listener was closed when it accepted the victim's connection.
     assert_refused(addr);
     victim.assert_in_step();
-    let log = gw.stderr_log();
+    let log = log_where(&gw, "the count of refused connections", |log| {
+        log.contains("it refused 3 data connections from other addresses")
+    });
     assert!(
-        log.lines().any(|l| l.contains("refused")
+        log.lines().any(|l| l.contains("refused a data connection")
             && l.contains(&STRANGER.to_string())
             && l.contains("127.0.0.1")),
         "no refusal naming both addresses in the log:\n{log}"
     );
+    assert_eq!(log.matches("refused a data connection").count(), 1, "{log}");
 }
 
 /// After a stranger's refused connection, a RETR whose own data connection never comes is
@@ -1040,12 +1063,10 @@ fn gateway_no_free_passive_port_is_a_425_at_once() {
     let names = late.listing("NLST /");
     assert!(names.is_empty(), "{names:?}");
     late.assert_in_step();
-    let log = gw.stderr_log();
-    assert!(
+    log_where(&gw, "a warning about the exhausted range", |log| {
         log.lines()
-            .any(|l| l.contains("no passive port free") && l.contains("3 ports")),
-        "no warning about the exhausted range in the log:\n{log}"
-    );
+            .any(|l| l.contains("no passive port free") && l.contains("3 ports"))
+    });
 }
 
 /// How a session of [`gateway_100_sessions_transfer_at_once_over_41_passive_ports`] went.
@@ -1142,4 +1163,9 @@ fn gateway_100_sessions_transfer_at_once_over_41_passive_ports() {
         failures.len(),
         gw.stderr_log()
     );
+    if refusals > 0 {
+        log_where(&gw, "a warning about the exhausted range", |log| {
+            log.contains("no passive port free, all 41 ports of the range are in use")
+        });
+    }
 }

@@ -230,7 +230,8 @@ async fn accept_from(listener: TcpListener, control_peer: SocketAddr, port: u16,
             Ok(Ok((socket, peer))) if peer.ip().to_canonical() == control_ip => break Some(socket),
             Ok(Ok((socket, peer))) => {
                 refused += 1;
-                // The first one of the listener is a warning; a flood of them is not.
+                // The first one of the listener is a warning, and the count when it closes; a
+                // flood of them is not.
                 if refused == 1 {
                     tracing::warn!(
                         target: LOG_TARGET,
@@ -264,7 +265,13 @@ async fn accept_from(listener: TcpListener, control_peer: SocketAddr, port: u16,
     };
     drop(listener);
     if refused > 1 {
-        tracing::info!(target: LOG_TARGET, port, control_peer = %control_peer, refused, "passive port closed; data connections from other addresses were refused");
+        tracing::warn!(
+            target: LOG_TARGET,
+            port,
+            control_peer = %control_peer,
+            refused,
+            "passive port closed; it refused {refused} data connections from other addresses"
+        );
     }
     socket
 }
