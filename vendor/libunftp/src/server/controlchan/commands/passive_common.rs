@@ -40,7 +40,7 @@ where
 // moment (both set SO_REUSEADDR, so both binds succeed); the second then fails at listen(), and
 // tries another port like a failed bind, instead of failing the PASV. Every port of the range is
 // tried once, from a random one on, so that a port is found whenever one is free; when none is,
-// the error is `AddrInUse` (see `NoPortFree`).
+// the error is `AddrInUse`, which `handle_legacy_mode` answers `425 No passive port free`.
 pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpListener> {
     let ip = local_addr.ip();
     let (low, high) = (*passive_ports.start(), *passive_ports.end());
