@@ -66,7 +66,9 @@ impl Default for LogConfig {
 pub struct FtpConfig {
     /// Address the control connection listens on when systemd passes no socket.
     pub listen: SocketAddr,
-    /// Ports for passive data connections, `"LOW-HIGH"`.
+    /// Ports for passive data connections, `"LOW-HIGH"`. A session holds one at most while it
+    /// waits for its data connection, so the range should have at least `max-connections`
+    /// ports; beyond that, PASV and EPSV get 425 until a port is free.
     #[serde(with = "port_range")]
     pub passive_ports: RangeInclusive<u16>,
     /// Address announced in PASV replies (IPv4 or a DNS name); by default the address the
@@ -172,7 +174,7 @@ impl Default for FtpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 21)),
-            passive_ports: 50000..=50100,
+            passive_ports: 50000..=50999,
             passive_host: None,
             greeting: "qftpd ready".to_string(),
             timezone: chrono_tz::UTC,
@@ -450,6 +452,9 @@ impl Config {
                 "qumulo.url: {url} is plain HTTP: FTP users' passwords, bearer tokens and files                  cross the network to the cluster unencrypted; use https:// (the cluster's REST                  API listens for HTTPS on port 8000)"
             ));
         }
+        if let Some(warning) = self.ftp.passive_ports_warning() {
+            warnings.push(warning);
+        }
         if self.qumulo.accept_invalid_certs {
             warnings.push(format!(
                 "qumulo.accept-invalid-certs is on: the certificate of {} is not verified",
@@ -530,6 +535,22 @@ impl Config {
             (None, None) => {}
         }
         Ok(())
+    }
+}
+
+impl FtpConfig {
+    /// Whether `passive-ports` has fewer ports than `max-connections` allows sessions (each
+    /// holds one while it waits for its data connection): a sentence naming both keys.
+    pub fn passive_ports_warning(&self) -> Option<String> {
+        let ports = self.passive_ports.clone().count();
+        (ports < self.max_connections).then(|| {
+            format!(
+                "ftp.passive-ports has {ports} ports, fewer than ftp.max-connections = {}: when \
+                 more sessions than that wait for a passive data connection at once, PASV and \
+                 EPSV get 425 until a port is free",
+                self.max_connections
+            )
+        })
     }
 }
 

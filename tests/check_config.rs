@@ -76,7 +76,7 @@ fn valid_file_prints_the_effective_configuration_with_defaults() {
         Some("https://qumulo.example.com:8000/")
     );
     // Defaults filled in.
-    assert_eq!(ftp["passive-ports"].as_str(), Some("50000-50100"));
+    assert_eq!(ftp["passive-ports"].as_str(), Some("50000-50999"));
     assert_eq!(ftp["greeting"].as_str(), Some("qftpd ready"));
     assert_eq!(ftp["chroot-users"].as_bool(), Some(false));
     assert_eq!(ftp["shutdown-grace"].as_integer(), Some(20));
@@ -88,9 +88,38 @@ fn valid_file_prints_the_effective_configuration_with_defaults() {
     assert_eq!(log["level"].as_str(), Some("info"));
     assert_eq!(log["target"].as_str(), Some("auto"));
     assert!(
-        stdout.contains("passive-ports = \"50000-50100\""),
+        stdout.contains("passive-ports = \"50000-50999\""),
         "{stdout}"
     );
+}
+
+/// The default passive range has a port for every connection `max-connections` allows; a
+/// smaller range is accepted with a warning that names both keys.
+#[test]
+fn a_passive_range_smaller_than_max_connections_is_warned_about() {
+    let out = check_config("valid.toml", &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "stderr:\n{}", text(&out.stderr));
+
+    let out = check_config("valid.toml", &[("QFTPD_FTP__PASSIVE_PORTS", "50000-50040")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: ftp.passive-ports has 41 ports, fewer than ftp.max-connections = 500"
+        ),
+        "{stderr}"
+    );
+
+    let out = check_config(
+        "valid.toml",
+        &[
+            ("QFTPD_FTP__PASSIVE_PORTS", "50000-50040"),
+            ("QFTPD_FTP__MAX_CONNECTIONS", "41"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "stderr:\n{}", text(&out.stderr));
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use common::Sim;
 use common::control::{Control, READ_TIMEOUT, Reply, connect_data, split_crlf_lines};
-use common::ftp::Gateway;
+use common::ftp::{Gateway, small_passive_range};
 use libunftp::ServerBuilder;
 use libunftp::options::ActivePassiveMode;
 use unftp_core::auth::DefaultUser;
@@ -1108,5 +1108,329 @@ impl StorageBackend<DefaultUser> for Fixed {
         _: P,
     ) -> unftp_core::storage::Result<()> {
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passive ports: one listener per session, strangers on a victim's port, a range that runs out.
+
+const ALICE: (&str, &str) = ("alice", "alicepw");
+const BOB: (&str, &str) = ("bob", "bobpw");
+/// Another client on the loopback network.
+const STRANGER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// EPSV; the address of the reply (the host is the control connection's).
+fn epsv(c: &mut Control, host: IpAddr) -> SocketAddr {
+    let reply = c.cmd("EPSV");
+    reply.assert_code(229);
+    let text = reply.text();
+    let port = text
+        .split_once("(|||")
+        .and_then(|(_, rest)| rest.split_once("|)"))
+        .and_then(|(port, _)| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {text:?}"));
+    SocketAddr::new(host, port)
+}
+
+/// A TCP connection to `addr` from the local address `source`.
+fn connect_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("a socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind the source address");
+    socket
+        .connect_timeout(&addr.into(), READ_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect from {source} to {addr}: {e}"));
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+}
+
+/// The server closed `stream` without sending anything on it.
+fn assert_closed_by_server(stream: &mut TcpStream, what: &str) {
+    match stream.read(&mut [0u8; 64]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("{what}: {n} bytes came instead of the close"),
+        Err(e) => panic!("{what}: not closed by the server: {e}"),
+    }
+}
+
+/// The gateway's log once `wanted` holds for it (it reaches the harness through a pipe, a
+/// little after the replies); panics after 10 s with the log and `what`.
+fn log_where(gw: &Gateway, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = gw.stderr_log();
+        if wanted(&log) {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Nothing listens on `addr`.
+fn assert_refused(addr: SocketAddr) {
+    match TcpStream::connect_timeout(&addr, READ_TIMEOUT) {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+        Err(e) => panic!("connect to {addr}: {e} instead of a refusal"),
+        Ok(_) => panic!("{addr} still accepts connections"),
+    }
+}
+
+/// 60 PASV and EPSV without connecting: each closes the listener of the one before, so the
+/// session holds one port of the four of the range, the ports of the earlier replies refuse
+/// connections, and three other sessions still get the other ports and use them.
+#[test]
+fn gateway_a_new_pasv_closes_the_previous_listener() {
+    let sim = Sim::start_default();
+    let gw = Gateway::start_with_ports(&sim, small_passive_range(4), "");
+    let host = gw.addr.ip();
+    let mut hog = Control::login(gw.addr, ADMIN);
+    let addrs: Vec<SocketAddr> = (0..60)
+        .map(|i| {
+            if i % 2 == 0 {
+                hog.pasv()
+            } else {
+                epsv(&mut hog, host)
+            }
+        })
+        .collect();
+    let last = addrs[59];
+    for addr in addrs.iter().filter(|a| **a != last) {
+        assert_refused(*addr);
+    }
+    let mut others: Vec<(Control, SocketAddr)> = [ALICE, BOB, ALICE]
+        .into_iter()
+        .map(|user| {
+            let mut c = Control::login(gw.addr, user);
+            let addr = c.pasv();
+            (c, addr)
+        })
+        .collect();
+    for (c, addr) in &mut others {
+        let mut data = connect_data(*addr);
+        c.cmd("NLST /").assert_code(150);
+        let mut listing = Vec::new();
+        data.read_to_end(&mut listing).expect("read the listing");
+        c.reply().assert_code(226);
+        c.assert_in_step();
+    }
+    // The session's last listener closes with the session.
+    hog.cmd("QUIT").assert_code(221);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&last, READ_TIMEOUT).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{last} still accepts connections after QUIT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Connections to a victim's passive port from another address are closed and logged (one
+/// warning, and their number when the port closes), and the victim's own connection, which
+/// comes after them, still gets the file.
+#[test]
+fn gateway_a_stranger_on_the_passive_port_does_not_take_the_transfer() {
+    let (sim, gw) = start();
+    std::fs::write(sim.disk_path("/f"), b"for the rightful client").unwrap();
+    let mut victim = Control::login(gw.addr, ADMIN);
+    let addr = victim.pasv();
+    for _ in 0..3 {
+        let mut stranger = connect_from(STRANGER, addr);
+        assert_closed_by_server(&mut stranger, "the stranger's data connection");
+    }
+    let mut data = connect_data(addr);
+    victim.cmd("RETR /f").assert_code(150);
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).expect("read the file");
+    assert_eq!(got, b"for the rightful client");
+    victim.reply().assert_code(226);
+    // The listener was closed when it accepted the victim's connection.
+    assert_refused(addr);
+    victim.assert_in_step();
+    let log = log_where(&gw, "the count of refused connections", |log| {
+        log.contains("it refused 3 data connections from other addresses")
+    });
+    assert!(
+        log.lines().any(|l| l.contains("refused a data connection")
+            && l.contains(&STRANGER.to_string())
+            && l.contains("127.0.0.1")),
+        "no refusal naming both addresses in the log:\n{log}"
+    );
+    assert_eq!(log.matches("refused a data connection").count(), 1, "{log}");
+}
+
+/// After a stranger's refused connection, a RETR whose own data connection never comes is
+/// answered 425 when the data timeout (counted from PASV) ends, and the session goes on.
+#[test]
+fn gateway_a_data_connection_that_never_comes_is_a_425_at_the_data_timeout() {
+    let sim = Sim::start_default();
+    let gw = Gateway::start(&sim, "data-timeout = 3");
+    std::fs::write(sim.disk_path("/f"), b"never sent").unwrap();
+    let mut c = Control::login(gw.addr, ADMIN);
+    let addr = c.pasv();
+    let asked = std::time::Instant::now();
+    let mut stranger = connect_from(STRANGER, addr);
+    assert_closed_by_server(&mut stranger, "the stranger's data connection");
+    c.cmd("RETR /f")
+        .assert_says(425, "Data connection not opened in time");
+    let waited = asked.elapsed();
+    println!("425 after {waited:?} (data-timeout = 3)");
+    assert!(
+        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(6),
+        "425 after {waited:?}"
+    );
+    assert_refused(addr);
+    c.assert_in_step();
+}
+
+/// When every port of the range is held, PASV and EPSV are answered 425 at once and logged; the
+/// session goes on, and its PASV works again once a port is free.
+#[test]
+fn gateway_no_free_passive_port_is_a_425_at_once() {
+    let sim = Sim::start_default();
+    let gw = Gateway::start_with_ports(&sim, small_passive_range(3), "");
+    let mut holders: Vec<(Control, SocketAddr)> = (0..3)
+        .map(|_| {
+            let mut c = Control::login(gw.addr, ALICE);
+            let addr = c.pasv();
+            (c, addr)
+        })
+        .collect();
+    let mut late = Control::login(gw.addr, BOB);
+    for cmd in ["PASV", "EPSV", "PASV"] {
+        let asked = std::time::Instant::now();
+        late.cmd(cmd).assert_says(425, "No passive port free");
+        let waited = asked.elapsed();
+        println!("{cmd}: 425 after {waited:?}");
+        assert!(
+            waited < Duration::from_secs(1),
+            "{cmd}: 425 after {waited:?}"
+        );
+        late.assert_in_step();
+    }
+    let (mut holder, addr) = holders.pop().unwrap();
+    let mut data = connect_data(addr);
+    holder.cmd("NLST /").assert_code(150);
+    data.read_to_end(&mut Vec::new()).expect("read the listing");
+    holder.reply().assert_code(226);
+    let names = late.listing("NLST /");
+    assert!(names.is_empty(), "{names:?}");
+    late.assert_in_step();
+    log_where(&gw, "a warning about the exhausted range", |log| {
+        log.lines()
+            .any(|l| l.contains("no passive port free") && l.contains("3 ports"))
+    });
+}
+
+/// How a session of [`gateway_100_sessions_transfer_at_once_over_41_passive_ports`] went.
+#[derive(Debug, Default)]
+struct SessionOutcome {
+    /// 425 replies to PASV or RETR before the transfer went through.
+    refusals: usize,
+}
+
+/// 100 sessions download 1 MiB each at the same moment through a range of 41 passive ports:
+/// every one gets its file, possibly after 425 replies it retries on; no control connection
+/// is closed without a reply.
+#[test]
+fn gateway_100_sessions_transfer_at_once_over_41_passive_ports() {
+    const SESSIONS: usize = 100;
+    let sim = Sim::start_default();
+    let content: Arc<Vec<u8>> = Arc::new((0..1 << 20).map(|i: u32| (i % 251) as u8).collect());
+    std::fs::write(sim.disk_path("/big"), content.as_slice()).unwrap();
+    let gw = Gateway::start_with_ports(
+        &sim,
+        small_passive_range(41),
+        "max-connections-per-ip = 200\n",
+    );
+    let addr = gw.addr;
+    let start = Arc::new(std::sync::Barrier::new(SESSIONS));
+    let threads: Vec<_> = (0..SESSIONS)
+        .map(|i| {
+            let (start, content) = (start.clone(), content.clone());
+            let user = [ADMIN, ALICE, BOB][i % 3];
+            std::thread::spawn(move || {
+                let mut c = Control::login(addr, user);
+                start.wait();
+                let mut outcome = SessionOutcome::default();
+                let deadline = std::time::Instant::now() + Duration::from_secs(120);
+                loop {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no transfer: {outcome:?}"
+                    );
+                    let reply = c.cmd("PASV");
+                    if reply.code == 425 {
+                        outcome.refusals += 1;
+                        std::thread::sleep(Duration::from_millis(20 + (i as u64 % 7) * 10));
+                        continue;
+                    }
+                    reply.assert_code(227);
+                    let data_addr = Control::pasv_addr(&reply);
+                    let mut data = connect_data(data_addr);
+                    let reply = c.cmd("RETR /big");
+                    if reply.code == 425 {
+                        outcome.refusals += 1;
+                        continue;
+                    }
+                    reply.assert_code(150);
+                    let mut got = Vec::with_capacity(content.len());
+                    data.read_to_end(&mut got).expect("read the file");
+                    c.reply().assert_code(226);
+                    assert!(got == *content, "{} bytes, not the file", got.len());
+                    break;
+                }
+                c.cmd("QUIT").assert_code(221);
+                outcome
+            })
+        })
+        .collect();
+    let (mut done, mut refusals, mut failures) = (0, 0, Vec::new());
+    for thread in threads {
+        match thread.join() {
+            Ok(outcome) => {
+                done += 1;
+                refusals += outcome.refusals;
+            }
+            Err(panic) => failures.push(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+    let silent = failures
+        .iter()
+        .filter(|f| f.contains("closed the control connection"))
+        .count();
+    println!(
+        "{SESSIONS} sessions over 41 ports: {done} transferred, {refusals} 425 replies retried, \
+         {silent} control connections closed without a reply, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} sessions failed ({silent} closed without a reply): {failures:#?}\n{}",
+        failures.len(),
+        gw.stderr_log()
+    );
+    if refusals > 0 {
+        log_where(&gw, "a warning about the exhausted range", |log| {
+            log.contains("no passive port free, all 41 ports of the range are in use")
+        });
     }
 }

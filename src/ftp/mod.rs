@@ -172,6 +172,11 @@ impl Gateway {
         .site_command("CHMOD", site::Chmod)
         .site_command("UTIME", site::Utime)
         .greeting(self.greeting)
+        // One listener per waiting session, on a port of the range (sized for max-connections).
+        // libunftp's pooled mode, which listens on every port for good and tells sessions apart
+        // by the client's address, is not used: it needs libunftp's own accept loop (qftpd takes
+        // its socket from systemd), answers EPSV 502, and serves only one session of an address
+        // per port, which does not help the many sessions behind one NAT address.
         .passive_ports(self.passive_ports.clone())
         .passive_host(self.passive_host.clone())
         .idle_session_timeout(self.ftp.idle_timeout)

@@ -264,6 +264,11 @@ impl Control {
     pub fn pasv(&mut self) -> SocketAddr {
         let reply = self.cmd("PASV");
         reply.assert_code(227);
+        Control::pasv_addr(&reply)
+    }
+
+    /// The address of a 227 reply.
+    pub fn pasv_addr(reply: &Reply) -> SocketAddr {
         let text = reply.text();
         let inner = text
             .split_once('(')

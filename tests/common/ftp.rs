@@ -316,6 +316,17 @@ fn passive_range() -> (u16, u16) {
     (low as u16, (low + PASSIVE_PORTS - 1) as u16)
 }
 
+/// The first `len` ports (at most 50) of a passive range of the harness, for tests that need
+/// a small range of their own (e.g. to exhaust it).
+pub fn small_passive_range(len: u16) -> (u16, u16) {
+    assert!(
+        (1..=PASSIVE_PORTS as u16).contains(&len),
+        "1 to {PASSIVE_PORTS} ports"
+    );
+    let (low, _) = passive_range();
+    (low, low + len - 1)
+}
+
 /// A TOML basic string.
 pub fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))

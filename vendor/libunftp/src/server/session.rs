@@ -4,6 +4,7 @@
 use super::{chancomms::ControlChanMsg, tls::FtpsConfig};
 use crate::metrics;
 use crate::server::chancomms::DataChanCmd;
+use crate::server::controlchan::commands::passive_common::PassiveListener;
 use crate::server::failed_logins::FailedLoginsCache;
 use crate::server::switchboard::SocketAddrPair;
 use crate::server::switchboard::SwitchboardKey;
@@ -119,6 +120,9 @@ where
     pub data_connection_timeout: Option<Duration>,
     // qftpd patch: `EPSV ALL` was given: PASV, PORT and EPRT are refused (RFC 2428 section 4).
     pub epsv_all: bool,
+    // qftpd patch: the passive listener of the last PASV or EPSV, while it waits; dropping it
+    // closes it.
+    pub(crate) passive_listener: Option<PassiveListener>,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -155,6 +159,7 @@ where
             binder: None,
             data_connection_timeout: None,
             epsv_all: false,
+            passive_listener: None,
         }
     }
 

@@ -33,6 +33,9 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let logger = args.logger;
+        // qftpd patch: a passive listener still waiting is closed (RFC 959: ABOR closes the
+        // data connection), and its port is free.
+        session.passive_listener = None;
         match session.data_abort_tx.take() {
             // qftpd patch: a running data task (data_busy) answers the ABOR itself, after the
             // reply of the transfer it stops (426, then 226: RFC 959 wants them in this order,

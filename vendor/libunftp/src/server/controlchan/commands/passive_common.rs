@@ -12,14 +12,19 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive};
-use tokio::net::{TcpListener, TcpSocket};
+use std::{
+    fmt::Debug,
+    io,
+    net::SocketAddr,
+    ops::RangeInclusive,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{
     mpsc::{Receiver, Sender, channel},
     oneshot,
 };
-
-const BIND_RETRIES: u8 = 10;
 
 #[async_trait]
 pub(crate) trait LegacyReplyProducer<Storage, User>: Send + Sync + Debug
@@ -33,35 +38,91 @@ where
 #[tracing_attributes::instrument]
 // qftpd patch: returns the listening socket. Two sessions may bind the same port at the same
 // moment (both set SO_REUSEADDR, so both binds succeed); the second then fails at listen(), and
-// tries another port like a failed bind, instead of failing the PASV.
+// tries another port like a failed bind, instead of failing the PASV. Every port of the range is
+// tried once, from a random one on, so that a port is found whenever one is free; when none is,
+// the error is `AddrInUse`, which `handle_legacy_mode` answers `425 No passive port free`.
 pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpListener> {
     let ip = local_addr.ip();
-    let rng_length = passive_ports.end() - passive_ports.start() + 1;
-
-    let mut socket: io::Result<TcpListener> = Err(io::Error::new(io::ErrorKind::InvalidInput, "Bind retries cannot be 0"));
-
-    for _ in 1..BIND_RETRIES {
-        let random_u32 = {
-            let mut data = [0; 4];
-            getrandom::fill(&mut data).expect("Error generating random port");
-            u32::from_ne_bytes(data)
-        };
-
-        let port = random_u32 % rng_length as u32 + *passive_ports.start() as u32;
+    let (low, high) = (*passive_ports.start(), *passive_ports.end());
+    if low > high {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty passive port range"));
+    }
+    let rng_length = u32::from(high - low) + 1;
+    let first = {
+        let mut data = [0; 4];
+        getrandom::fill(&mut data).map_err(|e| io::Error::other(format!("no random number: {e}")))?;
+        u32::from_ne_bytes(data) % rng_length
+    };
+    for i in 0..rng_length {
+        let port = (u32::from(low) + (first + i) % rng_length) as u16;
         let s = match ip {
             std::net::IpAddr::V4(_) => TcpSocket::new_v4()?,
             std::net::IpAddr::V6(_) => TcpSocket::new_v6()?,
         };
         s.set_reuseaddr(true)?;
-        if s.bind(std::net::SocketAddr::new(ip, port as u16)).is_ok()
-            && let Ok(listener) = s.listen(1024)
-        {
-            socket = Ok(listener);
-            break;
+        match s.bind(SocketAddr::new(ip, port)).and_then(|()| s.listen(1024)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e),
         }
     }
+    Err(io::Error::new(io::ErrorKind::AddrInUse, "no passive port free"))
+}
 
-    socket
+// qftpd patch: the passive listener of a session (at most one: see `handle_legacy_mode`). It is
+// the task that accepts the data connection and owns the listening socket; dropping this ends
+// the task, and so closes the socket and frees its port. The session drops it when a new PASV or
+// EPSV, a PORT or EPRT, or an ABOR replaces it, and when the session itself ends (the task holds
+// the session only weakly).
+#[derive(Debug)]
+pub(crate) struct PassiveListener {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PassiveListener {
+    // Closes the listener and returns once its socket is closed (dropping it does not wait).
+    async fn close(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for PassiveListener {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+// qftpd patch: the log target of the passive listeners: the data channel's (its warnings are
+// kept where libunftp's other logs are not; see qftpd's logging set-up).
+const LOG_TARGET: &str = "libunftp::server::datachan::passive";
+
+// qftpd patch: when the range has no port free, a warning at most every `EXHAUSTED_LOG_EVERY`,
+// with the number of PASV and EPSV refused since the last one.
+const EXHAUSTED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+fn log_no_port_free(passive_ports: &RangeInclusive<u16>) {
+    static LAST: std::sync::Mutex<Option<(Instant, u64)>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    match &mut *last {
+        Some((at, refused)) if now.duration_since(*at) < EXHAUSTED_LOG_EVERY => *refused += 1,
+        _ => {
+            let refused = last.map_or(0, |(_, n)| n);
+            let ports = u32::from(passive_ports.end() - passive_ports.start()) + 1;
+            tracing::warn!(
+                target: LOG_TARGET,
+                range = %format_args!("{}-{}", passive_ports.start(), passive_ports.end()),
+                refused_since_last_warning = refused,
+                "PASV/EPSV answered 425: no passive port free, all {ports} ports of the range are in use"
+            );
+            *last = Some((now, 0));
+        }
+    }
 }
 
 // modifies the session by adding channels that are used to communicate with the data connection
@@ -94,48 +155,125 @@ where
     S::Metadata: Metadata,
     T: LegacyReplyProducer<S, U>,
 {
-    let listener = match args.session.lock().await.binder {
-        Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await.and_then(|s| s.listen(1024)),
-        _ => try_port_range(args.local_addr, args.passive_ports.clone()),
+    // qftpd patch: a session holds one passive listener at most: the one of an earlier PASV or
+    // EPSV is closed first, and its port is free for this one or for other sessions.
+    let (listener, control_peer) = {
+        let mut session = args.session.lock().await;
+        if let Some(previous) = session.passive_listener.take() {
+            previous.close().await;
+        }
+        let listener = match session.binder {
+            Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await.and_then(|s| s.listen(1024)),
+            _ => try_port_range(args.local_addr, args.passive_ports.clone()),
+        };
+        (listener, session.source)
     };
     // qftpd patch: a socket that cannot listen is answered 425 too; it closed the control
-    // connection without a reply.
+    // connection without a reply. A range without a free port is answered at once, and the
+    // session goes on.
     let listener = match listener {
-        Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            log_no_port_free(&args.passive_ports);
+            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No passive port free, try again later"));
+        }
+        Err(e) => {
+            tracing::warn!(target: LOG_TARGET, error = %e, "PASV/EPSV answered 425: cannot listen for a data connection");
+            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "Cannot listen for a data connection"));
+        }
         Ok(l) => l,
     };
 
-    let port = listener.local_addr()?.port();
+    let port = match listener.local_addr() {
+        Ok(addr) => addr.port(),
+        Err(e) => {
+            tracing::warn!(target: LOG_TARGET, error = %e, "PASV/EPSV answered 425: the listening socket has no address");
+            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "Cannot listen for a data connection"));
+        }
+    };
 
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
         // qftpd patch: the wait is ServerBuilder::data_connection_timeout's, and a connection
         // that never comes is not waited for by a transfer command (see abandon_data_connection).
-        let (wait, cmd_tx) = {
-            let session = args.session.lock().await;
-            (session.data_connect_timeout(), session.data_cmd_tx.clone())
-        };
+        let mut session = args.session.lock().await;
+        let (wait, cmd_tx) = (session.data_connect_timeout(), session.data_cmd_tx.clone());
+        let weak_session = Arc::downgrade(&args.session);
+        let (logger, tx_control_chan) = (args.logger, args.tx_control_chan);
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
-        tokio::spawn(async move {
-            // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
-            let r = tokio::time::timeout(wait, listener.accept()).await;
-            match r {
-                Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
-                Ok(Err(e)) => {
-                    slog::error!(args.logger, "Error waiting for data connection: {}", e);
-                    abandon_data_connection(&args.session, &args.tx_control_chan, cmd_tx).await;
-                }
-                Err(_) => {
-                    slog::warn!(args.logger, "Client did not connect to data port in time");
-                    abandon_data_connection(&args.session, &args.tx_control_chan, cmd_tx).await;
-                }
+        let task = tokio::spawn(async move {
+            let socket = accept_from(listener, control_peer, port, wait).await;
+            let Some(session) = weak_session.upgrade() else { return };
+            match socket {
+                Some(socket) => datachan::spawn_processing(logger, session, socket).await,
+                None => abandon_data_connection(&session, &tx_control_chan, cmd_tx).await,
             }
         });
+        session.passive_listener = Some(PassiveListener { task: Some(task) });
     }
 
     Ok(reply)
+}
+
+// qftpd patch: waits (at most `wait`) for the data connection of the client at `control_peer` on
+// `listener`, and closes the listener as soon as it is accepted. A connection from another
+// address is closed and logged, and the wait goes on: it would otherwise end the wait, and the
+// rightful client's transfer would hang. `None` when the client did not connect in time (or the
+// listener failed).
+async fn accept_from(listener: TcpListener, control_peer: SocketAddr, port: u16, wait: Duration) -> Option<TcpStream> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let control_ip = control_peer.ip().to_canonical();
+    let mut refused = 0u64;
+    let socket = loop {
+        match tokio::time::timeout_at(deadline, listener.accept()).await {
+            Ok(Ok((socket, peer))) if peer.ip().to_canonical() == control_ip => break Some(socket),
+            Ok(Ok((socket, peer))) => {
+                refused += 1;
+                // The first one of the listener is a warning, and the count when it closes; a
+                // flood of them is not.
+                if refused == 1 {
+                    tracing::warn!(
+                        target: LOG_TARGET,
+                        port,
+                        data_peer = %peer,
+                        control_peer = %control_peer,
+                        "refused a data connection from another address than the control connection's"
+                    );
+                } else {
+                    tracing::debug!(target: LOG_TARGET, port, data_peer = %peer, control_peer = %control_peer, "refused a data connection");
+                }
+                drop(socket);
+            }
+            // The client reset a connection before it was accepted: not the listener's fault.
+            Ok(Err(e)) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) => continue,
+            Ok(Err(e)) => {
+                tracing::warn!(target: LOG_TARGET, port, control_peer = %control_peer, error = %e, "cannot accept the passive data connection");
+                break None;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    target: LOG_TARGET,
+                    port,
+                    control_peer = %control_peer,
+                    "the client did not open its passive data connection within {} s",
+                    wait.as_secs_f64()
+                );
+                break None;
+            }
+        }
+    };
+    drop(listener);
+    if refused > 1 {
+        tracing::warn!(
+            target: LOG_TARGET,
+            port,
+            control_peer = %control_peer,
+            refused,
+            "passive port closed; it refused {refused} data connections from other addresses"
+        );
+    }
+    socket
 }
 
 // qftpd patch: the client did not open the passive data connection (`ours` is the command

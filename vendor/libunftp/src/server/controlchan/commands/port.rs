@@ -114,7 +114,9 @@ where
         };
         let verb = if self.extended { "EPRT" } else { "PORT" };
         let (client_ip, wait) = {
-            let session = session.lock().await;
+            let mut session = session.lock().await;
+            // qftpd patch: the passive listener of an earlier PASV or EPSV is closed.
+            session.passive_listener = None;
             (session.source.ip(), session.data_connect_timeout())
         };
         if addr.ip().to_canonical() != client_ip.to_canonical() {
