@@ -1114,7 +1114,6 @@ impl StorageBackend<DefaultUser> for Fixed {
 // ---------------------------------------------------------------------------------------------
 // Passive ports: one listener per session, strangers on a victim's port, a range that runs out.
 
-const ALICE: (&str, &str) = ("alice", "alicepw");
 const BOB: (&str, &str) = ("bob", "bobpw");
 /// Another client on the loopback network.
 const STRANGER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
