@@ -530,6 +530,40 @@ fn ipv4_clients_of_a_dual_stack_socket_can_use_pasv() {
     assert_eq!(r[4].data(), b"mapped");
 }
 
+/// An IPv6 client's PASV cannot be answered (its reply holds an IPv4 address): 425, and the
+/// session goes on with EPSV.
+#[test]
+fn pasv_on_an_ipv6_control_connection_is_a_425_and_epsv_works() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        println!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let sim = Sim::start_default();
+    std::fs::write(sim.disk_path("/v6.txt"), b"over IPv6").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "listen = \"[::1]:0\"");
+    let (_gw, addr) = serve_logged(&config);
+    let r = run_ftplib(
+        addr,
+        &[
+            op::connect(),
+            op::login(ADMIN.0, ADMIN.1),
+            op::cmd("PASV"),
+            op::cmd("NOOP"),
+            op::retr("RETR /v6.txt", None),
+        ],
+    );
+    assert_eq!(
+        r[2].error(),
+        "425 PASV cannot name an IPv6 address: use EPSV",
+        "{:#}",
+        r[2].raw
+    );
+    assert!(r[3].reply().starts_with("200"), "{:#}", r[3].raw);
+    // ftplib uses EPSV on an IPv6 connection.
+    assert_eq!(r[4].data(), b"over IPv6");
+}
+
 #[test]
 fn sessions_still_open_after_the_grace_period_are_closed_and_qftpd_exits_0() {
     const SIZE: u64 = 64 * 1024 * 1024;

@@ -85,7 +85,9 @@ start_cluster() {
     # The simulator runs from its own copy of the binary, so that removing the package
     # removes every process named qftpd.
     XS 'mkdir -p /opt/sim /etc/qumulo-sim && cp /usr/bin/qftpd /opt/sim/qumulo-sim && chmod 0755 /etc/qumulo-sim'
-    X systemd-run --quiet --unit=qumulo-sim /opt/sim/qumulo-sim sim --listen 127.0.0.1:8000 \
+    # (The simulator serves hundreds of sessions at once in the load step: more than the
+    # default 1024 open files.)
+    X systemd-run --quiet --unit=qumulo-sim -p LimitNOFILE=65536 /opt/sim/qumulo-sim sim --listen 127.0.0.1:8000 \
         --data-dir /srv/qumulo --user admin:adminpw --user alice:alicepw --admin admin \
         --home alice:/home/alice --cert-out /etc/qumulo-sim/cluster.pem
     wait_for 'test -s /etc/qumulo-sim/cluster.pem && chmod 0644 /etc/qumulo-sim/cluster.pem'
@@ -125,6 +127,18 @@ for direction in upload download; do
 done
 # (The simulator's own unit is left out: the test passes it the passwords on its command line.)
 check "no password anywhere in the journal" sh -c '! grep -v qumulo-sim | grep -q -e alicepw -e adminpw' <<<"$(X journalctl -o json --no-pager)"
+
+step "500 sessions at once through the installed service, with its default limits"
+check "the service may open 65536 files (LimitNOFILE=)" XS 'pid=$(systemctl show -p MainPID --value qftpd); grep -E "^Max open files +65536 +65536" /proc/$pid/limits'
+check "the journal has no open-file warning" XS '! journalctl -u qftpd --no-pager | grep -q "open files"'
+XS 'pid=$(systemctl show -p MainPID --value qftpd); peak=0; while kill -0 $pid 2>/dev/null && test ! -e /tmp/load.done; do n=$(ls /proc/$pid/fd | wc -l); [ $n -gt $peak ] && peak=$n && echo $peak > /tmp/load.peak; sleep 0.05; done' &
+SAMPLER=$!
+check "500 sessions from 20 addresses log in and transfer 256 KiB each way, 0 failures" \
+    X python3 /e2e/ftp_smoke.py load alice alicepw 500 20
+XS 'touch /tmp/load.done'
+wait "$SAMPLER"
+echo "  peak open files of qftpd during the load: $(X cat /tmp/load.peak)"
+check "no session was refused or lost in the journal" XS '! journalctl -u qftpd --no-pager | grep -E "accept failed|connection refused|no passive port free|open files"'
 
 step "reload keeps an open session"
 X rm -f /tmp/go

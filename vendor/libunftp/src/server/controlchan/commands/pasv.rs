@@ -67,6 +67,13 @@ where
         if args.session.lock().await.epsv_all {
             return Ok(Reply::new(ReplyCode::BadCommandSequence, "PASV not allowed after EPSV ALL"));
         }
+        // qftpd patch: PASV's reply holds an IPv4 address only (RFC 2428 section 1), and the
+        // data connection must come from the control connection's address.
+        if let std::net::SocketAddr::V6(local) = args.local_addr
+            && local.ip().to_ipv4_mapped().is_none()
+        {
+            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "PASV cannot name an IPv6 address: use EPSV"));
+        }
         let sender: Option<SwitchboardSender<Storage, User>> = args.tx_prebound_loop.clone();
         match sender {
             Some(tx) => passive_common::handle_delegated_mode(args, tx).await,
