@@ -5,12 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::Sim;
+use common::control as raw;
 use common::ftp::{Gateway, OpResult, curl, op, pattern, run_ftplib_with, scratch, toml_str};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -616,4 +617,80 @@ fn slow_clients_outlast_the_clusters_request_timeout() {
         String::from_utf8_lossy(&down.stderr)
     );
     assert!(down.stdout == data, "slow download: bytes differ");
+}
+
+#[test]
+fn required_ftps_cannot_be_downgraded_with_prot_c() {
+    let sim = start_sim();
+    let secret = pattern(512 * 1024, 21);
+    let on_disk = sim.disk_path("/home/alice/secret.bin");
+    std::fs::create_dir_all(on_disk.parent().unwrap()).unwrap();
+    std::fs::write(&on_disk, &secret).unwrap();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!("{}data-timeout = 3\n", tls_lines(&cert, &key, true)),
+    );
+    let mut c = raw::Control::connect(gw.addr);
+    c.auth_tls();
+    c.user_pass(ALICE);
+    // Without PROT P a transfer command is refused as such, even without a data connection.
+    c.cmd("RETR /home/alice/secret.bin").assert_code(521);
+    c.cmd("PBSZ 0").assert_code(200);
+    c.cmd("PROT S").assert_code(536);
+    c.cmd("PROT E").assert_code(536);
+    c.cmd("PROT X").assert_code(504);
+    c.cmd("PROT P").assert_code(200);
+
+    // The attack: PROT P, PASV, PROT C, then RETR over a plain TCP data connection.
+    let addr = c.pasv();
+    c.cmd("PROT C").assert_code(534);
+    let mut data = raw::connect_data(addr);
+    let started = Instant::now();
+    let mut replies = vec![c.cmd("RETR /home/alice/secret.bin")];
+    let mut received = Vec::new();
+    let _ = data.read_to_end(&mut received);
+    if replies[0].code == 150 {
+        replies.push(c.reply());
+    }
+    assert!(
+        !received
+            .windows(64)
+            .any(|w| secret.windows(64).next() == Some(w)),
+        "the file came in clear over the data connection ({} bytes)",
+        received.len()
+    );
+    let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+    assert_eq!(codes, [150, 425], "{replies:#?}");
+    // The data connection stays silent (no ClientHello): its handshake times out.
+    assert!(
+        replies[1].text().contains("TLS handshake timed out")
+            && started.elapsed() < Duration::from_secs(30),
+        "after {:?}: {replies:#?}",
+        started.elapsed()
+    );
+    c.assert_in_step();
+
+    // The level stayed P: a TLS data connection gets the file.
+    let results = run_ftplib_with(
+        gw.addr,
+        tls_options(&cert, None, None),
+        &[
+            op::connect(),
+            op::auth(),
+            op::login(ALICE.0, ALICE.1),
+            op::prot_p(),
+            op::cmd("PROT C"),
+            op::retr("RETR /home/alice/secret.bin", None),
+            op::quit(),
+        ],
+    );
+    assert!(
+        results[4].error().starts_with("534"),
+        "ftplib PROT C: {:#}",
+        results[4].raw
+    );
+    assert!(results[5].ok, "{:#}", results[5].raw);
+    assert!(results[5].data() == secret, "RETR over TLS: bytes differ");
 }

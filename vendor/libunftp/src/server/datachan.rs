@@ -142,7 +142,12 @@ where
             Some(command) = data_cmd_rx.recv() => {
                 // qftpd patch: a REST offset applies to the one transfer command after it,
                 // whatever its outcome (a refused one must not leave it to the next).
-                let start_pos = std::mem::take(&mut session_arc.lock().await.start_pos);
+                let mut session = session_arc.lock().await;
+                let start_pos = std::mem::take(&mut session.start_pos);
+                // qftpd patch: the protection level (PROT) in force when the transfer command
+                // runs is the data connection's, whatever it was when the connection came.
+                self.ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
+                drop(session);
                 self.transfer(command, start_pos, &mut data_abort_rx).await
             },
             _ = &mut timeout_delay => {
