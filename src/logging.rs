@@ -17,8 +17,10 @@ pub const SYSLOG_IDENTIFIER: &str = "qftpd";
 
 /// What is appended to a filter that does not name libunftp: its session spans and per-command
 /// logs are noise (and kilobytes each) at the default level. Its data channel's warnings stay:
-/// why a data connection failed to open (a TLS error) or broke during a listing.
-const LIBUNFTP_DEFAULT: &str = "libunftp=error,libunftp::server::datachan=warn";
+/// why a data connection failed to open (a TLS error) or broke during a listing; and so do the
+/// session limits' closings (login and TLS handshake timeouts).
+const LIBUNFTP_DEFAULT: &str =
+    "libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info";
 
 /// Installs the global tracing subscriber with readable lines on stderr (ANSI colours only on a
 /// terminal), filtered by `RUST_LOG`, else `default_level`. For the `sim` and `demo`
@@ -209,29 +211,33 @@ mod tests {
             (
                 None,
                 "info",
-                "info,libunftp=error,libunftp::server::datachan=warn",
+                "info,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info",
             ),
             (
                 None,
                 "debug",
-                "debug,libunftp=error,libunftp::server::datachan=warn",
+                "debug,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info",
             ),
             (
                 Some("trace"),
                 "info",
-                "trace,libunftp=error,libunftp::server::datachan=warn",
+                "trace,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info",
             ),
             (
                 Some(""),
                 "debug",
-                "debug,libunftp=error,libunftp::server::datachan=warn",
+                "debug,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info",
             ),
             (
                 Some("  "),
                 "warn",
-                "warn,libunftp=error,libunftp::server::datachan=warn",
+                "warn,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info",
             ),
-            (None, "", "libunftp=error,libunftp::server::datachan=warn"),
+            (
+                None,
+                "",
+                "libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info",
+            ),
             (None, "debug,libunftp=info", "debug,libunftp=info"),
             (Some("libunftp=trace"), "info", "libunftp=trace"),
             (
@@ -247,12 +253,12 @@ mod tests {
             (
                 None,
                 "info,libunftpx=debug",
-                "info,libunftpx=debug,libunftp=error,libunftp::server::datachan=warn",
+                "info,libunftpx=debug,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info",
             ),
             (
                 None,
                 "qftpd::ftp=debug",
-                "qftpd::ftp=debug,libunftp=error,libunftp::server::datachan=warn",
+                "qftpd::ftp=debug,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info",
             ),
         ];
         for (rust_log, level, want) in cases {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -619,6 +619,184 @@ fn slow_clients_outlast_the_clusters_request_timeout() {
     assert!(down.stdout == data, "slow download: bytes differ");
 }
 
+/// A client from `source` that sends `AUTH TLS`, reads the 234 and then says nothing: the TLS
+/// handshake never starts.
+fn stall_in_auth_tls(source: &str, addr: SocketAddr) -> Control {
+    let mut c = control_from(bind_from(source, addr));
+    let greeting = c.reply();
+    assert!(greeting.starts_with("220"), "{source}: {greeting}");
+    let reply = c.cmd("AUTH TLS");
+    assert!(reply.starts_with("234"), "{source}: {reply}");
+    c
+}
+
+#[test]
+fn stalled_tls_handshakes_do_not_hold_the_connection_slots() {
+    let sim = start_sim();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "{}tls.handshake-timeout = 2\nidle-timeout = 5\nmax-connections = 100\n\
+             max-connections-per-ip = 20\n",
+            tls_lines(&cert, &key, false)
+        ),
+    );
+    // 100 connections from 5 addresses, each stalled after AUTH TLS, take every slot.
+    let started = Instant::now();
+    let mut stalled: Vec<Control> = (0..100)
+        .map(|i| stall_in_auth_tls(&format!("127.0.0.{}", 2 + i % 5), gw.addr))
+        .collect();
+    let all_held = started.elapsed();
+    let reply = control_from(bind_from("127.0.0.7", gw.addr)).reply();
+    assert!(
+        reply.starts_with("421") && reply.contains("Too many connections"),
+        "with every slot held: {reply}"
+    );
+
+    // The handshakes time out (2 s): every stalled connection is closed and the slots come
+    // back long before the idle timeout would matter.
+    let deadline = started + all_held + Duration::from_secs(10);
+    let mut fresh = loop {
+        let mut c = control_from(bind_from("127.0.0.7", gw.addr));
+        if c.reply().starts_with("220") {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled handshakes still hold every slot after {:?}",
+            started.elapsed()
+        );
+        std::thread::yield_now();
+    };
+    let freed = started.elapsed();
+    eprintln!(
+        "100 stalled AUTH TLS: all slots held after {all_held:?}, a slot free after {freed:?}"
+    );
+    assert!(fresh.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
+    assert!(fresh.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+    for c in &mut stalled {
+        assert_eq!(
+            c.reply(),
+            "",
+            "a stalled connection got a reply instead of being closed"
+        );
+    }
+    let log = gw.stderr_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TLS handshake did not finish within 2s")
+                && l.contains("source: 127.0.0.")),
+        "the closings are logged with the client's address:\n{log}"
+    );
+}
+
+/// Sends `line` whenever the server has said nothing for a second, as a client that keeps its
+/// connection busy; each reply must start with one of `expect`. Returns the first reply that does not
+/// (`""` when the connection was closed), when it came, and whether the connection was closed
+/// after it; `None` when `within` passed without one.
+fn keep_sending(
+    c: &mut Control,
+    line: &str,
+    expect: &[&str],
+    within: Duration,
+) -> Option<(String, Duration, bool)> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        c.writer
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut unasked = String::new();
+        let waited = c.reader.read_line(&mut unasked);
+        c.writer
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let reply = match waited {
+            Ok(0) => return Some((String::new(), started.elapsed(), true)),
+            Ok(_) => unasked,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                c.cmd(line)
+            }
+            Err(e) => panic!("reading the control connection: {e}"),
+        };
+        if !expect.iter().any(|code| reply.starts_with(code)) {
+            let when = started.elapsed();
+            return Some((reply, when, c.reply().is_empty()));
+        }
+    }
+    None
+}
+
+#[test]
+fn connections_that_do_not_log_in_are_closed_at_the_login_deadline() {
+    let sim = start_sim();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "{}login-timeout = 3\ntls.handshake-timeout = 30\n",
+            tls_lines(&cert, &key, false)
+        ),
+    );
+    let addr = gw.addr;
+    let talker = |line: &'static str, expect: &'static [&'static str]| {
+        std::thread::spawn(move || {
+            let mut c = Control::connect(addr);
+            assert!(c.reply().starts_with("220"));
+            keep_sending(&mut c, line, expect, Duration::from_secs(20))
+        })
+    };
+    let noop = talker("NOOP", &["200"]);
+    // The first USER is answered 331, the next ones 503 (a new connection is needed).
+    let user = talker("USER alice", &["331", "503"]);
+    let silent_tls = std::thread::spawn(move || {
+        let mut c = stall_in_auth_tls("127.0.0.1", addr);
+        let started = Instant::now();
+        (c.reply(), started.elapsed())
+    });
+    let logged_in = std::thread::spawn(move || {
+        let mut c = Control::connect(addr);
+        assert!(c.reply().starts_with("220"));
+        assert!(c.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
+        assert!(c.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+        keep_sending(&mut c, "NOOP", &["200"], Duration::from_secs(6))
+    });
+
+    for (what, thread) in [("NOOP every second", noop), ("USER every second", user)] {
+        let (reply, when, closed) = thread
+            .join()
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what}: still not closed after 20 s"));
+        assert!(reply.starts_with("421 Login timeout"), "{what}: {reply:?}");
+        assert!(closed, "{what}: the connection stays open after the 421");
+        assert!(
+            when >= Duration::from_millis(2500) && when < Duration::from_secs(10),
+            "{what}: closed after {when:?}, the login deadline is 3 s"
+        );
+        eprintln!("{what}: 421 Login timeout after {when:?}");
+    }
+    // Mid-handshake no reply can be sent: the connection is closed.
+    let (reply, when) = silent_tls.join().unwrap();
+    assert_eq!(reply, "", "AUTH TLS and silence");
+    assert!(
+        when < Duration::from_secs(10),
+        "AUTH TLS and silence: closed after {when:?}, the login deadline is 3 s"
+    );
+    assert_eq!(
+        logged_in.join().unwrap(),
+        None,
+        "a logged-in session is not touched by the login deadline"
+    );
+    let log = gw.stderr_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("no login within 3s") && l.contains("source: 127.0.0.1")),
+        "the closings are logged with the client's address:\n{log}"
+    );
+}
+
 #[test]
 fn required_ftps_cannot_be_downgraded_with_prot_c() {
     let sim = start_sim();
@@ -630,7 +808,10 @@ fn required_ftps_cannot_be_downgraded_with_prot_c() {
     let (cert, key, _) = certificate(dir.path(), "ftps");
     let gw = Gateway::start(
         &sim,
-        &format!("{}data-timeout = 3\n", tls_lines(&cert, &key, true)),
+        &format!(
+            "{}tls.handshake-timeout = 3\n",
+            tls_lines(&cert, &key, true)
+        ),
     );
     let mut c = raw::Control::connect(gw.addr);
     c.auth_tls();
@@ -663,7 +844,8 @@ fn required_ftps_cannot_be_downgraded_with_prot_c() {
     );
     let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
     assert_eq!(codes, [150, 425], "{replies:#?}");
-    // The data connection stays silent (no ClientHello): its handshake times out.
+    // The data connection stays silent (no ClientHello): its handshake times out (3 s), long
+    // before the data timeout (120 s).
     assert!(
         replies[1].text().contains("TLS handshake timed out")
             && started.elapsed() < Duration::from_secs(30),

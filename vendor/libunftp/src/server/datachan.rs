@@ -45,6 +45,8 @@ where
     pub timeout: Duration,
     // qftpd patch: set when an upload's data connection reached its end (see `transfer`).
     pub input_ended: Arc<AtomicBool>,
+    // qftpd patch: how the TLS handshake of the data connection is held.
+    pub handshake: Handshake,
 }
 
 use std::fmt;
@@ -266,7 +268,7 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut conn = DataConn::new(self.socket, self.ftps_mode, self.timeout, tx.clone(), Reply::new(ReplyCode::FileStatusOkay, "Sending data"));
+        let mut conn = DataConn::new(self.socket, self.ftps_mode, self.handshake, tx.clone(), Reply::new(ReplyCode::FileStatusOkay, "Sending data"));
 
         let start_time = Instant::now();
         let result = {
@@ -362,7 +364,7 @@ where
     async fn exec_stor(self, path: String, start_pos: u64, command: &'static str, preliminary: Reply) {
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
-        let conn = DataConn::new(self.socket, self.ftps_mode, self.timeout, tx.clone(), preliminary);
+        let conn = DataConn::new(self.socket, self.ftps_mode, self.handshake, tx.clone(), preliminary);
         let status = conn.status.clone();
         let (input, mut closer) = tokio::io::split(conn);
         let input = MeasuringReader::new(input, "stor", self.input_ended.clone());
@@ -459,7 +461,7 @@ where
         let mut conn = DataConn::new(
             self.socket,
             self.ftps_mode.clone(),
-            self.timeout,
+            self.handshake,
             tx.clone(),
             Reply::new(ReplyCode::FileStatusOkay, "Sending directory list"),
         );
@@ -660,14 +662,14 @@ impl ConnStatus {
 }
 
 impl DataConn {
-    fn new(socket: TcpStream, ftps_mode: FtpsConfig, timeout: Duration, tx: Sender<ControlChanMsg>, preliminary: Reply) -> Self {
+    fn new(socket: TcpStream, ftps_mode: FtpsConfig, handshake: Handshake, tx: Sender<ControlChanMsg>, preliminary: Reply) -> Self {
         let open = async move {
             tx.send(ControlChanMsg::CommandChannelReply(preliminary))
                 .await
                 .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the control connection is closed"))?;
             let stream: DataStream = match ftps_mode {
                 FtpsConfig::On { tls_config } => Box::new(
-                    tls_handshake(socket, tls_config, timeout).await?,
+                    tls_handshake(socket, tls_config, handshake).await?,
                 ),
                 _ => Box::new(socket),
             };
@@ -777,15 +779,21 @@ impl fmt::Display for ErrorText<'_> {
     }
 }
 
-// qftpd patch: the server side of the data connection's TLS handshake, within `timeout`.
+// qftpd patch: how a data connection's TLS handshake is held (SessionPolicy): its time limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handshake {
+    pub timeout: Duration,
+}
+
+// qftpd patch: the server side of the data connection's TLS handshake, within its time limit.
 // TLS 1.3 session tickets are not sent on data connections (see `data_tls_config`).
 async fn tls_handshake(
     socket: TcpStream,
     tls_config: Arc<rustls::ServerConfig>,
-    timeout: Duration,
+    handshake: Handshake,
 ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
     let acceptor: TlsAcceptor = data_tls_config(&tls_config).into();
-    match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+    match tokio::time::timeout(handshake.timeout, acceptor.accept(socket)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(err)) => Err(std::io::Error::new(err.kind(), format!("TLS handshake failed: {}", err))),
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
@@ -879,6 +887,9 @@ where
             data_cmd_rx: Some(data_cmd_rx),
             timeout: session.data_command_timeout(),
             input_ended: Arc::default(),
+            handshake: Handshake {
+                timeout: session.session_policy.tls_handshake_timeout.unwrap_or(session.data_command_timeout()),
+            },
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out

@@ -119,6 +119,8 @@ where
     pub data_connection_timeout: Option<Duration>,
     // qftpd patch: `EPSV ALL` was given: PASV, PORT and EPRT are refused (RFC 2428 section 4).
     pub epsv_all: bool,
+    // qftpd patch: ServerBuilder::session_policy.
+    pub session_policy: crate::options::SessionPolicy,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -155,6 +157,7 @@ where
             binder: None,
             data_connection_timeout: None,
             epsv_all: false,
+            session_policy: crate::options::SessionPolicy::default(),
         }
     }
 

@@ -351,3 +351,17 @@ pub enum ActivePassiveMode {
     /// Both is enabled
     ActiveAndPassive,
 }
+
+/// The option to [ServerBuilder::session_policy](crate::ServerBuilder::session_policy): limits on
+/// what a client may do before it logs in. The default sets no limit. (qftpd patch)
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
+pub struct SessionPolicy {
+    /// How long a TLS handshake may take, on the control connection (`AUTH TLS`) and on data
+    /// connections. A control connection whose handshake does not finish in time is closed; a
+    /// data connection's transfer is answered `425`.
+    pub tls_handshake_timeout: Option<Duration>,
+    /// How long a connection may stay without a user logged in, whatever it sends meanwhile;
+    /// it is then answered `421 Login timeout` and closed (closed without a reply when the time
+    /// is up in the middle of a TLS handshake).
+    pub login_timeout: Option<Duration>,
+}
