@@ -119,6 +119,9 @@ pub struct TlsConfig {
     /// Seconds a TLS handshake may take, on the control connection (`AUTH TLS`, which is then
     /// closed) and on data connections (the transfer gets `425`).
     pub handshake_timeout: u64,
+    /// Data connections must resume the TLS session of their own control connection, or the
+    /// transfer is refused with `522` (vsftpd's `require_ssl_reuse`).
+    pub require_session_reuse: bool,
 }
 
 impl Default for TlsConfig {
@@ -129,6 +132,7 @@ impl Default for TlsConfig {
             required: false,
             min_version: TlsVersion::V1_2,
             handshake_timeout: 10,
+            require_session_reuse: false,
         }
     }
 }
@@ -515,6 +519,12 @@ impl Config {
             (None, None) if tls.required => {
                 return Err(ConfigError(
                     "ftp.tls.required = true needs ftp.tls.certificate and ftp.tls.key".to_string(),
+                ));
+            }
+            (None, None) if tls.require_session_reuse => {
+                return Err(ConfigError(
+                    "ftp.tls.require-session-reuse = true needs ftp.tls.certificate and ftp.tls.key"
+                        .to_string(),
                 ));
             }
             (Some(cert), Some(key)) => {
@@ -912,6 +922,7 @@ mod tests {
             let c = Config::load(Some(Path::new("q.toml"))).unwrap();
             assert_eq!(c.ftp.login_timeout, 60);
             assert_eq!(c.ftp.tls.handshake_timeout, 10);
+            assert!(!c.ftp.tls.require_session_reuse);
             let cases = [
                 (
                     "login-timeout = 0",
@@ -920,6 +931,10 @@ mod tests {
                 (
                     "tls.handshake-timeout = 0",
                     "ftp.tls.handshake-timeout must be at least 1 second",
+                ),
+                (
+                    "tls.require-session-reuse = true",
+                    "ftp.tls.require-session-reuse = true needs ftp.tls.certificate",
                 ),
                 ("login-timeout = \"soon\"", "ftp.login-timeout"),
             ];

@@ -8,6 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Sim;
@@ -875,4 +876,87 @@ fn required_ftps_cannot_be_downgraded_with_prot_c() {
     );
     assert!(results[5].ok, "{:#}", results[5].raw);
     assert!(results[5].data() == secret, "RETR over TLS: bytes differ");
+}
+
+#[test]
+fn data_connections_must_resume_their_own_control_connections_tls_session() {
+    let sim = start_sim();
+    let secret = pattern(300 * 1024 + 5, 22);
+    let on_disk = sim.disk_path("/home/alice/reuse.bin");
+    std::fs::create_dir_all(on_disk.parent().unwrap()).unwrap();
+    std::fs::write(&on_disk, &secret).unwrap();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "{}tls.require-session-reuse = true\n",
+            tls_lines(&cert, &key, false)
+        ),
+    );
+    let url = format!("{}/home/alice/reuse.bin", gw.ftp_url(ALICE.0, ALICE.1));
+    let cacert = cert.to_str().unwrap();
+    for (version, tls) in [
+        ("1.2", ["--tlsv1.2", "--tls-max", "1.2"]),
+        ("1.3", ["--tlsv1.3", "--tls-max", "1.3"]),
+    ] {
+        // curl resumes the control connection's session on the data connection.
+        let down = curl(
+            &[
+                "--ssl-reqd",
+                "--cacert",
+                cacert,
+                tls[0],
+                tls[1],
+                tls[2],
+                &url,
+            ],
+            60,
+        );
+        let log = String::from_utf8_lossy(&down.stderr);
+        assert!(down.status.success(), "curl TLS {version}: {log}");
+        assert!(down.stdout == secret, "curl TLS {version}: bytes differ");
+
+        // ftplib: a fresh TLS session on the data connection, the control connection's, and
+        // another FTP session's.
+        let out = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ftps_reuse.py"))
+            .args([
+                &gw.addr.ip().to_string(),
+                &gw.addr.port().to_string(),
+                cacert,
+                version,
+            ])
+            .args([ALICE.0, ALICE.1, "/home/alice/reuse.bin"])
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "ftps_reuse.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results: Value = serde_json::from_slice(&out.stdout).expect("JSON from ftps_reuse.py");
+        let own = &results["own"];
+        assert!(
+            own["ok"] == true && own["reused"] == true && own["bytes"] == secret.len(),
+            "TLS {version}, resuming its own session: {results:#}"
+        );
+        for case in ["fresh", "other"] {
+            let r = &results[case];
+            let reply = r["reply"].as_str().or(r["error"].as_str()).unwrap_or("");
+            assert!(
+                r["ok"] == false
+                    && r["reused"] != true
+                    && reply.starts_with("522")
+                    && reply.contains("TLS session reuse required"),
+                "TLS {version}, {case}: {results:#}"
+            );
+        }
+    }
+    let log = gw.stderr_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" WARN ") && l.contains("TLS session reuse required")),
+        "the refusals are logged:\n{log}"
+    );
 }

@@ -178,6 +178,7 @@ impl Gateway {
         .session_policy(SessionPolicy {
             tls_handshake_timeout: Some(Duration::from_secs(self.ftp.tls.handshake_timeout)),
             login_timeout: Some(Duration::from_secs(self.ftp.login_timeout)),
+            require_tls_session_reuse: self.ftp.tls.require_session_reuse,
         })
         .active_passive_mode(if self.ftp.active_mode {
             ActivePassiveMode::ActiveAndPassive

@@ -593,7 +593,13 @@ where
     // session goes on.
     async fn data_connection_failed(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, command: &str, path: &Path, err: std::io::Error) {
         slog::warn!(logger, "{} of {:?}: opening the data connection failed: {}", command, path, err);
-        let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Could not open the data connection: {}", err));
+        // qftpd patch: 522 for a TLS negotiation that was unacceptable (RFC 4217, section 10),
+        // as vsftpd answers a data connection that did not reuse the TLS session.
+        let code = match err.kind() {
+            std::io::ErrorKind::PermissionDenied => ReplyCode::NetworkProtocolNotSupported,
+            _ => ReplyCode::CantOpenDataConnection,
+        };
+        let reply = Reply::new_with_string(code, format!("Could not open the data connection: {}", err));
         if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
             slog::warn!(logger, "Could not notify control channel of the failed data connection: {:?}", err);
         }
@@ -758,7 +764,12 @@ impl AsyncWrite for DataConn {
 // of the upload still queued for the server, which then fails the upload ("connection reset by
 // peer") after whatever it had read so far. Data connections resume the control connection's
 // session with the tickets the client got on the control connection.
-fn data_tls_config(config: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+// qftpd patch: with `resume_only`, the data connections resume the control connection's TLS
+// session and make none of their own (see SessionPolicy::require_tls_session_reuse).
+fn data_tls_config(config: &Arc<rustls::ServerConfig>, resume_only: bool) -> Arc<rustls::ServerConfig> {
+    if resume_only {
+        return Arc::new(crate::server::tls::resume_only_config(config));
+    }
     if config.send_tls13_tickets == 0 {
         return config.clone();
     }
@@ -779,21 +790,28 @@ impl fmt::Display for ErrorText<'_> {
     }
 }
 
-// qftpd patch: how a data connection's TLS handshake is held (SessionPolicy): its time limit.
+// qftpd patch: how a data connection's TLS handshake is held (SessionPolicy): its time limit,
+// and whether it must resume the control connection's TLS session.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Handshake {
     pub timeout: Duration,
+    pub resume: bool,
 }
 
 // qftpd patch: the server side of the data connection's TLS handshake, within its time limit.
-// TLS 1.3 session tickets are not sent on data connections (see `data_tls_config`).
+// TLS 1.3 session tickets are not sent on data connections (see `data_tls_config`). When the
+// session must be resumed, a full handshake is refused (PermissionDenied, answered 522).
 async fn tls_handshake(
     socket: TcpStream,
     tls_config: Arc<rustls::ServerConfig>,
     handshake: Handshake,
 ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-    let acceptor: TlsAcceptor = data_tls_config(&tls_config).into();
+    let acceptor: TlsAcceptor = data_tls_config(&tls_config, handshake.resume).into();
     match tokio::time::timeout(handshake.timeout, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) if handshake.resume && stream.get_ref().1.handshake_kind() != Some(rustls::HandshakeKind::Resumed) => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "TLS session reuse required: the data connection must resume the TLS session of the control connection",
+        )),
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(err)) => Err(std::io::Error::new(err.kind(), format!("TLS handshake failed: {}", err))),
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
@@ -889,6 +907,7 @@ where
             input_ended: Arc::default(),
             handshake: Handshake {
                 timeout: session.session_policy.tls_handshake_timeout.unwrap_or(session.data_command_timeout()),
+                resume: session.session_policy.require_tls_session_reuse,
             },
         };
 

@@ -580,7 +580,8 @@ where
         self
     }
 
-    /// Sets limits on TLS handshakes and on the time to log in. See
+    /// Sets limits on TLS handshakes and on the time to log in, and whether TLS data
+    /// connections must resume the control connection's TLS session. See
     /// [`SessionPolicy`](options::SessionPolicy). (qftpd patch)
     pub fn session_policy(mut self, policy: options::SessionPolicy) -> Self {
         self.session_policy = policy;

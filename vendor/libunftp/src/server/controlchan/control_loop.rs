@@ -124,6 +124,14 @@ where
         ..
     } = config;
 
+    // qftpd patch: SessionPolicy::require_tls_session_reuse: the TLS sessions of this session's
+    // connections are remembered for this session alone.
+    let ftps_config = match ftps_config {
+        FtpsConfig::On { tls_config } if session_policy.require_tls_session_reuse => FtpsConfig::On {
+            tls_config: crate::server::tls::session_bound_config(&tls_config)?,
+        },
+        other => other,
+    };
     let tls_configured = matches!(ftps_config, FtpsConfig::On { .. });
     let storage_features = storage.supported_features();
     let (control_msg_tx, mut control_msg_rx): (Sender<ControlChanMsg>, Receiver<ControlChanMsg>) = channel(1);
