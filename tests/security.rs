@@ -960,3 +960,51 @@ fn data_connections_must_resume_their_own_control_connections_tls_session() {
         "the refusals are logged:\n{log}"
     );
 }
+
+#[test]
+fn lftp_over_ftps_resumes_tls_sessions_and_logs_no_warning() {
+    let sim = start_sim();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "{}tls.require-session-reuse = true\n",
+            tls_lines(&cert, &key, true)
+        ),
+    );
+    let data = pattern(200 * 1024, 23);
+    let src = dir.path().join("lftp.bin");
+    std::fs::write(&src, &data).unwrap();
+    let back = dir.path().join("back.bin");
+    // lftp resumes the control connection's TLS session on its data connections, and names
+    // the server by its IP address in SNI on each.
+    let out = gw.lftp_with(
+        &format!(
+            "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ftp:ssl-protect-list true; \
+             set ssl:verify-certificate true; set ssl:ca-file {};",
+            cert.display()
+        ),
+        ALICE.0,
+        ALICE.1,
+        &format!(
+            "put {} -o /home/alice/lftp.bin; get /home/alice/lftp.bin -o {}; cls -1 /home/alice",
+            src.display(),
+            back.display()
+        ),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "lftp over FTPS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&back).unwrap() == data, "lftp: bytes differ");
+    let log = gw.stderr_log();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert!(
+        warnings.is_empty(),
+        "warnings for a clean lftp session:\n{}",
+        warnings.join("\n")
+    );
+}
