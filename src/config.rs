@@ -88,6 +88,9 @@ pub struct FtpConfig {
     /// Seconds a data connection may stall (not connected yet, or no byte moving) before the
     /// transfer fails.
     pub data_timeout: u64,
+    /// Seconds a connection may stay without a user logged in, whatever it sends meanwhile;
+    /// it is then closed with `421 Login timeout`.
+    pub login_timeout: u64,
     /// STOR writes to a hidden temporary name and replaces the target only when complete.
     pub atomic_uploads: bool,
     /// Allow active mode (PORT, EPRT), only towards the client's own address.
@@ -115,6 +118,12 @@ pub struct TlsConfig {
     pub required: bool,
     /// Oldest TLS version accepted: `"1.2"` or `"1.3"`.
     pub min_version: TlsVersion,
+    /// Seconds a TLS handshake may take, on the control connection (`AUTH TLS`, which is then
+    /// closed) and on data connections (the transfer gets `425`).
+    pub handshake_timeout: u64,
+    /// Data connections must resume the TLS session of their own control connection, or the
+    /// transfer is refused with `522` (vsftpd's `require_ssl_reuse`).
+    pub require_session_reuse: bool,
 }
 
 impl Default for TlsConfig {
@@ -124,6 +133,8 @@ impl Default for TlsConfig {
             key: None,
             required: false,
             min_version: TlsVersion::V1_2,
+            handshake_timeout: 10,
+            require_session_reuse: false,
         }
     }
 }
@@ -182,6 +193,7 @@ impl Default for FtpConfig {
             shutdown_grace: 20,
             idle_timeout: 600,
             data_timeout: 120,
+            login_timeout: 60,
             atomic_uploads: true,
             active_mode: true,
             max_connections: 500,
@@ -510,6 +522,16 @@ impl Config {
                 "ftp.idle-timeout and ftp.data-timeout must be at least 1 second".to_string(),
             ));
         }
+        if ftp.login_timeout == 0 {
+            return Err(ConfigError(
+                "ftp.login-timeout must be at least 1 second".to_string(),
+            ));
+        }
+        if ftp.tls.handshake_timeout == 0 {
+            return Err(ConfigError(
+                "ftp.tls.handshake-timeout must be at least 1 second".to_string(),
+            ));
+        }
         if ftp.max_connections == 0 || ftp.max_connections_per_ip == 0 {
             return Err(ConfigError(
                 "ftp.max-connections and ftp.max-connections-per-ip must be at least 1".to_string(),
@@ -526,6 +548,12 @@ impl Config {
             (None, None) if tls.required => {
                 return Err(ConfigError(
                     "ftp.tls.required = true needs ftp.tls.certificate and ftp.tls.key".to_string(),
+                ));
+            }
+            (None, None) if tls.require_session_reuse => {
+                return Err(ConfigError(
+                    "ftp.tls.require-session-reuse = true needs ftp.tls.certificate and ftp.tls.key"
+                        .to_string(),
                 ));
             }
             (Some(cert), Some(key)) => {
@@ -936,6 +964,41 @@ mod tests {
                     .unwrap_err()
                     .to_string();
                 assert!(err.contains(needle), "{body:?}: {err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn login_and_tls_handshake_limits() {
+        Jail::expect_with(|jail| {
+            let url = "[qumulo]\nurl = \"https://c\"\n";
+            jail.create_file("q.toml", url)?;
+            let c = Config::load(Some(Path::new("q.toml"))).unwrap();
+            assert_eq!(c.ftp.login_timeout, 60);
+            assert_eq!(c.ftp.tls.handshake_timeout, 10);
+            assert!(!c.ftp.tls.require_session_reuse);
+            let cases = [
+                (
+                    "login-timeout = 0",
+                    "ftp.login-timeout must be at least 1 second",
+                ),
+                (
+                    "tls.handshake-timeout = 0",
+                    "ftp.tls.handshake-timeout must be at least 1 second",
+                ),
+                (
+                    "tls.require-session-reuse = true",
+                    "ftp.tls.require-session-reuse = true needs ftp.tls.certificate",
+                ),
+                ("login-timeout = \"soon\"", "ftp.login-timeout"),
+            ];
+            for (line, needle) in cases {
+                jail.create_file("bad.toml", &format!("[ftp]\n{line}\n{url}"))?;
+                let err = Config::load(Some(Path::new("bad.toml")))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(needle), "{line:?}: {err}");
             }
             Ok(())
         });

@@ -17,8 +17,15 @@ pub const SYSLOG_IDENTIFIER: &str = "qftpd";
 
 /// What is appended to a filter that does not name libunftp: its session spans and per-command
 /// logs are noise (and kilobytes each) at the default level. Its data channel's warnings stay:
-/// why a data connection failed to open (a TLS error) or broke during a listing.
-const LIBUNFTP_DEFAULT: &str = "libunftp=error,libunftp::server::datachan=warn";
+/// why a data connection failed to open (a TLS error) or broke during a listing; and so do the
+/// session limits' closings (login and TLS handshake timeouts).
+const LIBUNFTP_DEFAULT: &str =
+    "libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info";
+
+/// What is appended to a filter that does not name rustls: its handshake parser warns about
+/// every SNI name that is not a DNS name, and lftp sends an IP address on each FTPS data
+/// connection. rustls ignores the name; so does qftpd, which serves one certificate.
+const RUSTLS_DEFAULT: &str = "rustls::msgs::handshake=error";
 
 /// Installs the global tracing subscriber with readable lines on stderr (ANSI colours only on a
 /// terminal), filtered by `RUST_LOG`, else `default_level`. For the `sim` and `demo`
@@ -95,21 +102,31 @@ pub fn check_filter(level: &str) -> Result<(), String> {
 }
 
 /// The filter in force: `RUST_LOG` when set and not empty, else `level`; `libunftp=error` (its data channel: `warn`) is
-/// appended unless a directive already names libunftp.
+/// appended unless a directive already names libunftp, and `rustls::msgs::handshake=error`
+/// unless one names rustls.
 fn filter_directives(rust_log: Option<&str>, level: &str) -> String {
     let base = rust_log
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .unwrap_or(level.trim());
-    let names_libunftp = base.split(',').any(|directive| {
-        let target = directive.trim().split(['=', '[']).next().unwrap_or("");
-        target == "libunftp" || target.starts_with("libunftp::")
-    });
-    match (names_libunftp, base.is_empty()) {
-        (true, _) => base.to_string(),
-        (false, true) => LIBUNFTP_DEFAULT.to_string(),
-        (false, false) => format!("{base},{LIBUNFTP_DEFAULT}"),
-    }
+    let names = |krate: &str| {
+        base.split(',').any(|directive| {
+            let target = directive.trim().split(['=', '[']).next().unwrap_or("");
+            target == krate
+                || target
+                    .strip_prefix(krate)
+                    .is_some_and(|t| t.starts_with("::"))
+        })
+    };
+    [("libunftp", LIBUNFTP_DEFAULT), ("rustls", RUSTLS_DEFAULT)]
+        .into_iter()
+        .filter(|(krate, _)| !names(krate))
+        .fold(base.to_string(), |filter, (_, default)| {
+            match filter.is_empty() {
+                true => default.to_string(),
+                false => format!("{filter},{default}"),
+            }
+        })
 }
 
 /// Whether stderr is connected to the journal: systemd sets `JOURNAL_STREAM=DEV:INODE` of the
@@ -209,50 +226,62 @@ mod tests {
             (
                 None,
                 "info",
-                "info,libunftp=error,libunftp::server::datachan=warn",
+                "info,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info,rustls::msgs::handshake=error",
             ),
             (
                 None,
                 "debug",
-                "debug,libunftp=error,libunftp::server::datachan=warn",
+                "debug,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info,rustls::msgs::handshake=error",
             ),
             (
                 Some("trace"),
                 "info",
-                "trace,libunftp=error,libunftp::server::datachan=warn",
+                "trace,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info,rustls::msgs::handshake=error",
             ),
             (
                 Some(""),
                 "debug",
-                "debug,libunftp=error,libunftp::server::datachan=warn",
+                "debug,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info,rustls::msgs::handshake=error",
             ),
             (
                 Some("  "),
                 "warn",
-                "warn,libunftp=error,libunftp::server::datachan=warn",
+                "warn,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info,rustls::msgs::handshake=error",
             ),
-            (None, "", "libunftp=error,libunftp::server::datachan=warn"),
-            (None, "debug,libunftp=info", "debug,libunftp=info"),
-            (Some("libunftp=trace"), "info", "libunftp=trace"),
+            (
+                None,
+                "",
+                "libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info,rustls::msgs::handshake=error",
+            ),
+            (
+                None,
+                "debug,libunftp=info",
+                "debug,libunftp=info,rustls::msgs::handshake=error",
+            ),
+            (
+                Some("libunftp=trace,rustls=debug"),
+                "info",
+                "libunftp=trace,rustls=debug",
+            ),
             (
                 None,
                 "info,libunftp::server=debug",
-                "info,libunftp::server=debug",
+                "info,libunftp::server=debug,rustls::msgs::handshake=error",
             ),
             (
                 None,
                 "info,libunftp[session]=debug",
-                "info,libunftp[session]=debug",
+                "info,libunftp[session]=debug,rustls::msgs::handshake=error",
             ),
             (
                 None,
                 "info,libunftpx=debug",
-                "info,libunftpx=debug,libunftp=error,libunftp::server::datachan=warn",
+                "info,libunftpx=debug,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info,rustls::msgs::handshake=error",
             ),
             (
                 None,
                 "qftpd::ftp=debug",
-                "qftpd::ftp=debug,libunftp=error,libunftp::server::datachan=warn",
+                "qftpd::ftp=debug,libunftp=error,libunftp::server::datachan=warn,libunftp::limits=info,rustls::msgs::handshake=error",
             ),
         ];
         for (rust_log, level, want) in cases {

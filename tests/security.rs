@@ -5,12 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Sim;
+use common::control as raw;
 use common::ftp::{Gateway, OpResult, curl, op, pattern, run_ftplib_with, scratch, toml_str};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -984,5 +986,394 @@ fn ipv6_clients_are_capped_per_64_and_ipv4_mapped_ones_per_address() {
     assert!(
         greeting.starts_with("220"),
         "127.0.0.2 is another address: {greeting}"
+    );
+}
+
+/// A client from `source` that sends `AUTH TLS`, reads the 234 and then says nothing: the TLS
+/// handshake never starts.
+fn stall_in_auth_tls(source: &str, addr: SocketAddr) -> Control {
+    let mut c = control_from(bind_from(source, addr));
+    let greeting = c.reply();
+    assert!(greeting.starts_with("220"), "{source}: {greeting}");
+    let reply = c.cmd("AUTH TLS");
+    assert!(reply.starts_with("234"), "{source}: {reply}");
+    c
+}
+
+#[test]
+fn stalled_tls_handshakes_do_not_hold_the_connection_slots() {
+    let sim = start_sim();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "{}tls.handshake-timeout = 2\nidle-timeout = 5\nmax-connections = 100\n\
+             max-connections-per-ip = 20\n",
+            tls_lines(&cert, &key, false)
+        ),
+    );
+    // 100 connections from 5 addresses, each stalled after AUTH TLS, take every slot.
+    let started = Instant::now();
+    let mut stalled: Vec<Control> = (0..100)
+        .map(|i| stall_in_auth_tls(&format!("127.0.0.{}", 2 + i % 5), gw.addr))
+        .collect();
+    let all_held = started.elapsed();
+    let reply = control_from(bind_from("127.0.0.7", gw.addr)).reply();
+    assert!(
+        reply.starts_with("421") && reply.contains("Too many connections"),
+        "with every slot held: {reply}"
+    );
+
+    // The handshakes time out (2 s): every stalled connection is closed and the slots come
+    // back long before the idle timeout would matter.
+    let deadline = started + all_held + Duration::from_secs(10);
+    let mut fresh = loop {
+        let mut c = control_from(bind_from("127.0.0.7", gw.addr));
+        if c.reply().starts_with("220") {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled handshakes still hold every slot after {:?}",
+            started.elapsed()
+        );
+        std::thread::yield_now();
+    };
+    let freed = started.elapsed();
+    eprintln!(
+        "100 stalled AUTH TLS: all slots held after {all_held:?}, a slot free after {freed:?}"
+    );
+    assert!(fresh.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
+    assert!(fresh.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+    for c in &mut stalled {
+        assert_eq!(
+            c.reply(),
+            "",
+            "a stalled connection got a reply instead of being closed"
+        );
+    }
+    let log = gw.stderr_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TLS handshake did not finish within 2s")
+                && l.contains("source: 127.0.0.")),
+        "the closings are logged with the client's address:\n{log}"
+    );
+}
+
+/// Sends `line` whenever the server has said nothing for a second, as a client that keeps its
+/// connection busy; each reply must start with one of `expect`. Returns the first reply that does not
+/// (`""` when the connection was closed), when it came, and whether the connection was closed
+/// after it; `None` when `within` passed without one.
+fn keep_sending(
+    c: &mut Control,
+    line: &str,
+    expect: &[&str],
+    within: Duration,
+) -> Option<(String, Duration, bool)> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        c.writer
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut unasked = String::new();
+        let waited = c.reader.read_line(&mut unasked);
+        c.writer
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let reply = match waited {
+            Ok(0) => return Some((String::new(), started.elapsed(), true)),
+            Ok(_) => unasked,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                c.cmd(line)
+            }
+            Err(e) => panic!("reading the control connection: {e}"),
+        };
+        if !expect.iter().any(|code| reply.starts_with(code)) {
+            let when = started.elapsed();
+            return Some((reply, when, c.reply().is_empty()));
+        }
+    }
+    None
+}
+
+#[test]
+fn connections_that_do_not_log_in_are_closed_at_the_login_deadline() {
+    let sim = start_sim();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "{}login-timeout = 3\ntls.handshake-timeout = 30\n",
+            tls_lines(&cert, &key, false)
+        ),
+    );
+    let addr = gw.addr;
+    let talker = |line: &'static str, expect: &'static [&'static str]| {
+        std::thread::spawn(move || {
+            let mut c = Control::connect(addr);
+            assert!(c.reply().starts_with("220"));
+            keep_sending(&mut c, line, expect, Duration::from_secs(20))
+        })
+    };
+    let noop = talker("NOOP", &["200"]);
+    // The first USER is answered 331, the next ones 503 (a new connection is needed).
+    let user = talker("USER alice", &["331", "503"]);
+    let silent_tls = std::thread::spawn(move || {
+        let mut c = stall_in_auth_tls("127.0.0.1", addr);
+        let started = Instant::now();
+        (c.reply(), started.elapsed())
+    });
+    let logged_in = std::thread::spawn(move || {
+        let mut c = Control::connect(addr);
+        assert!(c.reply().starts_with("220"));
+        assert!(c.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
+        assert!(c.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+        keep_sending(&mut c, "NOOP", &["200"], Duration::from_secs(6))
+    });
+
+    for (what, thread) in [("NOOP every second", noop), ("USER every second", user)] {
+        let (reply, when, closed) = thread
+            .join()
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what}: still not closed after 20 s"));
+        assert!(reply.starts_with("421 Login timeout"), "{what}: {reply:?}");
+        assert!(closed, "{what}: the connection stays open after the 421");
+        assert!(
+            when >= Duration::from_millis(2500) && when < Duration::from_secs(10),
+            "{what}: closed after {when:?}, the login deadline is 3 s"
+        );
+        eprintln!("{what}: 421 Login timeout after {when:?}");
+    }
+    // Mid-handshake no reply can be sent: the connection is closed.
+    let (reply, when) = silent_tls.join().unwrap();
+    assert_eq!(reply, "", "AUTH TLS and silence");
+    assert!(
+        when < Duration::from_secs(10),
+        "AUTH TLS and silence: closed after {when:?}, the login deadline is 3 s"
+    );
+    assert_eq!(
+        logged_in.join().unwrap(),
+        None,
+        "a logged-in session is not touched by the login deadline"
+    );
+    let log = gw.stderr_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("no login within 3s") && l.contains("source: 127.0.0.1")),
+        "the closings are logged with the client's address:\n{log}"
+    );
+}
+
+#[test]
+fn required_ftps_cannot_be_downgraded_with_prot_c() {
+    let sim = start_sim();
+    let secret = pattern(512 * 1024, 21);
+    let on_disk = sim.disk_path("/home/alice/secret.bin");
+    std::fs::create_dir_all(on_disk.parent().unwrap()).unwrap();
+    std::fs::write(&on_disk, &secret).unwrap();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "{}tls.handshake-timeout = 3\n",
+            tls_lines(&cert, &key, true)
+        ),
+    );
+    let mut c = raw::Control::connect(gw.addr);
+    c.auth_tls();
+    c.user_pass(ALICE);
+    // Without PROT P a transfer command is refused as such, even without a data connection.
+    c.cmd("RETR /home/alice/secret.bin").assert_code(521);
+    c.cmd("PBSZ 0").assert_code(200);
+    c.cmd("PROT S").assert_code(536);
+    c.cmd("PROT E").assert_code(536);
+    c.cmd("PROT X").assert_code(504);
+    c.cmd("PROT P").assert_code(200);
+
+    // The attack: PROT P, PASV, PROT C, then RETR over a plain TCP data connection.
+    let addr = c.pasv();
+    c.cmd("PROT C").assert_code(534);
+    let mut data = raw::connect_data(addr);
+    let started = Instant::now();
+    let mut replies = vec![c.cmd("RETR /home/alice/secret.bin")];
+    let mut received = Vec::new();
+    let _ = data.read_to_end(&mut received);
+    if replies[0].code == 150 {
+        replies.push(c.reply());
+    }
+    assert!(
+        !received
+            .windows(64)
+            .any(|w| secret.windows(64).next() == Some(w)),
+        "the file came in clear over the data connection ({} bytes)",
+        received.len()
+    );
+    let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+    assert_eq!(codes, [150, 425], "{replies:#?}");
+    // The data connection stays silent (no ClientHello): its handshake times out (3 s), long
+    // before the data timeout (120 s).
+    assert!(
+        replies[1].text().contains("TLS handshake timed out")
+            && started.elapsed() < Duration::from_secs(30),
+        "after {:?}: {replies:#?}",
+        started.elapsed()
+    );
+    c.assert_in_step();
+
+    // The level stayed P: a TLS data connection gets the file.
+    let results = run_ftplib_with(
+        gw.addr,
+        tls_options(&cert, None, None),
+        &[
+            op::connect(),
+            op::auth(),
+            op::login(ALICE.0, ALICE.1),
+            op::prot_p(),
+            op::cmd("PROT C"),
+            op::retr("RETR /home/alice/secret.bin", None),
+            op::quit(),
+        ],
+    );
+    assert!(
+        results[4].error().starts_with("534"),
+        "ftplib PROT C: {:#}",
+        results[4].raw
+    );
+    assert!(results[5].ok, "{:#}", results[5].raw);
+    assert!(results[5].data() == secret, "RETR over TLS: bytes differ");
+}
+
+#[test]
+fn data_connections_must_resume_their_own_control_connections_tls_session() {
+    let sim = start_sim();
+    let secret = pattern(300 * 1024 + 5, 22);
+    let on_disk = sim.disk_path("/home/alice/reuse.bin");
+    std::fs::create_dir_all(on_disk.parent().unwrap()).unwrap();
+    std::fs::write(&on_disk, &secret).unwrap();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "{}tls.require-session-reuse = true\n",
+            tls_lines(&cert, &key, false)
+        ),
+    );
+    let url = format!("{}/home/alice/reuse.bin", gw.ftp_url(ALICE.0, ALICE.1));
+    let cacert = cert.to_str().unwrap();
+    for (version, tls) in [
+        ("1.2", ["--tlsv1.2", "--tls-max", "1.2"]),
+        ("1.3", ["--tlsv1.3", "--tls-max", "1.3"]),
+    ] {
+        // curl resumes the control connection's session on the data connection.
+        let down = curl(
+            &[
+                "--ssl-reqd",
+                "--cacert",
+                cacert,
+                tls[0],
+                tls[1],
+                tls[2],
+                &url,
+            ],
+            60,
+        );
+        let log = String::from_utf8_lossy(&down.stderr);
+        assert!(down.status.success(), "curl TLS {version}: {log}");
+        assert!(down.stdout == secret, "curl TLS {version}: bytes differ");
+
+        // ftplib: a fresh TLS session on the data connection, the control connection's, and
+        // another FTP session's.
+        let out = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ftps_reuse.py"))
+            .args([
+                &gw.addr.ip().to_string(),
+                &gw.addr.port().to_string(),
+                cacert,
+                version,
+            ])
+            .args([ALICE.0, ALICE.1, "/home/alice/reuse.bin"])
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "ftps_reuse.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results: Value = serde_json::from_slice(&out.stdout).expect("JSON from ftps_reuse.py");
+        let own = &results["own"];
+        assert!(
+            own["ok"] == true && own["reused"] == true && own["bytes"] == secret.len(),
+            "TLS {version}, resuming its own session: {results:#}"
+        );
+        for case in ["fresh", "other"] {
+            let r = &results[case];
+            let reply = r["reply"].as_str().or(r["error"].as_str()).unwrap_or("");
+            assert!(
+                r["ok"] == false
+                    && r["reused"] != true
+                    && reply.starts_with("522")
+                    && reply.contains("TLS session reuse required"),
+                "TLS {version}, {case}: {results:#}"
+            );
+        }
+    }
+    let log = gw.stderr_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" WARN ") && l.contains("TLS session reuse required")),
+        "the refusals are logged:\n{log}"
+    );
+}
+
+#[test]
+fn lftp_over_ftps_resumes_tls_sessions_and_logs_no_warning() {
+    let sim = start_sim();
+    let dir = scratch();
+    let (cert, key, _) = certificate(dir.path(), "ftps");
+    let gw = Gateway::start(
+        &sim,
+        &format!(
+            "{}tls.require-session-reuse = true\n",
+            tls_lines(&cert, &key, true)
+        ),
+    );
+    let data = pattern(200 * 1024, 23);
+    let src = dir.path().join("lftp.bin");
+    std::fs::write(&src, &data).unwrap();
+    let back = dir.path().join("back.bin");
+    // lftp resumes the control connection's TLS session on its data connections, and names
+    // the server by its IP address in SNI on each.
+    let out = gw.lftp_with(
+        &format!(
+            "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ftp:ssl-protect-list true; \
+             set ssl:verify-certificate true; set ssl:ca-file {};",
+            cert.display()
+        ),
+        ALICE.0,
+        ALICE.1,
+        &format!(
+            "put {} -o /home/alice/lftp.bin; get /home/alice/lftp.bin -o {}; cls -1 /home/alice",
+            src.display(),
+            back.display()
+        ),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "lftp over FTPS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&back).unwrap() == data, "lftp: bytes differ");
+    let log = gw.stderr_log();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert!(
+        warnings.is_empty(),
+        "warnings for a clean lftp session:\n{}",
+        warnings.join("\n")
     );
 }

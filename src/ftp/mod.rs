@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost};
+use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost, SessionPolicy};
 use libunftp::{Server, ServerBuilder, ServerError};
 
 pub use auth::ClusterNames;
@@ -181,6 +181,11 @@ impl Gateway {
         .passive_host(self.passive_host.clone())
         .idle_session_timeout(self.ftp.idle_timeout)
         .data_connection_timeout(Duration::from_secs(self.ftp.data_timeout))
+        .session_policy(SessionPolicy {
+            tls_handshake_timeout: Some(Duration::from_secs(self.ftp.tls.handshake_timeout)),
+            login_timeout: Some(Duration::from_secs(self.ftp.login_timeout)),
+            require_tls_session_reuse: self.ftp.tls.require_session_reuse,
+        })
         .active_passive_mode(if self.ftp.active_mode {
             ActivePassiveMode::ActiveAndPassive
         } else {

@@ -45,6 +45,8 @@ where
     pub timeout: Duration,
     // qftpd patch: set when an upload's data connection reached its end (see `transfer`).
     pub input_ended: Arc<AtomicBool>,
+    // qftpd patch: how the TLS handshake of the data connection is held.
+    pub handshake: Handshake,
 }
 
 use std::fmt;
@@ -142,7 +144,12 @@ where
             Some(command) = data_cmd_rx.recv() => {
                 // qftpd patch: a REST offset applies to the one transfer command after it,
                 // whatever its outcome (a refused one must not leave it to the next).
-                let start_pos = std::mem::take(&mut session_arc.lock().await.start_pos);
+                let mut session = session_arc.lock().await;
+                let start_pos = std::mem::take(&mut session.start_pos);
+                // qftpd patch: the protection level (PROT) in force when the transfer command
+                // runs is the data connection's, whatever it was when the connection came.
+                self.ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
+                drop(session);
                 self.transfer(command, start_pos, &mut data_abort_rx).await
             },
             _ = &mut timeout_delay => {
@@ -261,7 +268,7 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut conn = DataConn::new(self.socket, self.ftps_mode, self.timeout, tx.clone(), Reply::new(ReplyCode::FileStatusOkay, "Sending data"));
+        let mut conn = DataConn::new(self.socket, self.ftps_mode, self.handshake, tx.clone(), Reply::new(ReplyCode::FileStatusOkay, "Sending data"));
 
         let start_time = Instant::now();
         let result = {
@@ -357,7 +364,7 @@ where
     async fn exec_stor(self, path: String, start_pos: u64, command: &'static str, preliminary: Reply) {
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
-        let conn = DataConn::new(self.socket, self.ftps_mode, self.timeout, tx.clone(), preliminary);
+        let conn = DataConn::new(self.socket, self.ftps_mode, self.handshake, tx.clone(), preliminary);
         let status = conn.status.clone();
         let (input, mut closer) = tokio::io::split(conn);
         let input = MeasuringReader::new(input, "stor", self.input_ended.clone());
@@ -454,7 +461,7 @@ where
         let mut conn = DataConn::new(
             self.socket,
             self.ftps_mode.clone(),
-            self.timeout,
+            self.handshake,
             tx.clone(),
             Reply::new(ReplyCode::FileStatusOkay, "Sending directory list"),
         );
@@ -586,7 +593,13 @@ where
     // session goes on.
     async fn data_connection_failed(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, command: &str, path: &Path, err: std::io::Error) {
         slog::warn!(logger, "{} of {:?}: opening the data connection failed: {}", command, path, err);
-        let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Could not open the data connection: {}", err));
+        // qftpd patch: 522 for a TLS negotiation that was unacceptable (RFC 4217, section 10),
+        // as vsftpd answers a data connection that did not reuse the TLS session.
+        let code = match err.kind() {
+            std::io::ErrorKind::PermissionDenied => ReplyCode::NetworkProtocolNotSupported,
+            _ => ReplyCode::CantOpenDataConnection,
+        };
+        let reply = Reply::new_with_string(code, format!("Could not open the data connection: {}", err));
         if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
             slog::warn!(logger, "Could not notify control channel of the failed data connection: {:?}", err);
         }
@@ -655,14 +668,14 @@ impl ConnStatus {
 }
 
 impl DataConn {
-    fn new(socket: TcpStream, ftps_mode: FtpsConfig, timeout: Duration, tx: Sender<ControlChanMsg>, preliminary: Reply) -> Self {
+    fn new(socket: TcpStream, ftps_mode: FtpsConfig, handshake: Handshake, tx: Sender<ControlChanMsg>, preliminary: Reply) -> Self {
         let open = async move {
             tx.send(ControlChanMsg::CommandChannelReply(preliminary))
                 .await
                 .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the control connection is closed"))?;
             let stream: DataStream = match ftps_mode {
                 FtpsConfig::On { tls_config } => Box::new(
-                    tls_handshake(socket, tls_config, timeout).await?,
+                    tls_handshake(socket, tls_config, handshake).await?,
                 ),
                 _ => Box::new(socket),
             };
@@ -751,7 +764,12 @@ impl AsyncWrite for DataConn {
 // of the upload still queued for the server, which then fails the upload ("connection reset by
 // peer") after whatever it had read so far. Data connections resume the control connection's
 // session with the tickets the client got on the control connection.
-fn data_tls_config(config: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+// qftpd patch: with `resume_only`, the data connections resume the control connection's TLS
+// session and make none of their own (see SessionPolicy::require_tls_session_reuse).
+fn data_tls_config(config: &Arc<rustls::ServerConfig>, resume_only: bool) -> Arc<rustls::ServerConfig> {
+    if resume_only {
+        return Arc::new(crate::server::tls::resume_only_config(config));
+    }
     if config.send_tls13_tickets == 0 {
         return config.clone();
     }
@@ -772,15 +790,28 @@ impl fmt::Display for ErrorText<'_> {
     }
 }
 
-// qftpd patch: the server side of the data connection's TLS handshake, within `timeout`.
-// TLS 1.3 session tickets are not sent on data connections (see `data_tls_config`).
+// qftpd patch: how a data connection's TLS handshake is held (SessionPolicy): its time limit,
+// and whether it must resume the control connection's TLS session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handshake {
+    pub timeout: Duration,
+    pub resume: bool,
+}
+
+// qftpd patch: the server side of the data connection's TLS handshake, within its time limit.
+// TLS 1.3 session tickets are not sent on data connections (see `data_tls_config`). When the
+// session must be resumed, a full handshake is refused (PermissionDenied, answered 522).
 async fn tls_handshake(
     socket: TcpStream,
     tls_config: Arc<rustls::ServerConfig>,
-    timeout: Duration,
+    handshake: Handshake,
 ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-    let acceptor: TlsAcceptor = data_tls_config(&tls_config).into();
-    match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+    let acceptor: TlsAcceptor = data_tls_config(&tls_config, handshake.resume).into();
+    match tokio::time::timeout(handshake.timeout, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) if handshake.resume && stream.get_ref().1.handshake_kind() != Some(rustls::HandshakeKind::Resumed) => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "TLS session reuse required: the data connection must resume the TLS session of the control connection",
+        )),
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(err)) => Err(std::io::Error::new(err.kind(), format!("TLS handshake failed: {}", err))),
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
@@ -874,6 +905,10 @@ where
             data_cmd_rx: Some(data_cmd_rx),
             timeout: session.data_command_timeout(),
             input_ended: Arc::default(),
+            handshake: Handshake {
+                timeout: session.session_policy.tls_handshake_timeout.unwrap_or(session.data_command_timeout()),
+                resume: session.session_policy.require_tls_session_reuse,
+            },
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out

@@ -73,6 +73,8 @@ where
     idle_session_timeout: std::time::Duration,
     // qftpd patch: see ServerBuilder::data_connection_timeout.
     data_connection_timeout: Option<Duration>,
+    // qftpd patch: see ServerBuilder::session_policy.
+    session_policy: options::SessionPolicy,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -109,6 +111,8 @@ where
     idle_session_timeout: std::time::Duration,
     // qftpd patch: see ServerBuilder::data_connection_timeout.
     data_connection_timeout: Option<Duration>,
+    // qftpd patch: see ServerBuilder::session_policy.
+    session_policy: options::SessionPolicy,
     listener_mode: ListenerMode,
     logger: slog::Logger,
     site_md5: SiteMd5,
@@ -156,6 +160,7 @@ where
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             data_connection_timeout: None,
+            session_policy: options::SessionPolicy::default(),
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -237,6 +242,7 @@ where
             ftps_trust_store: self.ftps_trust_store,
             idle_session_timeout: self.idle_session_timeout,
             data_connection_timeout: self.data_connection_timeout,
+            session_policy: self.session_policy,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -291,6 +297,7 @@ where
             collect_metrics: false,
             idle_session_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
             data_connection_timeout: None,
+            session_policy: options::SessionPolicy::default(),
             listener_mode: ListenerMode::Legacy,
             logger: slog::Logger::root(slog_stdlog::StdLog {}.fuse(), slog::o!()),
             ftps_required_control_chan: options::DEFAULT_FTPS_REQUIRE,
@@ -380,6 +387,7 @@ where
             ftps_required_data_chan: self.ftps_required_data_chan,
             idle_session_timeout: self.idle_session_timeout,
             data_connection_timeout: self.data_connection_timeout,
+            session_policy: self.session_policy,
             listener_mode: self.listener_mode,
             logger: self.logger,
             site_md5: self.site_md5,
@@ -569,6 +577,14 @@ where
     /// ```
     pub fn data_connection_timeout(mut self, timeout: Duration) -> Self {
         self.data_connection_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets limits on TLS handshakes and on the time to log in, and whether TLS data
+    /// connections must resume the control connection's TLS session. See
+    /// [`SessionPolicy`](options::SessionPolicy). (qftpd patch)
+    pub fn session_policy(mut self, policy: options::SessionPolicy) -> Self {
+        self.session_policy = policy;
         self
     }
 
@@ -1110,6 +1126,7 @@ where
             greeting: server.greeting,
             idle_session_timeout: server.idle_session_timeout,
             data_connection_timeout: server.data_connection_timeout,
+            session_policy: server.session_policy,
             passive_ports: server.passive_ports.clone(),
             passive_host: server.passive_host.clone(),
             logger: server.logger.new(slog::o!()),

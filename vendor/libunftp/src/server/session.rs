@@ -123,6 +123,8 @@ where
     // qftpd patch: the passive listener of the last PASV or EPSV, while it waits; dropping it
     // closes it.
     pub(crate) passive_listener: Option<PassiveListener>,
+    // qftpd patch: ServerBuilder::session_policy.
+    pub session_policy: crate::options::SessionPolicy,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -160,6 +162,7 @@ where
             data_connection_timeout: None,
             epsv_all: false,
             passive_listener: None,
+            session_policy: crate::options::SessionPolicy::default(),
         }
     }
 

@@ -198,3 +198,104 @@ impl StoresServerSessions for TlsSessionCache {
         true
     }
 }
+
+// qftpd patch: SessionPolicy::require_tls_session_reuse. How many TLS sessions one FTP session
+// remembers: its control connection makes one (or a few tickets).
+const SESSION_BOUND_CACHE: usize = 16;
+
+// qftpd patch: the TLS configuration of one FTP session when its data connections must resume
+// its control connection's TLS session: the sessions its connections make are remembered in a
+// cache of its own, and its tickets carry a random token of its own, so that a resumption on a
+// data connection can only be of a TLS session this FTP session made.
+pub(crate) fn session_bound_config(config: &Arc<ServerConfig>) -> io::Result<Arc<ServerConfig>> {
+    let mut token = [0; 16];
+    getrandom::fill(&mut token).map_err(|e| io::Error::other(format!("no random token for the TLS sessions: {e}")))?;
+    let mut bound = (**config).clone();
+    bound.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_BOUND_CACHE);
+    bound.ticketer = Arc::new(BoundTickets {
+        inner: config.ticketer.clone(),
+        token,
+    });
+    Ok(Arc::new(bound))
+}
+
+// qftpd patch: the data connections' side of `session_bound_config`: they resume the FTP
+// session's TLS sessions but remember none of their own (no session id, no ticket), so that a
+// connection that was refused for a full handshake cannot be resumed later either.
+pub(crate) fn resume_only_config(config: &ServerConfig) -> ServerConfig {
+    let mut data = config.clone();
+    data.session_storage = Arc::new(ResumeOnly(config.session_storage.clone()));
+    data.ticketer = Arc::new(NoNewTickets(config.ticketer.clone()));
+    data.send_tls13_tickets = 0;
+    data
+}
+
+// Tickets bound to one FTP session: its token is put in front of what a ticket holds, and a
+// ticket without it is not taken.
+#[derive(Debug)]
+struct BoundTickets {
+    inner: Arc<dyn rustls::server::ProducesTickets>,
+    token: [u8; 16],
+}
+
+impl rustls::server::ProducesTickets for BoundTickets {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.inner.encrypt(&[&self.token[..], plain].concat())
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.inner.decrypt(cipher)?.strip_prefix(&self.token[..]).map(<[u8]>::to_vec)
+    }
+}
+
+// A session-id cache that is read but never written.
+#[derive(Debug)]
+struct ResumeOnly(Arc<dyn StoresServerSessions>);
+
+impl StoresServerSessions for ResumeOnly {
+    fn put(&self, _key: Vec<u8>, _value: Vec<u8>) -> bool {
+        false
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        false
+    }
+}
+
+// Tickets that are read but never issued (an empty ticket is sent instead, as RFC 5077 allows).
+#[derive(Debug)]
+struct NoNewTickets(Arc<dyn rustls::server::ProducesTickets>);
+
+impl rustls::server::ProducesTickets for NoNewTickets {
+    fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.0.lifetime()
+    }
+
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.0.decrypt(cipher)
+    }
+}

@@ -51,6 +51,10 @@ use tokio::{
 };
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
+// qftpd patch: the log target of the session limits' messages (login and TLS handshake
+// timeouts), so that an embedder can keep them while it silences the rest of the control loop.
+const LIMITS_TAG: &str = "libunftp::limits";
+
 trait AsyncReadAsyncWriteSendUnpin: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncReadAsyncWriteSendUnpin for T {}
@@ -70,6 +74,8 @@ where
     pub collect_metrics: bool,
     pub idle_session_timeout: Duration,
     pub data_connection_timeout: Option<Duration>,
+    // qftpd patch: ServerBuilder::session_policy.
+    pub session_policy: crate::options::SessionPolicy,
     pub logger: slog::Logger,
     pub ftps_required_control_chan: FtpsRequired,
     pub ftps_required_data_chan: FtpsRequired,
@@ -107,6 +113,7 @@ where
         collect_metrics,
         idle_session_timeout,
         data_connection_timeout,
+        session_policy,
         logger,
         site_md5: sitemd5,
         site_handlers,
@@ -117,6 +124,14 @@ where
         ..
     } = config;
 
+    // qftpd patch: SessionPolicy::require_tls_session_reuse: the TLS sessions of this session's
+    // connections are remembered for this session alone.
+    let ftps_config = match ftps_config {
+        FtpsConfig::On { tls_config } if session_policy.require_tls_session_reuse => FtpsConfig::On {
+            tls_config: crate::server::tls::session_bound_config(&tls_config)?,
+        },
+        other => other,
+    };
     let tls_configured = matches!(ftps_config, FtpsConfig::On { .. });
     let storage_features = storage.supported_features();
     let (control_msg_tx, mut control_msg_rx): (Sender<ControlChanMsg>, Receiver<ControlChanMsg>) = channel(1);
@@ -132,6 +147,7 @@ where
     }
     // qftpd patch: see ServerBuilder::data_connection_timeout.
     session.data_connection_timeout = data_connection_timeout;
+    session.session_policy = session_policy;
 
     let mut logger = logger.new(
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),
@@ -210,6 +226,11 @@ where
         // qftpd patch: a command whose reply is still to come as an internal message; no
         // command is read until it has been sent (RFC 959: replies in command order).
         let mut pending: Option<Pending> = None;
+        // qftpd patch: SessionPolicy::login_timeout: the connection is closed when no user has
+        // logged in by then, whatever it sent meanwhile.
+        let login_deadline = session_policy.login_timeout.map(|limit| tokio::time::Instant::now() + limit);
+        let mut login_timer = Box::pin(tokio::time::sleep_until(login_deadline.unwrap_or_else(tokio::time::Instant::now)));
+        let mut login_watch = login_deadline.is_some();
         loop {
             let incoming = {
                 #[allow(unused_assignments)]
@@ -262,6 +283,15 @@ where
                             (false, false) => incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::ControlChannelTimeout))),
                         } };
                     },
+                    _ = &mut login_timer, if login_watch => {
+                        login_watch = false;
+                        if shared_session.lock().await.state != SessionState::WaitCmd {
+                            slog::info!(logger, #LIMITS_TAG, "Closing control connection: no login within {:?}", session_policy.login_timeout.unwrap_or_default());
+                            let _ = reply_sink.send(Reply::new(ReplyCode::ServiceNotAvailable, "Login timeout")).await;
+                            let _ = reply_sink.flush().await;
+                            incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
+                        }
+                    },
                     _ = shutdown.listen(), if !draining => {
                         draining = true;
                         if shared_session.lock().await.data_busy {
@@ -313,7 +343,25 @@ where
                             FtpsConfig::On { tls_config } => tls_config.into(),
                             _ => panic!("Could not create TLS acceptor. Illegal program state"),
                         };
-                        let accepted = acceptor.accept(io).await;
+                        // qftpd patch: the handshake must finish within
+                        // SessionPolicy::tls_handshake_timeout, and before the login deadline.
+                        let handshake = acceptor.accept(io);
+                        let logged_in = shared_session.lock().await.state == SessionState::WaitCmd;
+                        let login_left = login_deadline.filter(|_| login_watch && !logged_in).map(|at| at.saturating_duration_since(tokio::time::Instant::now()));
+                        let limit = match (session_policy.tls_handshake_timeout, login_left) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                        let accepted = match limit {
+                            Some(limit) => match tokio::time::timeout(limit, handshake).await {
+                                Ok(accepted) => accepted,
+                                Err(_) => {
+                                    slog::info!(logger, #LIMITS_TAG, "Closing control connection: the TLS handshake did not finish within {:?}", limit);
+                                    return;
+                                }
+                            },
+                            None => handshake.await,
+                        };
                         let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match accepted {
                             Ok(stream) => {
                                 let s: &ServerConnection = stream.get_ref().1;

@@ -3,8 +3,8 @@ use async_trait::async_trait;
 use crate::{
     auth::UserDetail,
     server::{
-        Command, ControlChanErrorKind, Event, Reply, ReplyCode, controlchan::error::ControlChanError, controlchan::middleware::ControlChanMiddleware,
-        ftpserver::options::FtpsRequired, session::SharedSession,
+        Command, ControlChanErrorKind, Event, Reply, ReplyCode, SessionState, controlchan::commands::ProtParam, controlchan::error::ControlChanError,
+        controlchan::middleware::ControlChanMiddleware, ftpserver::options::FtpsRequired, session::SharedSession,
     },
     storage::{Metadata, StorageBackend},
 };
@@ -121,6 +121,26 @@ where
                         true => self.next.handle(event).await,
                         false => Ok(Reply::new(ReplyCode::FtpsRequired, "A TLS connection is required on the data channel")),
                     }
+                }
+                // qftpd patch: the protection level cannot be lowered (RFC 4217 section 9: 534,
+                // denied for policy reasons); before AUTH TLS, PROT's own reply (503) stands.
+                Event::Command(Command::Prot { param: ProtParam::Clear }) if self.session.lock().await.cmd_tls => {
+                    Ok(Reply::new(ReplyCode::FtpsRequired, "PROT C refused: data connections must be protected by TLS (PROT P)"))
+                }
+                // qftpd patch: the level is checked again when the transfer runs, whatever it
+                // was when the data connection was opened (RFC 4217 section 10: 521). Before the
+                // login, the login's own reply (530) stands.
+                Event::Command(
+                    Command::Retr { .. } | Command::Stor { .. } | Command::Stou | Command::Appe { .. } | Command::List { .. } | Command::Nlst { .. } | Command::Mlsd { .. },
+                ) if {
+                    let session = self.session.lock().await;
+                    session.state == SessionState::WaitCmd && !session.data_tls
+                } =>
+                {
+                    Ok(Reply::new(
+                        ReplyCode::ProtSettingRefused,
+                        "Data connection cannot be opened with this PROT setting: TLS is required (PROT P)",
+                    ))
                 }
                 _ => self.next.handle(event).await,
             },

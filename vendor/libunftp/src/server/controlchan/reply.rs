@@ -162,6 +162,8 @@ pub enum ReplyCode {
     BadCommandSequence = 503,
     /// 504 Command not implemented for that parameter.
     CommandNotImplementedForParameter = 504,
+    /// 521 Data connection cannot be opened with this PROT setting (RFC 4217). (qftpd patch)
+    ProtSettingRefused = 521,
     /// 522 Network protocol not supported (RFC 2428). (qftpd patch)
     NetworkProtocolNotSupported = 522,
     /// 530 Not logged in.
@@ -172,6 +174,8 @@ pub enum ReplyCode {
     Resp533 = 533,
     /// 534 Could not connect to server — policy requires SSL.
     FtpsRequired = 534,
+    /// 536 Requested PROT level not supported by mechanism (RFC 2228). (qftpd patch)
+    ProtLevelNotSupported = 536,
     /// 550 Requested action not taken. File unavailable.
     FileError = 550,
     /// 551 Requested action aborted: page type unknown.

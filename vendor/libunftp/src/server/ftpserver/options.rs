@@ -351,3 +351,22 @@ pub enum ActivePassiveMode {
     /// Both is enabled
     ActiveAndPassive,
 }
+
+/// The option to [ServerBuilder::session_policy](crate::ServerBuilder::session_policy): limits on
+/// what a client may do before it logs in, and a check of its TLS data connections. The default
+/// sets no limit and no check. (qftpd patch)
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
+pub struct SessionPolicy {
+    /// How long a TLS handshake may take, on the control connection (`AUTH TLS`) and on data
+    /// connections. A control connection whose handshake does not finish in time is closed; a
+    /// data connection's transfer is answered `425`.
+    pub tls_handshake_timeout: Option<Duration>,
+    /// How long a connection may stay without a user logged in, whatever it sends meanwhile;
+    /// it is then answered `421 Login timeout` and closed (closed without a reply when the time
+    /// is up in the middle of a TLS handshake).
+    pub login_timeout: Option<Duration>,
+    /// A TLS data connection must resume the TLS session of its own session's control
+    /// connection (vsftpd's `require_ssl_reuse`); a transfer on one that does not is answered
+    /// `522`. This shows that the data connection comes from the client that logged in.
+    pub require_tls_session_reuse: bool,
+}

@@ -22,6 +22,8 @@ pub enum ProtParam {
     Confidential,
     // 'P' - Private - Integrity and Privacy
     Private,
+    // qftpd patch: any other level.
+    Unknown,
 }
 
 #[derive(Debug)]
@@ -59,7 +61,13 @@ where
                 session.data_tls = true;
                 Ok(Reply::new(ReplyCode::CommandOkay, "PROT OK. Securing data channel"))
             }
-            (true, _) => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "PROT S/E not implemented")),
+            // qftpd patch: RFC 2228 and 4217: 536 for a level TLS does not provide, 504 for an
+            // unknown one.
+            (true, ProtParam::Safe | ProtParam::Confidential) => Ok(Reply::new(
+                ReplyCode::ProtLevelNotSupported,
+                "PROT S and E are not supported with TLS: use PROT P (or C)",
+            )),
+            (true, ProtParam::Unknown) => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "Unknown protection level: use PROT P (or C)")),
             (false, _) => Ok(Reply::new(ReplyCode::CommandNotImplemented, "TLS/SSL not configured")),
         }
     }

@@ -344,14 +344,16 @@ where
             if params.len() > 1 {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            match params.first() {
+            // qftpd patch: a level of one letter that is not known is RFC 2228's 504 (see
+            // ProtParam::Unknown), not a syntax error; letters in either case.
+            match params.first().map(u8::to_ascii_uppercase) {
                 Some(b'C') => Command::Prot { param: ProtParam::Clear },
                 Some(b'S') => Command::Prot { param: ProtParam::Safe },
                 Some(b'E') => Command::Prot {
                     param: ProtParam::Confidential,
                 },
                 Some(b'P') => Command::Prot { param: ProtParam::Private },
-                _ => return Err(ParseErrorKind::InvalidCommand.into()),
+                _ => Command::Prot { param: ProtParam::Unknown },
             }
         }
         "CCC" => {
