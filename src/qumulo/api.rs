@@ -177,6 +177,8 @@ pub struct Identity {
 pub struct AttrPatch {
     /// New permission bits.
     pub mode: Option<u32>,
+    /// New group, as an auth id.
+    pub group: Option<u64>,
     /// New size (truncate or extend).
     pub size: Option<u64>,
     /// New modification time.
