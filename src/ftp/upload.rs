@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_io_timeout::{TimeoutReader, TimeoutWriter};
 use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp, Result};
 
-use super::errors::{Abort, Failure, abort_kind, aborted, cluster, failure};
+use super::errors::{Abort, Failure, abort_kind, aborted, cluster, failure, reply};
 use super::storage::{QumuloStorage, cluster_path, dir_and_name, reason};
 use super::user::User;
 use crate::qumulo::{AttrPatch, ErrorKind, FileAttr, Session};
@@ -43,6 +43,11 @@ const KILLED_CLIENT_GRACE: Duration = Duration::from_millis(20);
 /// An upload: REST+STOR and APPE (`start_pos > 0`) extend the file in place from the offset;
 /// STOR replaces the file through a temporary file, or in place without `atomic_uploads`. STOU
 /// arrives here as a STOR of a new name.
+///
+/// Writing into an existing file needs the right to write it, however the data gets there:
+/// the cluster is asked first, with the user's own token ([`Session::check_write`]), before a
+/// byte of the data is read, so that a refusal is the reply (550, no 150). A temporary file
+/// renamed over the target would need only the right to change its directory.
 pub(super) async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
     storage: &QumuloStorage,
     user: &User,
@@ -59,29 +64,65 @@ pub(super) async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
         cp: &cp,
         tally,
     };
+    let target = upload.target().await?;
     if start_pos > 0 {
-        // The file must be there: refused before a byte of the data is read (no 150).
-        let target = (user.session.get_attr(&cp).await).map_err(|e| cluster(path, &e))?;
-        if target.is_dir() {
-            return Err(failure(
-                Ftp::PermanentFileNotAvailable,
-                path,
-                "is a directory",
-            ));
-        }
-        return upload.in_place(Some(start_pos), input).await;
+        return match target {
+            Target::File(_) => upload.in_place(Some(start_pos), input).await,
+            Target::None => {
+                let (kind, text) = reply(ErrorKind::NotFound);
+                Err(failure(kind, path, text))
+            }
+            Target::Other => Err(not_a_file(path)),
+        };
     }
     let (dir, name) = dir_and_name(user, &cp, path)?;
-    if storage.shared.atomic_uploads {
-        return upload.replace(dir, name, input).await;
+    if !storage.shared.atomic_uploads {
+        return match target {
+            Target::File(_) => upload.in_place(None, input).await,
+            Target::None => {
+                // The file must exist before its data is written: it is created empty first.
+                match user.session.create_file(dir, name).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Exists => {}
+                    Err(e) => return Err(cluster(path, &e)),
+                }
+                upload.in_place(None, input).await
+            }
+            Target::Other => Err(not_a_file(path)),
+        };
     }
-    // The file must exist before its data is replaced: a new one is created empty first.
-    match user.session.create_file(dir, name).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::Exists => {}
-        Err(e) => return Err(cluster(path, &e)),
+    match target {
+        Target::File(attr) if attr.owner != user.uid => {
+            // A new file would be the uploader's: only the owner's own replacement keeps the
+            // owner (giving a file away takes an administrator, who may write in place too).
+            tracing::info!(
+                user = %user.name, client = %user.client, path = %path.display(),
+                owner = %attr.owner_details.id_value,
+                "the file belongs to another user; overwriting it in place"
+            );
+            upload.in_place(None, input).await
+        }
+        Target::File(attr) => upload.replace(dir, name, Some(&attr), input).await,
+        // A link (or a device) is replaced like a name that is taken, never written through.
+        Target::Other => upload.replace(dir, name, None, input).await,
+        Target::None => upload.replace(dir, name, None, input).await,
     }
-    upload.in_place(None, input).await
+}
+
+/// What an upload finds where it is to write.
+enum Target {
+    /// Nothing: the upload creates the file.
+    None,
+    /// A file the user may write, with its attributes.
+    File(Box<FileAttr>),
+    /// Neither a file nor a directory (a symlink, a device).
+    Other,
+}
+
+/// The refusal to write into something that is not a regular file.
+fn not_a_file(path: &Path) -> FtpError {
+    let (kind, text) = reply(ErrorKind::NotAFile);
+    failure(kind, path, text)
 }
 
 /// An upload's data connection as the cluster reads it.
@@ -121,29 +162,59 @@ impl Upload<'_> {
         Ok(written)
     }
 
+    /// What is at the target, asked as a write ([`Session::check_write`]): a file the user
+    /// may write, nothing, or something else; a directory, or a file the user may not write,
+    /// is refused.
+    async fn target(&self) -> Result<Target> {
+        match self.user.session.check_write(self.cp).await {
+            Ok(attr) => Ok(Target::File(Box::new(attr))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Target::None),
+            Err(e) if e.kind() == ErrorKind::NotAFile => {
+                let attr = (self.user.session.get_attr(self.cp).await)
+                    .map_err(|e| cluster(self.path, &e))?;
+                if attr.is_dir() {
+                    Err(failure(
+                        Ftp::PermanentFileNotAvailable,
+                        self.path,
+                        "is a directory",
+                    ))
+                } else {
+                    Ok(Target::Other)
+                }
+            }
+            Err(e) => {
+                if e.kind() == ErrorKind::Denied {
+                    tracing::info!(
+                        user = %self.user.name, client = %self.user.client,
+                        path = %self.path.display(),
+                        "upload refused: the cluster does not let the user write the file"
+                    );
+                }
+                Err(cluster(self.path, &e))
+            }
+        }
+    }
+
     /// STOR through a hidden temporary file in the target's directory (so that the rename is
     /// atomic, and quota and permissions are those of the target's directory), renamed over
-    /// the target once all the data arrived and the client is still there. A user who may
-    /// write the target but not add names to its directory overwrites it in place.
-    async fn replace<R>(&self, dir: &str, name: &str, input: Input<R>) -> Result<u64>
+    /// the target once all the data arrived and the client is still there. The new file gets
+    /// the group and mode of the file it replaces (its owner is the uploader's, who owns the
+    /// target). A user who may write the target but not add names to its directory, or not
+    /// give the new file the target's group, overwrites it in place.
+    async fn replace<R>(
+        &self,
+        dir: &str,
+        name: &str,
+        target: Option<&FileAttr>,
+        input: Input<R>,
+    ) -> Result<u64>
     where
         R: AsyncRead + Send + Sync + Unpin + 'static,
     {
-        let target = match self.user.session.get_attr(self.cp).await {
-            Ok(attr) if attr.is_dir() => {
-                return Err(failure(
-                    Ftp::PermanentFileNotAvailable,
-                    self.path,
-                    "is a directory",
-                ));
-            }
-            Ok(attr) => Some(attr),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(cluster(self.path, &e)),
-        };
-        let (mut temp, created) = match TempFile::create(self, dir, name, target.is_some()).await {
+        let replacing = target.is_some();
+        let (mut temp, created) = match TempFile::create(self, dir, name, replacing).await {
             Ok(temp) => temp,
-            Err(e) if e.kind() == ErrorKind::Denied && target.is_some() => {
+            Err(e) if e.kind() == ErrorKind::Denied && replacing => {
                 tracing::info!(
                     user = %self.user.name, client = %self.user.client, path = %self.path.display(),
                     "no permission to create a temporary file next to the target; overwriting \
@@ -153,14 +224,30 @@ impl Upload<'_> {
             }
             Err(e) => return Err(cluster(self.path, &e)),
         };
+        let mut mode = created.mode;
+        if let Some(target) = target {
+            match self.like_target(&temp.path, &created, target).await {
+                Ok(Some(set)) => mode = set,
+                Ok(None) => {}
+                Err(e) if e.kind() == ErrorKind::Denied => {
+                    temp.remove().await;
+                    tracing::info!(
+                        user = %self.user.name, client = %self.user.client,
+                        path = %self.path.display(), group = %target.group_details.id_value,
+                        "the user cannot give a new file the group of the file it replaces; \
+                         overwriting it in place"
+                    );
+                    return self.in_place(None, input).await;
+                }
+                Err(e) => {
+                    let err = cluster(self.path, &e);
+                    temp.discard(&err).await;
+                    return Err(err);
+                }
+            }
+        }
         let result = self
-            .fill_and_rename(
-                &temp.path,
-                created.mode,
-                target.as_ref(),
-                (dir, name),
-                input,
-            )
+            .fill_and_rename(&temp.path, mode, target, (dir, name), input)
             .await;
         match &result {
             Ok(_) => temp.keep(),
@@ -169,14 +256,36 @@ impl Upload<'_> {
         result
     }
 
-    /// Streams the data into the temporary file `temp` (created with `mode`) and renames it
+    /// Gives the empty temporary file `temp` (`created`) the group of `target`, and a mode
+    /// that lets no more users read it than the target does, before any data goes into it.
+    /// Returns the mode it set, if any.
+    async fn like_target(
+        &self,
+        temp: &str,
+        created: &FileAttr,
+        target: &FileAttr,
+    ) -> std::result::Result<Option<u32>, crate::qumulo::Error> {
+        let exposed = created.mode & 0o077 & !target.mode;
+        let patch = AttrPatch {
+            mode: (exposed != 0).then_some(created.mode & !exposed),
+            group: (created.group != target.group).then_some(target.group),
+            ..AttrPatch::default()
+        };
+        if patch == AttrPatch::default() {
+            return Ok(None);
+        }
+        self.user.session.set_attr(temp, &patch).await?;
+        Ok(patch.mode)
+    }
+
+    /// Streams the data into the temporary file `temp` (whose mode is `mode`) and renames it
     /// to `name` in `dir`, over the target if there is one, giving it the target's mode
     /// first. A failure to copy the mode fails the upload: the new content never appears with
     /// permissions other than those of the file it replaces.
     async fn fill_and_rename<R>(
         &self,
         temp: &str,
-        mut mode: u32,
+        mode: u32,
         target: Option<&FileAttr>,
         (dir, name): (&str, &str),
         input: Input<R>,
@@ -185,14 +294,6 @@ impl Upload<'_> {
         R: AsyncRead + Send + Sync + Unpin + 'static,
     {
         let session = &self.user.session;
-        if let Some(target) = target {
-            // Even incomplete, the new content is not readable by more users than the old.
-            let exposed = mode & 0o077 & !target.mode;
-            if exposed != 0 {
-                mode &= !exposed;
-                self.set_mode(temp, mode).await?;
-            }
-        }
         let written = session
             .write(temp, None, input)
             .await
@@ -321,6 +422,13 @@ impl TempFile {
     /// The file was renamed over the target: nothing to delete.
     fn keep(&mut self) {
         self.armed = false;
+    }
+
+    /// Deletes the file before any data went into it (the upload goes on another way).
+    async fn remove(&mut self) {
+        let result = self.session.delete(&self.path).await;
+        self.armed = false;
+        cleaned(&self.path, result);
     }
 
     /// Logs why the upload was given up and deletes the file (a failure to is logged).
