@@ -11,7 +11,10 @@
 //! `.` and `..` are resolved logically (never above the root) and a symlink met before the last
 //! component is followed within the cluster's namespace (an absolute target starts again at the
 //! cluster root), so nothing outside the data directory can be reached.
+//!
+//! Permissions are the objects' mode bits; ACLs are kept beside them (see `acl`).
 
+mod acl;
 mod attrs;
 mod ops;
 
@@ -20,6 +23,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use acl::{Ace, Acl};
 pub use attrs::Obj;
 pub use ops::{AttrPatch, CreateRequest, ReadPlan};
 
