@@ -743,10 +743,31 @@ fn stor_over_another_users_read_only_file_is_refused_before_any_data() {
     assert_eq!(read(sim.disk_path("/drop/report.bin")), old, "content");
 }
 
+/// A file's ACL as the cluster reports it (`qq fs_get_acl --json`).
+fn acl(sim: &Sim, api_path: &str) -> serde_json::Value {
+    sim.qq_as(ADMIN.0, ADMIN.1)
+        .ok_json(&["fs_get_acl", "--path", api_path, "--json"])
+}
+
 #[test]
-fn owners_stor_keeps_group_and_mode_and_stays_atomic() {
+fn owners_stor_keeps_group_mode_and_acl_and_stays_atomic() {
     let (sim, gw) = start("");
     alices_file_in_drop(&gw, "own.bin", &pattern(256 << 10, 23), "640");
+    // An entry of its own for bob, as an SMB client or `qq` would add.
+    sim.qq_as(ALICE.0, ALICE.1).ok(&[
+        "fs_modify_acl",
+        "--path",
+        "/drop/own.bin",
+        "add_entry",
+        "-t",
+        "auth_id:502",
+        "-y",
+        "Allowed",
+        "-r",
+        "Read",
+    ]);
+    let acl_before = acl(&sim, "/drop/own.bin");
+    assert_eq!(acl_before["aces"].as_array().map(Vec::len), Some(4));
     let ino = inode(&sim, "/drop/own.bin");
     let new = pattern(300_000, 24);
     let r = gw.ftplib_as(
@@ -759,7 +780,13 @@ fn owners_stor_keeps_group_and_mode_and_stays_atomic() {
     assert_ne!(inode(&sim, "/drop/own.bin"), ino, "replaced by a rename");
     let kept = ("alice".to_owned(), "Users".to_owned(), "0640".to_owned());
     assert_eq!(owner_group_mode(&sim, "/drop/own.bin"), kept);
-    // Still atomic: an aborted upload leaves the previous content.
+    assert_eq!(acl(&sim, "/drop/own.bin"), acl_before, "the ACL");
+    // Still atomic: an aborted upload leaves the previous content, and its time.
+    let mtime = || {
+        let meta = std::fs::metadata(sim.disk_path("/drop/own.bin")).unwrap();
+        meta.modified().unwrap()
+    };
+    let before = mtime();
     let out = rogue(&gw, "abort-stor", "/drop/own.bin", 100_000);
     assert_replies(&out, &["426", "226", "200", "226"]);
     assert_no_debris_soon(&sim, &gw);
@@ -769,6 +796,8 @@ fn owners_stor_keeps_group_and_mode_and_stays_atomic() {
         "previous content"
     );
     assert_eq!(owner_group_mode(&sim, "/drop/own.bin"), kept);
+    assert_eq!(acl(&sim, "/drop/own.bin"), acl_before, "the ACL");
+    assert_eq!(mtime(), before, "modification time");
 
     // A group the owner is a member of is given to the new file: the administrator's file of
     // group Admins (a new file of theirs would be of group Users).

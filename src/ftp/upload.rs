@@ -24,15 +24,12 @@ use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp, Result};
 use super::errors::{Abort, Failure, abort_kind, aborted, cluster, failure, reply};
 use super::storage::{QumuloStorage, cluster_path, dir_and_name, reason};
 use super::user::User;
-use crate::qumulo::{AttrPatch, ErrorKind, FileAttr, Session};
+use crate::qumulo::{Acl, AttrPatch, ErrorKind, FileAttr, Session};
 
 /// Start of the hidden name an atomic upload is written to, next to its target.
 const TEMP_PREFIX: &str = ".qftpd-upload.";
 /// The cluster's longest name, in bytes.
 const NAME_MAX: usize = 255;
-/// Permission bits an atomic upload copies from the file it replaces: not setuid, setgid or
-/// sticky, which an in-place overwrite clears too.
-const COPIED_MODE: u32 = 0o777;
 /// How long a completed STOR waits for the control connection to close before it replaces
 /// the target: the gap between the kernel closing a killed client's data and control
 /// connections (microseconds, a scheduler tick or two when the machine is busy). A live
@@ -198,9 +195,10 @@ impl Upload<'_> {
     /// STOR through a hidden temporary file in the target's directory (so that the rename is
     /// atomic, and quota and permissions are those of the target's directory), renamed over
     /// the target once all the data arrived and the client is still there. The new file gets
-    /// the group and mode of the file it replaces (its owner is the uploader's, who owns the
-    /// target). A user who may write the target but not add names to its directory, or not
-    /// give the new file the target's group, overwrites it in place.
+    /// the group and the ACL (hence the mode) of the file it replaces before any data goes into
+    /// it; its owner is the uploader, who owns the target. A user who may write the target but
+    /// not add names to its directory, or not give the new file the target's group and ACL,
+    /// overwrites it in place.
     async fn replace<R>(
         &self,
         dir: &str,
@@ -212,7 +210,15 @@ impl Upload<'_> {
         R: AsyncRead + Send + Sync + Unpin + 'static,
     {
         let replacing = target.is_some();
-        let (mut temp, created) = match TempFile::create(self, dir, name, replacing).await {
+        // The target's ACL is read while the temporary file is created.
+        let acl = async {
+            match target {
+                Some(_) => Some(self.user.session.get_acl(self.cp).await),
+                None => None,
+            }
+        };
+        let (created, acl) = tokio::join!(TempFile::create(self, dir, name, replacing), acl);
+        let (mut temp, created) = match created {
             Ok(temp) => temp,
             Err(e) if e.kind() == ErrorKind::Denied && replacing => {
                 tracing::info!(
@@ -224,18 +230,16 @@ impl Upload<'_> {
             }
             Err(e) => return Err(cluster(self.path, &e)),
         };
-        let mut mode = created.mode;
-        if let Some(target) = target {
-            match self.like_target(&temp.path, &created, target).await {
-                Ok(Some(set)) => mode = set,
-                Ok(None) => {}
+        if let (Some(target), Some(acl)) = (target, acl) {
+            match self.like_target(&temp.path, &created, target, acl).await {
+                Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Denied => {
                     temp.remove().await;
                     tracing::info!(
                         user = %self.user.name, client = %self.user.client,
                         path = %self.path.display(), group = %target.group_details.id_value,
-                        "the user cannot give a new file the group of the file it replaces; \
-                         overwriting it in place"
+                        "the user cannot give a new file the group and permissions of the file \
+                         it replaces; overwriting it in place"
                     );
                     return self.in_place(None, input).await;
                 }
@@ -246,9 +250,7 @@ impl Upload<'_> {
                 }
             }
         }
-        let result = self
-            .fill_and_rename(&temp.path, mode, target, (dir, name), input)
-            .await;
+        let result = self.fill_and_rename(&temp.path, (dir, name), input).await;
         match &result {
             Ok(_) => temp.keep(),
             Err(e) => temp.discard(e).await,
@@ -256,37 +258,33 @@ impl Upload<'_> {
         result
     }
 
-    /// Gives the empty temporary file `temp` (`created`) the group of `target`, and a mode
-    /// that lets no more users read it than the target does, before any data goes into it.
-    /// Returns the mode it set, if any.
+    /// Gives the empty temporary file `temp` (`created`) the group of `target`, then `acl`,
+    /// the target's ACL (as `qq fs_copy` keeps a file's attributes). Special permissions
+    /// (setuid, setgid, sticky) are not copied: new content does not inherit them.
     async fn like_target(
         &self,
         temp: &str,
         created: &FileAttr,
         target: &FileAttr,
-    ) -> std::result::Result<Option<u32>, crate::qumulo::Error> {
-        let exposed = created.mode & 0o077 & !target.mode;
-        let patch = AttrPatch {
-            mode: (exposed != 0).then_some(created.mode & !exposed),
-            group: (created.group != target.group).then_some(target.group),
-            ..AttrPatch::default()
-        };
-        if patch == AttrPatch::default() {
-            return Ok(None);
+        acl: std::result::Result<Acl, crate::qumulo::Error>,
+    ) -> std::result::Result<(), crate::qumulo::Error> {
+        let mut acl = acl?;
+        if created.group != target.group {
+            let patch = AttrPatch {
+                group: Some(target.group),
+                ..AttrPatch::default()
+            };
+            self.user.session.set_attr(temp, &patch).await?;
         }
-        self.user.session.set_attr(temp, &patch).await?;
-        Ok(patch.mode)
+        acl.posix_special_permissions.clear();
+        self.user.session.set_acl(temp, &acl).await
     }
 
-    /// Streams the data into the temporary file `temp` (whose mode is `mode`) and renames it
-    /// to `name` in `dir`, over the target if there is one, giving it the target's mode
-    /// first. A failure to copy the mode fails the upload: the new content never appears with
-    /// permissions other than those of the file it replaces.
+    /// Streams the data into the temporary file `temp` and renames it to `name` in `dir`, over
+    /// the target if there is one.
     async fn fill_and_rename<R>(
         &self,
         temp: &str,
-        mode: u32,
-        target: Option<&FileAttr>,
         (dir, name): (&str, &str),
         input: Input<R>,
     ) -> Result<u64>
@@ -303,27 +301,11 @@ impl Upload<'_> {
         if self.storage.client_gone(KILLED_CLIENT_GRACE).await {
             return Err(aborted(self.path, Abort::ControlClosed));
         }
-        if let Some(target) = target
-            && target.mode & COPIED_MODE != mode
-        {
-            self.set_mode(temp, target.mode & COPIED_MODE).await?;
-        }
         session
             .rename(temp, dir, name, true)
             .await
             .map_err(|e| cluster(self.path, &e))?;
         Ok(written)
-    }
-
-    async fn set_mode(&self, temp: &str, mode: u32) -> Result<()> {
-        let patch = AttrPatch {
-            mode: Some(mode),
-            ..AttrPatch::default()
-        };
-        match self.user.session.set_attr(temp, &patch).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(cluster(self.path, &e)),
-        }
     }
 
     /// The reply to a failed write of the data: the client's side when its data connection

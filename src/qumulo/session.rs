@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncRead;
 
-use super::api::{ApiUser, AttrPatch, ClusterSettings, FileAttr, Identity, Page, Version};
+use super::api::{Acl, ApiUser, AttrPatch, ClusterSettings, FileAttr, Identity, Page, Version};
 use super::client::Client;
 use super::error::Error;
 use super::http;
@@ -186,6 +186,21 @@ impl Session {
         let uri = http::files(path, "/data?offset=0");
         let call = Call::new(Method::PATCH, &uri);
         self.json_call(call.idempotent(), "attributes").await
+    }
+
+    /// `GET /v2/files/{path}/info/acl`.
+    pub async fn get_acl(&self, path: &str) -> Result<Acl, Error> {
+        self.get_json(&http::acl(path), "ACL").await
+    }
+
+    /// Replaces the ACL of `path` (`PUT /v2/files/{path}/info/acl`; the mode follows from
+    /// it). Setting the same ACL twice is harmless, so retried.
+    pub async fn set_acl(&self, path: &str, acl: &Acl) -> Result<(), Error> {
+        let body = serde_json::to_value(acl).map_err(|e| Error::Decode(format!("ACL: {e}")))?;
+        let uri = http::acl(path);
+        let call = Call::new(Method::PUT, &uri).json(Some(&body));
+        let _: Value = self.json_call(call.idempotent(), "ACL").await?;
+        Ok(())
     }
 
     /// Streams a file's data from `offset` (`GET …/data?offset=`). When the transfer breaks
