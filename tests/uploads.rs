@@ -854,6 +854,20 @@ fn owners_stor_keeps_group_mode_and_acl_and_stays_atomic() {
         owner_group_mode(&sim, "/drop/own.bin"),
         ("alice".to_owned(), "Admins".to_owned(), "0640".to_owned())
     );
+
+    // The owner needs the right to write too: a file of hers she made read-only is refused.
+    let r = gw.ftplib_as(
+        ALICE.0,
+        ALICE.1,
+        &[
+            op::cmd("SITE CHMOD 444 /drop/own.bin"),
+            op::stor("STOR /drop/own.bin", &new, None),
+        ],
+    );
+    assert!(r[0].ok, "{:#}", r[0].raw);
+    let err = r[1].error();
+    assert!(err.starts_with("550"), "STOR over a 0444 file: {err}");
+    assert_eq!(read(sim.disk_path("/drop/own.bin")), newer);
     assert_eq!(debris(&sim, "/drop"), vec![]);
 }
 
