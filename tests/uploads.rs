@@ -10,13 +10,17 @@
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::ftp::{Gateway, OpResult, curl_ok, op, pattern, read, scratch, wait_with_deadline};
+use common::control::{Control, connect_data};
+use common::ftp::{
+    Gateway, OpResult, curl, curl_ok, op, pattern, read, scratch, wait_with_deadline,
+};
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
 
@@ -632,4 +636,293 @@ fn quit_mid_stor_finishes_the_upload_first() {
     expected.resize(200_000, b'y');
     assert_eq!(read(sim.disk_path("/q.bin")), expected);
     assert_eq!(debris(&sim, "/"), vec![]);
+}
+
+// (j) STOR over an existing file needs the right to write that file: the temporary file
+// renamed over it would need only the right to change its directory.
+
+const BOB: (&str, &str) = ("bob", "bobpw");
+const ADMIN: (&str, &str) = ("admin", "adminpw");
+
+/// Owner, group and mode of a file as the cluster reports them (`qq fs_file_get_attr`).
+fn owner_group_mode(sim: &Sim, api_path: &str) -> (String, String, String) {
+    let attr = sim
+        .qq_as(ADMIN.0, ADMIN.1)
+        .ok_json(&["fs_file_get_attr", "--path", api_path]);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        text(&attr["owner_details"]["id_value"]),
+        text(&attr["group_details"]["id_value"]),
+        text(&attr["mode"]),
+    )
+}
+
+/// `/drop`, a directory everyone may add files to (0777), made by alice, with alice's
+/// `/drop/NAME` of `data` and mode `mode` in it.
+fn alices_file_in_drop(gw: &Gateway, name: &str, data: &[u8], mode: &str) {
+    let path = format!("/drop/{name}");
+    let r = gw.ftplib_as(
+        ALICE.0,
+        ALICE.1,
+        &[
+            op::cmd("MKD /drop"),
+            op::cmd("SITE CHMOD 777 /drop"),
+            op::stor(&format!("STOR {path}"), data, None),
+            op::cmd(&format!("SITE CHMOD {mode} {path}")),
+        ],
+    );
+    for x in &r[1..] {
+        assert!(x.ok, "setup: {:#}", x.raw);
+    }
+}
+
+#[test]
+fn stor_over_another_users_read_only_file_is_refused_before_any_data() {
+    let (sim, gw) = start("");
+    let old = pattern(256 << 10, 20);
+    alices_file_in_drop(&gw, "report.bin", &old, "644");
+    let before = (
+        owner_group_mode(&sim, "/drop/report.bin"),
+        inode(&sim, "/drop/report.bin"),
+    );
+    assert_eq!(before.0.0, "alice");
+
+    // Bob's STOR, and the in-place writes REST+STOR and APPE, on a raw control connection:
+    // 550 at once, no 150, and the data connection is never read.
+    let mut bob = Control::login(gw.addr, BOB);
+    bob.cmd("TYPE I").assert_code(200);
+    for cmd in ["STOR", "APPE"] {
+        let addr = bob.pasv();
+        let mut data = connect_data(addr);
+        let reply = bob.cmd(&format!("{cmd} /drop/report.bin"));
+        reply.assert_says(550, "permission denied");
+        let _ = data.write_all(&pattern(1 << 20, 21));
+    }
+    bob.cmd("REST 1000").assert_code(350);
+    let _data = connect_data(bob.pasv());
+    bob.cmd("STOR /drop/report.bin")
+        .assert_says(550, "permission denied");
+    bob.assert_in_step();
+
+    // And with curl, a real client.
+    let dir = scratch();
+    let new = dir.path().join("new.bin");
+    std::fs::write(&new, pattern(1 << 20, 22)).unwrap();
+    let url = format!("{}/drop/report.bin", gw.ftp_url(BOB.0, BOB.1));
+    let out = curl(&["-T", new.to_str().unwrap(), &url], 60);
+    assert!(!out.status.success(), "curl's upload succeeded");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("< 550"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert_eq!(read(sim.disk_path("/drop/report.bin")), old, "content");
+    assert_eq!(
+        (
+            owner_group_mode(&sim, "/drop/report.bin"),
+            inode(&sim, "/drop/report.bin")
+        ),
+        before,
+        "owner, group, mode and the file itself"
+    );
+    assert_eq!(debris(&sim, "/drop"), vec![]);
+    assert!(
+        gw.stderr_log()
+            .contains("upload refused: the cluster does not let the user write the file"),
+        "{}",
+        gw.stderr_log()
+    );
+
+    // Without atomic uploads, the same refusal.
+    let gw = Gateway::start(&sim, "atomic-uploads = false");
+    let mut bob = Control::login(gw.addr, BOB);
+    let _data = connect_data(bob.pasv());
+    bob.cmd("STOR /drop/report.bin")
+        .assert_says(550, "permission denied");
+    assert_eq!(read(sim.disk_path("/drop/report.bin")), old, "content");
+}
+
+/// A file's ACL as the cluster reports it (`qq fs_get_acl --json`).
+fn acl(sim: &Sim, api_path: &str) -> serde_json::Value {
+    sim.qq_as(ADMIN.0, ADMIN.1)
+        .ok_json(&["fs_get_acl", "--path", api_path, "--json"])
+}
+
+#[test]
+fn owners_stor_keeps_group_mode_and_acl_and_stays_atomic() {
+    let (sim, gw) = start("");
+    alices_file_in_drop(&gw, "own.bin", &pattern(256 << 10, 23), "640");
+    // An entry of its own for bob, as an SMB client or `qq` would add.
+    sim.qq_as(ALICE.0, ALICE.1).ok(&[
+        "fs_modify_acl",
+        "--path",
+        "/drop/own.bin",
+        "add_entry",
+        "-t",
+        "auth_id:502",
+        "-y",
+        "Allowed",
+        "-r",
+        "Read",
+    ]);
+    let acl_before = acl(&sim, "/drop/own.bin");
+    assert_eq!(acl_before["aces"].as_array().map(Vec::len), Some(4));
+    let ino = inode(&sim, "/drop/own.bin");
+    let new = pattern(300_000, 24);
+    let r = gw.ftplib_as(
+        ALICE.0,
+        ALICE.1,
+        &[op::stor("STOR /drop/own.bin", &new, None)],
+    );
+    assert_code(&r[0], "226");
+    assert_eq!(read(sim.disk_path("/drop/own.bin")), new);
+    assert_ne!(inode(&sim, "/drop/own.bin"), ino, "replaced by a rename");
+    let kept = ("alice".to_owned(), "Users".to_owned(), "0640".to_owned());
+    assert_eq!(owner_group_mode(&sim, "/drop/own.bin"), kept);
+    assert_eq!(acl(&sim, "/drop/own.bin"), acl_before, "the ACL");
+    // Still atomic: an aborted upload leaves the previous content, and its time.
+    let mtime = || {
+        let meta = std::fs::metadata(sim.disk_path("/drop/own.bin")).unwrap();
+        meta.modified().unwrap()
+    };
+    let before = mtime();
+    let out = rogue(&gw, "abort-stor", "/drop/own.bin", 100_000);
+    assert_replies(&out, &["426", "226", "200", "226"]);
+    assert_no_debris_soon(&sim, &gw);
+    assert_eq!(
+        read(sim.disk_path("/drop/own.bin")),
+        new,
+        "previous content"
+    );
+    assert_eq!(owner_group_mode(&sim, "/drop/own.bin"), kept);
+    assert_eq!(acl(&sim, "/drop/own.bin"), acl_before, "the ACL");
+    assert_eq!(mtime(), before, "modification time");
+
+    // A group the owner is a member of is given to the new file: the administrator's file of
+    // group Admins (a new file of theirs would be of group Users).
+    let admin = sim.qq_as(ADMIN.0, ADMIN.1);
+    admin.write("/drop/adm.bin", &pattern(1000, 25), &["--create"]);
+    admin.ok(&[
+        "fs_file_set_attr",
+        "--path",
+        "/drop/adm.bin",
+        "--group",
+        "512",
+    ]);
+    admin.ok(&[
+        "fs_file_set_attr",
+        "--path",
+        "/drop/adm.bin",
+        "--mode",
+        "0604",
+    ]);
+    let ino = inode(&sim, "/drop/adm.bin");
+    let r = gw.ftplib_as(
+        ADMIN.0,
+        ADMIN.1,
+        &[op::stor("STOR /drop/adm.bin", &new, None)],
+    );
+    assert_code(&r[0], "226");
+    assert_eq!(read(sim.disk_path("/drop/adm.bin")), new);
+    assert_ne!(inode(&sim, "/drop/adm.bin"), ino, "replaced by a rename");
+    assert_eq!(
+        owner_group_mode(&sim, "/drop/adm.bin"),
+        ("admin".to_owned(), "Admins".to_owned(), "0604".to_owned())
+    );
+
+    // A group the owner is not in cannot be given to a new file: alice's file of group Admins
+    // is overwritten in place, and keeps its group.
+    admin.ok(&[
+        "fs_file_set_attr",
+        "--path",
+        "/drop/own.bin",
+        "--group",
+        "512",
+    ]);
+    let ino = inode(&sim, "/drop/own.bin");
+    let newer = pattern(200_000, 26);
+    let r = gw.ftplib_as(
+        ALICE.0,
+        ALICE.1,
+        &[op::stor("STOR /drop/own.bin", &newer, None)],
+    );
+    assert_code(&r[0], "226");
+    assert_eq!(read(sim.disk_path("/drop/own.bin")), newer);
+    assert_eq!(inode(&sim, "/drop/own.bin"), ino, "overwritten in place");
+    assert_eq!(
+        owner_group_mode(&sim, "/drop/own.bin"),
+        ("alice".to_owned(), "Admins".to_owned(), "0640".to_owned())
+    );
+
+    // The owner needs the right to write too: a file of hers she made read-only is refused.
+    let r = gw.ftplib_as(
+        ALICE.0,
+        ALICE.1,
+        &[
+            op::cmd("SITE CHMOD 444 /drop/own.bin"),
+            op::stor("STOR /drop/own.bin", &new, None),
+        ],
+    );
+    assert!(r[0].ok, "{:#}", r[0].raw);
+    let err = r[1].error();
+    assert!(err.starts_with("550"), "STOR over a 0444 file: {err}");
+    assert_eq!(read(sim.disk_path("/drop/own.bin")), newer);
+    assert_eq!(debris(&sim, "/drop"), vec![]);
+}
+
+#[test]
+fn stor_over_another_users_writable_file_keeps_its_owner_and_mode() {
+    let (sim, gw) = start("");
+    alices_file_in_drop(&gw, "shared.bin", &pattern(256 << 10, 27), "666");
+    let ino = inode(&sim, "/drop/shared.bin");
+    let dir = scratch();
+    let new = dir.path().join("new.bin");
+    let data = pattern(1 << 20, 28);
+    std::fs::write(&new, &data).unwrap();
+    let url = format!("{}/drop/shared.bin", gw.ftp_url(BOB.0, BOB.1));
+    curl_ok(&["-T", new.to_str().unwrap(), &url]);
+    assert_eq!(read(sim.disk_path("/drop/shared.bin")), data);
+    assert_eq!(inode(&sim, "/drop/shared.bin"), ino, "written in place");
+    assert_eq!(
+        owner_group_mode(&sim, "/drop/shared.bin"),
+        ("alice".to_owned(), "Users".to_owned(), "0666".to_owned())
+    );
+    assert_eq!(debris(&sim, "/drop"), vec![]);
+    assert!(
+        gw.stderr_log()
+            .contains("the file belongs to another user; overwriting it in place"),
+        "{}",
+        gw.stderr_log()
+    );
+}
+
+// (k) A client breaking an upload off is the client's business: logged at info level.
+
+#[test]
+fn uploads_broken_off_by_the_client_log_no_error() {
+    let (sim, gw) = start("");
+    put(&gw, "/gone.bin", &pattern(200_000, 29));
+    for mode in ["close-control", "abort-stor"] {
+        rogue(&gw, mode, "/gone.bin", 100_000);
+    }
+    assert_no_debris_soon(&sim, &gw);
+    wait_until(Duration::from_secs(10), "both aborts logged", || {
+        let log = gw.stderr_log();
+        log.matches("transfer upload /gone.bin aborted").count() == 2
+    });
+    // The upload tasks end right after they log that; a whole session later, they are over.
+    put(&gw, "/gone.bin", b"barrier");
+    let log = gw.stderr_log();
+    let loud: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .collect();
+    assert!(loud.is_empty(), "{loud:#?}");
+    for line in log
+        .lines()
+        .filter(|l| l.contains("previous file kept") || l.contains("before the reply to STOR"))
+    {
+        assert!(line.contains(" INFO "), "{line}");
+    }
 }

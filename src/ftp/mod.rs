@@ -18,6 +18,7 @@ mod guard;
 mod listing;
 mod path;
 mod site;
+mod stall;
 mod storage;
 pub mod tls;
 mod upload;

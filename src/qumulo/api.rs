@@ -177,11 +177,28 @@ pub struct Identity {
     pub auth_id: Option<String>,
 }
 
+/// An ACL (`GET`/`PUT /v2/files/{ref}/info/acl`). The gateway only copies ACLs, so the
+/// entries are kept as the cluster sent them, as are fields it does not know.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Acl {
+    /// Control flags (`PRESENT`, `PROTECTED`, …).
+    pub control: Vec<String>,
+    /// `SET_UID`, `SET_GID`, `STICKY_BIT`.
+    pub posix_special_permissions: Vec<String>,
+    /// The entries, in order, untouched.
+    pub aces: Vec<serde_json::Value>,
+    /// Any other field, untouched.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
 /// A change of attributes (`PATCH …/info/attributes`); `None` fields are left as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttrPatch {
     /// New permission bits.
     pub mode: Option<u32>,
+    /// New group, as an auth id.
+    pub group: Option<u64>,
     /// New size (truncate or extend).
     pub size: Option<u64>,
     /// New modification time.

@@ -37,6 +37,12 @@ pub(super) fn files(path: &str, rest: &str) -> String {
     format!("/v1/files/{}{rest}", encode_ref(path))
 }
 
+/// The server-relative URI `/v2/files/{path}/info/acl`: ACLs are read and written in the
+/// API's version 2 shape, as `qq` does.
+pub(super) fn acl(path: &str) -> String {
+    format!("/v2/files/{}/info/acl", encode_ref(path))
+}
+
 /// `base` + `rel` (a server-relative URI, already encoded) as a URL, by concatenation: the
 /// text of `rel` is kept as it is, never decoded and re-encoded. `rel` must start with `/`, and
 /// the result must stay on the base URL's origin (a `next` URI cannot send the token away).

@@ -22,7 +22,8 @@ mod tls;
 mod transfer;
 
 pub use api::{
-    ApiUser, AttrPatch, ClusterSettings, FileAttr, FileType, IdDetails, Identity, Page, Version,
+    Acl, ApiUser, AttrPatch, ClusterSettings, FileAttr, FileType, IdDetails, Identity, Page,
+    Version,
 };
 pub use client::{Client, ClientConfig};
 pub use error::{Error, ErrorKind};

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncRead;
 
-use super::api::{ApiUser, AttrPatch, ClusterSettings, FileAttr, Identity, Page, Version};
+use super::api::{Acl, ApiUser, AttrPatch, ClusterSettings, FileAttr, Identity, Page, Version};
 use super::client::Client;
 use super::error::Error;
 use super::http;
@@ -177,6 +177,32 @@ impl Session {
         self.json_call(call.idempotent(), "attributes").await
     }
 
+    /// Whether this user may write the file at `path`, as the cluster decides for any write
+    /// (mode bits, ACL, locks): an empty write at offset 0 (`PATCH …/data?offset=0` without
+    /// data), which changes nothing and answers the file's attributes. Fails `Denied` when the
+    /// user may not write the file, `NotFound` when there is none, `NotAFile` for a directory
+    /// or a link. Writing nothing can be repeated, so it is retried like a GET.
+    pub async fn check_write(&self, path: &str) -> Result<FileAttr, Error> {
+        let uri = http::files(path, "/data?offset=0");
+        let call = Call::new(Method::PATCH, &uri);
+        self.json_call(call.idempotent(), "attributes").await
+    }
+
+    /// `GET /v2/files/{path}/info/acl`.
+    pub async fn get_acl(&self, path: &str) -> Result<Acl, Error> {
+        self.get_json(&http::acl(path), "ACL").await
+    }
+
+    /// Replaces the ACL of `path` (`PUT /v2/files/{path}/info/acl`; the mode follows from
+    /// it). Setting the same ACL twice is harmless, so retried.
+    pub async fn set_acl(&self, path: &str, acl: &Acl) -> Result<(), Error> {
+        let body = serde_json::to_value(acl).map_err(|e| Error::Decode(format!("ACL: {e}")))?;
+        let uri = http::acl(path);
+        let call = Call::new(Method::PUT, &uri).json(Some(&body));
+        let _: Value = self.json_call(call.idempotent(), "ACL").await?;
+        Ok(())
+    }
+
     /// Streams a file's data from `offset` (`GET …/data?offset=`). When the transfer breaks
     /// midway, the rest is asked for again from where it broke (see `transfer::download`), so
     /// the reader sees the file's bytes once each, in order, or a read error.
@@ -321,11 +347,14 @@ impl Auth {
 }
 
 /// The body of `PATCH …/info/attributes`: only the fields that are set, in Qumulo's string
-/// forms (mode as 4-digit octal, size in decimal, times in RFC 3339 UTC with nanoseconds).
+/// forms (mode as 4-digit octal, group auth id and size in decimal, times in RFC 3339 UTC with nanoseconds).
 fn patch_body(patch: &AttrPatch) -> Value {
     let mut body = Map::new();
     if let Some(mode) = patch.mode {
         body.insert("mode".into(), format!("{mode:04o}").into());
+    }
+    if let Some(group) = patch.group {
+        body.insert("group".into(), group.to_string().into());
     }
     if let Some(size) = patch.size {
         body.insert("size".into(), size.to_string().into());
@@ -406,12 +435,13 @@ mod tests {
         let t = Utc.timestamp_opt(1_425_520_918, 498_584_694).unwrap();
         let all = AttrPatch {
             mode: Some(0o755),
+            group: Some(513),
             size: Some(5),
             modification_time: Some(t),
         };
         assert_eq!(
             patch_body(&all),
-            json!({"mode": "0755", "size": "5", "modification_time": "2015-03-05T02:01:58.498584694Z"})
+            json!({"mode": "0755", "group": "513", "size": "5", "modification_time": "2015-03-05T02:01:58.498584694Z"})
         );
         let whole_second = AttrPatch {
             modification_time: Some(Utc.timestamp_opt(0, 0).unwrap()),

@@ -13,7 +13,7 @@ use tokio_util::io::ReaderStream;
 
 use super::{Caller, JsonBody, P, Q, State, blocking};
 use crate::sim::error::{ApiError, ApiResult, ErrorClass};
-use crate::sim::store::{AttrPatch, CreateRequest, ReadPlan};
+use crate::sim::store::{Acl, AttrPatch, CreateRequest, ReadPlan};
 
 /// Read and write buffer size of data transfers.
 const IO_BUF: usize = 256 * 1024;
@@ -53,6 +53,31 @@ pub(super) async fn patch_attrs(
     JsonBody(patch): JsonBody<AttrPatch>,
 ) -> ApiResult<Json<Value>> {
     blocking(move || state.store.set_attributes(&user, &r, &patch))
+        .await
+        .map(Json)
+}
+
+/// `GET /v2/files/{ref}/info/acl`.
+pub(super) async fn get_acl(
+    state: State,
+    Caller(user): Caller,
+    P(r): P<String>,
+    Q(q): Q<AttrQuery>,
+) -> ApiResult<Json<Value>> {
+    no_snapshots(q.snapshot.as_ref())?;
+    blocking(move || state.store.get_acl(&user, &r))
+        .await
+        .map(Json)
+}
+
+/// `PUT /v2/files/{ref}/info/acl`.
+pub(super) async fn put_acl(
+    state: State,
+    Caller(user): Caller,
+    P(r): P<String>,
+    JsonBody(acl): JsonBody<Acl>,
+) -> ApiResult<Json<Value>> {
+    blocking(move || state.store.set_acl(&user, &r, &acl))
         .await
         .map(Json)
 }

@@ -78,6 +78,11 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
     );
     r = both(
         r,
+        "/v2/files/{ref}/info/acl",
+        get(files::get_acl).put(files::put_acl),
+    );
+    r = both(
+        r,
         "/v1/files/{ref}/entries",
         get(files::list).post(files::create),
     );

@@ -16,7 +16,10 @@
 //! clients would. A symlink that is the last component is never followed (reading it returns
 //! its target). Either way the `path` of what a reference reaches is its canonical path: the
 //! names from the root to it, without symlinks.
+//!
+//! Permissions are the objects' mode bits; ACLs are kept beside them (see `acl`).
 
+mod acl;
 mod attrs;
 mod ops;
 
@@ -25,6 +28,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use acl::{Ace, Acl};
 pub use attrs::Obj;
 pub use ops::{AttrPatch, CreateRequest, ReadPlan};
 

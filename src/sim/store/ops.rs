@@ -408,6 +408,7 @@ impl Store {
             && !obj.meta.file_type().is_symlink()
         {
             std::fs::set_permissions(&obj.fs, PermissionsExt::from_mode(mode)).map_err(io)?;
+            self.drop_acl(&obj)?;
         }
         if owner.is_some() || group.is_some() {
             self.set_owner(&obj, owner.unwrap_or(obj.owner), group.unwrap_or(obj.group))?;

@@ -387,3 +387,73 @@ fn attributes_patch_sets_size_times_and_rejects_bad_values() {
         10
     );
 }
+
+#[test]
+fn acls_are_generated_from_the_mode_kept_when_set_and_give_the_mode() {
+    let t = setup();
+    t.store
+        .create(&t.alice, "/", &req("f", "CREATE_FILE"))
+        .unwrap();
+    let chmod = |user: &User, mode: &str| {
+        let patch = AttrPatch {
+            mode: Some(mode.into()),
+            ..AttrPatch::default()
+        };
+        t.store.set_attributes(user, "/f", &patch).unwrap()["mode"].clone()
+    };
+    chmod(&t.alice, "0640");
+    let generated: Acl = serde_json::from_value(t.store.get_acl(&t.bob, "/f").unwrap()).unwrap();
+    let trustees: Vec<&str> = (generated.aces.iter())
+        .map(|a| a.trustee["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(trustees, ["alice", "Users", "Everyone"]);
+    assert!(generated.aces[0].rights.contains(&"MODIFY".to_string()));
+    assert!(!generated.aces[1].rights.contains(&"MODIFY".to_string()));
+    assert!(generated.aces[2].rights.is_empty());
+
+    // Set back as it is, the mode stays; an entry for bob is kept and reported, and does not
+    // change the mode (permissions are checked on the mode).
+    let mut acl = generated.clone();
+    t.store.set_acl(&t.alice, "/f", &acl).unwrap();
+    assert_eq!(
+        t.store.get_attributes(&t.bob, "/f").unwrap()["mode"],
+        "0640"
+    );
+    acl.aces.push(Ace {
+        kind: "ALLOWED".into(),
+        flags: vec![],
+        trustee: t.bob.identity(),
+        rights: vec!["READ".into()],
+    });
+    acl.posix_special_permissions = vec!["SET_GID".into()];
+    t.store.set_acl(&t.alice, "/f", &acl).unwrap();
+    assert_eq!(
+        t.store.get_attributes(&t.bob, "/f").unwrap()["mode"],
+        "2640"
+    );
+    let kept: Acl = serde_json::from_value(t.store.get_acl(&t.bob, "/f").unwrap()).unwrap();
+    assert_eq!(kept, acl);
+    assert_eq!(
+        class(t.store.open_write(&t.bob, "/f")),
+        ErrorClass::AccessDenied
+    );
+
+    // Only the owner (or an administrator) sets it; names the API does not know are refused.
+    assert_eq!(
+        class(t.store.set_acl(&t.bob, "/f", &acl)),
+        ErrorClass::NotOwner
+    );
+    let mut bad = acl.clone();
+    bad.aces[0].rights.push("FLY".into());
+    assert_eq!(
+        class(t.store.set_acl(&t.alice, "/f", &bad)),
+        ErrorClass::Decode
+    );
+
+    // A chmod replaces the kept ACL with one generated from the new mode.
+    assert_eq!(chmod(&t.alice, "0604"), "0604");
+    let regenerated: Acl = serde_json::from_value(t.store.get_acl(&t.bob, "/f").unwrap()).unwrap();
+    assert_eq!(regenerated.aces.len(), 3);
+    assert!(regenerated.aces[1].rights.is_empty());
+    assert!(regenerated.aces[2].rights.contains(&"READ".to_string()));
+}

@@ -411,7 +411,9 @@ where
                     })
                     .await
                 {
-                    slog::error!(self.logger, "Could not notify control channel of successful {}: {:?}", command, err);
+                    // qftpd patch: the control loop is gone (the client closed the session, or
+                    // the server stops): nothing to report to, and nothing went wrong here.
+                    slog::info!(self.logger, "The session ended before the reply to {} of {:?} could be sent: {:?}", command, &path, err);
                 }
             }
             Err(err) => {
@@ -423,7 +425,9 @@ where
                 }
 
                 if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(self.logger, "Could not notify control channel of error with {}: {:?}", command, err);
+                    // qftpd patch: as above; an upload the client broke off by closing the
+                    // session ends here.
+                    slog::info!(self.logger, "The session ended before the reply to {} of {:?} could be sent: {:?}", command, &path, err);
                 }
             }
         }
