@@ -175,6 +175,12 @@ impl Current {
 }
 
 /// The reply of a service without a valid configuration.
+/// When the accept loop shuts down a connection that has not logged in: a little after the
+/// session's own login deadline (`login`), which a session answers itself unless it is stuck.
+fn login_backstop(login: Duration) -> Duration {
+    login + login.min(Duration::from_secs(10))
+}
+
 const UNCONFIGURED: &[u8] =
     b"421 qftpd is not configured: the administrator must fix its configuration (see the journal)\r\n";
 
@@ -250,16 +256,33 @@ pub async fn run(
                 |e| tracing::warn!(%peer, error = %e, "cannot watch the control connection"),
             )
             .ok();
-        let server = match gateway.server(stop.clone().cancelled_owned(), control.clone()) {
-            Ok(server) => server,
-            Err(e) => {
-                tracing::error!(error = %e, %peer, "cannot serve the connection");
-                continue;
-            }
-        };
+        let (server, logged_in) =
+            match gateway.server(stop.clone().cancelled_owned(), control.clone()) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::error!(error = %e, %peer, "cannot serve the connection");
+                    continue;
+                }
+            };
         tracing::debug!(%peer, "connection");
+        let backstop = login_backstop(gateway.login_timeout());
         sessions.spawn(async move {
-            if let Err(e) = server.service(stream).await {
+            let serve = server.service(stream);
+            tokio::pin!(serve);
+            let served = tokio::select! {
+                served = &mut serve => served,
+                () = tokio::time::sleep(backstop) => {
+                    // The session enforces the login deadline itself (421, then close), unless
+                    // it is stuck writing replies its client does not read: shut the connection
+                    // down under it.
+                    if !logged_in.get() && let Some(control) = &control {
+                        tracing::info!(%peer, "closing a connection that did not log in in time and does not read its replies");
+                        control.close();
+                    }
+                    serve.await
+                }
+            };
+            if let Err(e) = served {
                 tracing::warn!(%peer, error = %e, "session ended with an error");
             }
             if let Some(control) = control {

@@ -917,6 +917,8 @@ fn uploads_broken_off_by_the_client_log_no_error() {
     let loud: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        // (The test gateway's passive range is smaller than max-connections: warned at start.)
+        .filter(|l| !l.contains("ftp.passive-ports has"))
         .collect();
     assert!(loud.is_empty(), "{loud:#?}");
     for line in log

@@ -23,6 +23,18 @@ use crate::qumulo::{Client, Error, ErrorKind, Session};
 /// Where the authenticator leaves the user for the provider.
 pub type Slot = Arc<Mutex<Option<User>>>;
 
+/// Whether a connection's login succeeded, for the accept loop's backstop of the login
+/// deadline.
+#[derive(Debug, Clone, Default)]
+pub struct LoggedIn(Arc<std::sync::atomic::AtomicBool>);
+
+impl LoggedIn {
+    /// Whether a user logged in on the connection.
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Checks FTP logins against the cluster.
 #[derive(Debug)]
 pub struct QumuloAuthenticator {
@@ -38,6 +50,8 @@ pub struct QumuloAuthenticator {
     pub limits: FailedLoginsConfig,
     /// The 230 text.
     pub welcome: Arc<Welcome>,
+    /// Set once a login of this connection succeeded.
+    pub logged_in: LoggedIn,
 }
 
 #[async_trait]
@@ -119,6 +133,9 @@ impl Authenticator for QumuloAuthenticator {
         let user = self.user(username, session, client_ip).await?;
         tracing::info!(user = username, client = %client_ip, root = %user.root, "login");
         *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(user);
+        self.logged_in
+            .0
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Principal {
             username: username.to_string(),
         })

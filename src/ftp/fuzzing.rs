@@ -201,7 +201,8 @@ impl ControlProbe {
             let session = self
                 .gateway
                 .server(std::future::pending(), None)
-                .map_err(std::io::Error::other)?;
+                .map_err(std::io::Error::other)?
+                .0;
             let session = tokio::spawn(session.service(server));
             let result = converse(client, login, lockstep, input, limit).await;
             session.abort();

@@ -33,7 +33,7 @@ use std::time::Duration;
 use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost, SessionPolicy};
 use libunftp::{Server, ServerBuilder, ServerError};
 
-pub use auth::ClusterNames;
+pub use auth::{ClusterNames, LoggedIn};
 pub use control::ControlLink;
 pub use guard::{LoginGuard, address_key};
 pub use storage::QumuloStorage;
@@ -142,6 +142,11 @@ impl Gateway {
         (self.ftp.max_connections, self.ftp.max_connections_per_ip)
     }
 
+    /// How long a connection may take to log in.
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.ftp.login_timeout)
+    }
+
     /// Whether FTPS is offered.
     pub fn tls(&self) -> bool {
         self.tls.is_some()
@@ -153,8 +158,9 @@ impl Gateway {
         &self,
         stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
         control: Option<ControlLink>,
-    ) -> Result<Server<QumuloStorage, User>, ServerError> {
+    ) -> Result<(Server<QumuloStorage, User>, LoggedIn), ServerError> {
         let slot = auth::Slot::default();
+        let logged_in = LoggedIn::default();
         let shared = self.shared.clone();
         let authenticator = auth::QumuloAuthenticator {
             client: self.client.clone(),
@@ -163,6 +169,7 @@ impl Gateway {
             activity: self.shared.activity.clone(),
             limits: self.ftp.failed_logins.clone(),
             welcome: self.welcome.clone(),
+            logged_in: logged_in.clone(),
         };
         let provider = Arc::new(auth::SessionProvider { slot });
         let mut builder = ServerBuilder::with_user_detail_provider(
@@ -202,6 +209,6 @@ impl Gateway {
                 builder = builder.ftps_required(FtpsRequired::All, FtpsRequired::All);
             }
         }
-        builder.build()
+        Ok((builder.build()?, logged_in))
     }
 }
