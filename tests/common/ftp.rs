@@ -27,8 +27,11 @@ use super::Sim;
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// Ports per gateway for passive data connections.
 const PASSIVE_PORTS: u32 = 50;
-/// Number of passive ranges in 40000..49000.
-const PASSIVE_SLOTS: u32 = 180;
+/// First port of the passive ranges: below the kernel's ephemeral ports (32768 and up by
+/// default), which outgoing connections of the tests would otherwise take from a small range.
+const PASSIVE_BASE: u32 = 30000;
+/// Number of passive ranges in 30000..32750.
+const PASSIVE_SLOTS: u32 = 55;
 
 /// Gateways started by this process so far (each gets its own passive range).
 static GATEWAYS: AtomicU32 = AtomicU32::new(0);
@@ -308,11 +311,11 @@ fn qumulo_table(url: &str, ca_file: Option<&Path>) -> String {
     qumulo
 }
 
-/// A fresh passive range in 40000..49000: 50 ports, by process id and gateway counter.
+/// A fresh passive range in 30000..32750: 50 ports, by process id and gateway counter.
 fn passive_range() -> (u16, u16) {
     let n = GATEWAYS.fetch_add(1, Ordering::Relaxed);
     let slot = (std::process::id().wrapping_mul(7).wrapping_add(n)) % PASSIVE_SLOTS;
-    let low = 40000 + slot * PASSIVE_PORTS;
+    let low = PASSIVE_BASE + slot * PASSIVE_PORTS;
     (low as u16, (low + PASSIVE_PORTS - 1) as u16)
 }
 
