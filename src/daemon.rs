@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -77,7 +77,6 @@ struct Service {
     config_path: Option<PathBuf>,
     current: Arc<Current>,
     activity: Arc<Activity>,
-    grace_secs: Arc<AtomicU64>,
     listen: std::net::SocketAddr,
     origin: Origin,
     /// The logging set up at start (it cannot change while running).
@@ -144,7 +143,6 @@ async fn run(
         config_path,
         current: Arc::new(current),
         activity: activity.clone(),
-        grace_secs: Arc::new(AtomicU64::new(ftp.shutdown_grace)),
         listen: ftp.listen,
         origin,
         log: config.as_ref().map(|c| c.log.clone()).unwrap_or_default(),
@@ -158,16 +156,9 @@ async fn run(
     let watchdog =
         systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, activity.clone())));
     let stop = tokio::spawn(signals(service.clone()));
-    let grace = service.grace_secs.clone();
-    crate::server::run(
-        listener,
-        service.current.clone(),
-        activity,
-        async move {
-            let _ = stop.await;
-        },
-        Duration::from_secs(grace.load(Ordering::Relaxed)),
-    )
+    crate::server::run(listener, service.current.clone(), activity, async move {
+        let _ = stop.await;
+    })
     .await;
     status.abort();
     if let Some(w) = watchdog {
@@ -257,9 +248,6 @@ fn reload(service: &Service) {
             if config.log != service.log {
                 tracing::warn!("[log] changed: it takes effect at the next restart");
             }
-            service
-                .grace_secs
-                .store(config.ftp.shutdown_grace, Ordering::Relaxed);
             service.current.replace(gateway);
             tracing::info!(
                 "configuration reloaded: new sessions use it, open sessions keep theirs"

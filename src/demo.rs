@@ -73,6 +73,8 @@ pub async fn run(
         ftp: FtpConfig {
             listen: opts.ftp_listen,
             greeting: "qftpd demo ready".to_string(),
+            // Ctrl-C should not wait long for transfers.
+            shutdown_grace: 5,
             ..FtpConfig::default()
         },
         log: crate::config::LogConfig::default(),
@@ -105,14 +107,7 @@ pub async fn run(
         "  try: curl ftp://{user}:{password}@{addr}/  or  curl -T file ftp://{user}:{password}@{addr}/home/{user}/"
     );
     let current = Arc::new(crate::server::Current::new(gateway));
-    crate::server::run(
-        listener,
-        current,
-        activity,
-        shutdown,
-        std::time::Duration::from_secs(5),
-    )
-    .await;
+    crate::server::run(listener, current, activity, shutdown).await;
     sim.shutdown().await;
     let _ = std::fs::remove_file(&cert);
     Ok(())

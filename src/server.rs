@@ -185,13 +185,12 @@ const UNCONFIGURED: &[u8] =
     b"421 qftpd is not configured: the administrator must fix its configuration (see the journal)\r\n";
 
 /// Serves FTP on `listener` until `shutdown` completes, then drains the sessions for at most
-/// `grace`.
+/// the `shutdown-grace` of the configuration in force then (a reload may have changed it).
 pub async fn run(
     listener: TcpListener,
     current: Arc<Current>,
     activity: Arc<Activity>,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
 ) {
     let mut sessions = JoinSet::new();
     let stop = CancellationToken::new();
@@ -293,6 +292,10 @@ pub async fn run(
     }
     drop(listener);
     stop.cancel();
+    let grace = current.get().map_or_else(
+        || Duration::from_secs(crate::config::FtpConfig::default().shutdown_grace),
+        |gateway| gateway.shutdown_grace(),
+    );
     let open = sessions.len();
     if open > 0 {
         tracing::info!(

@@ -596,6 +596,41 @@ fn sessions_still_open_after_the_grace_period_are_closed_and_qftpd_exits_0() {
     );
 }
 
+/// `shutdown-grace` changed by a reload is the one a later stop waits for.
+#[test]
+fn a_reloaded_shutdown_grace_is_the_one_the_stop_waits_for() {
+    const SIZE: u64 = 24 * 1024 * 1024;
+    let sim = Sim::start_default();
+    BigPattern::write_file(&sim.disk_path("/graced.bin"), SIZE);
+    let mut gw = Gateway::start(&sim, "shutdown-grace = 1");
+    let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    std::fs::write(
+        &gw.config_path,
+        config.replace("shutdown-grace = 1", "shutdown-grace = 120"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let until = Instant::now() + Duration::from_secs(20);
+    while !gw.stderr_log().contains("configuration reloaded") {
+        assert!(Instant::now() < until, "no reload: {}", gw.stderr_log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("graced.bin");
+    // At 8 MB/s about 3 s: longer than the first grace, far shorter than the reloaded one.
+    let mut download = slow_download(&gw, "/graced.bin", "8M", &out);
+    gw.signal("TERM");
+    assert!(
+        download.0.wait().unwrap().success(),
+        "the download is not cut"
+    );
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
+    assert!(gw.wait_exit(Duration::from_secs(60)).success());
+    let log = gw.stderr_log();
+    assert!(log.contains("grace_secs=120"), "{log}");
+    assert!(!log.contains("grace period over"), "{log}");
+}
+
 /// Started by its socket with no cluster configured, qftpd does not exit (the socket would
 /// start it again at once, over and over): it says what is missing, answers 421, and takes
 /// the fixed configuration at the next reload.

@@ -142,6 +142,11 @@ impl Gateway {
         (self.ftp.max_connections, self.ftp.max_connections_per_ip)
     }
 
+    /// How long running transfers may take to finish when the service stops.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.ftp.shutdown_grace)
+    }
+
     /// How long a connection may take to log in.
     pub fn login_timeout(&self) -> Duration {
         Duration::from_secs(self.ftp.login_timeout)
