@@ -109,6 +109,7 @@ async fn run(
             return ExitCode::from(EXIT_OSERR);
         }
     };
+    let handlers = Signals::install();
     let addr = listener.local_addr().unwrap_or(ftp.listen);
     let activity = Arc::new(Activity::default());
     let current = match config.as_ref().map(|c| gateway(c, &activity)) {
@@ -155,7 +156,7 @@ async fn run(
     let status = tokio::spawn(report_status(service.clone()));
     let watchdog =
         systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, activity.clone())));
-    let stop = tokio::spawn(signals(service.clone()));
+    let stop = tokio::spawn(signals(service.clone(), handlers));
     crate::server::run(listener, service.current.clone(), activity, async move {
         let _ = stop.await;
     })
@@ -204,14 +205,39 @@ fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::
     Gateway::new(config, activity.clone())
 }
 
+/// The signals the service handles, installed before it says it is ready: a SIGHUP that came
+/// earlier would end the process (its default action).
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; `None` (said in the log) when the system refuses them.
+    fn install() -> Option<Self> {
+        match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(hup), Ok(term), Ok(int)) => Some(Self { hup, term, int }),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop the service with SIGKILL");
+                None
+            }
+        }
+    }
+}
+
 /// Waits for signals: SIGHUP reloads, SIGTERM or SIGINT ends the wait (and so the service).
-async fn signals(service: Arc<Service>) {
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the service with SIGKILL");
+async fn signals(service: Arc<Service>, handlers: Option<Signals>) {
+    let Some(Signals {
+        mut hup,
+        mut term,
+        mut int,
+    }) = handlers
+    else {
         return std::future::pending().await;
     };
     loop {

@@ -288,7 +288,8 @@ fn notify_socket_receives_ready_status_watchdog_reloading_stopping_in_order() {
 /// pinged and nothing claims the loop has stalled.
 #[test]
 fn the_watchdog_is_pinged_while_sessions_drain() {
-    const SIZE: u64 = 16 * 1024 * 1024;
+    // Several MiB fit in the sockets' buffers: the session's part ends that much sooner.
+    const SIZE: u64 = 48 * 1024 * 1024;
     let sim = Sim::start_default();
     BigPattern::write_file(&sim.disk_path("/drain.bin"), SIZE);
     let dir = tempfile::tempdir().unwrap();
@@ -320,11 +321,11 @@ fn the_watchdog_is_pinged_while_sessions_drain() {
         .expect("the address in STATUS=")
         .to_string();
 
-    // At 4 MB/s the download takes about 4 s: many watchdog periods.
+    // At 8 MB/s the download takes about 6 s: many watchdog periods.
     let out = dir.path().join("drain.bin");
     let url = format!("ftp://{}:{}@{addr}/drain.bin", ADMIN.0, ADMIN.1);
     let download = Command::new("curl")
-        .args(["-sS", "--limit-rate", "4M", "-o"])
+        .args(["-sS", "--limit-rate", "8M", "-o"])
         .arg(&out)
         .arg(&url)
         .stdin(Stdio::null())
@@ -349,10 +350,21 @@ fn the_watchdog_is_pinged_while_sessions_drain() {
         download.0.try_wait().unwrap().is_none(),
         "the download is still running: {seen:?}"
     );
+    // Go on reading, as systemd does: a notification socket whose queue is full (10
+    // datagrams) makes the sender wait.
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut more = 0;
+        while sock.recv(&mut buf).is_ok() {
+            more += 1;
+        }
+        more
+    });
     assert!(download.0.wait().unwrap().success());
     assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
     assert!(child.0.wait().unwrap().success());
     assert!(seen.len() > stopping);
+    drop(reader);
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("waiting for sessions to end"), "{log}");
     assert!(!log.contains("stalled"), "{log}");
