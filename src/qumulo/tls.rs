@@ -127,11 +127,14 @@ fn with_ca_file(path: &Path) -> Result<rustls::ClientConfig, Error> {
         provider.clone(),
     )
     .map_err(|e| Error::Config(format!("CA file {}: {e}", path.display())))?;
-    let verifier = Arc::new(CaFileVerifier {
-        inner,
-        anchors,
-        algorithms: provider.signature_verification_algorithms,
-    });
+    verified_by(provider, Arc::new(CaFileVerifier { inner, anchors }))
+}
+
+/// A rustls configuration of `provider` whose server certificates `verifier` checks.
+fn verified_by(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<rustls::ClientConfig, Error> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("TLS configuration: {e}")))?
@@ -155,8 +158,6 @@ struct CaFileVerifier {
     inner: rustls_platform_verifier::Verifier,
     /// The certificates of the CA file.
     anchors: Vec<CertificateDer<'static>>,
-    /// The ring provider's signature algorithms.
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for CaFileVerifier {
@@ -189,13 +190,14 @@ impl ServerCertVerifier for CaFileVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
+    // The handshake signatures: as the system verifier checks them.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.inner.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -204,11 +206,11 @@ impl ServerCertVerifier for CaFileVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -246,14 +248,7 @@ fn pinned(pin: [u8; 32]) -> Result<rustls::ClientConfig, Error> {
         pin,
         algorithms: provider.signature_verification_algorithms,
     });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS configuration: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    verified_by(provider, verifier)
 }
 
 /// Trusts a server whose end-entity certificate (DER) has the pinned SHA-256 fingerprint,
