@@ -324,19 +324,7 @@ fn the_watchdog_is_pinged_while_sessions_drain() {
     // At 8 MB/s the download takes about 6 s: many watchdog periods.
     let out = dir.path().join("drain.bin");
     let url = format!("ftp://{}:{}@{addr}/drain.bin", ADMIN.0, ADMIN.1);
-    let download = Command::new("curl")
-        .args(["-sS", "--limit-rate", "8M", "-o"])
-        .arg(&out)
-        .arg(&url)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut download = Reap(download);
-    let until = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
-        assert!(Instant::now() < until, "the download did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut download = slow_fetch(&url, "8M", &out);
     Command::new("kill")
         .args(["-s", "TERM", &child.0.id().to_string()])
         .status()
@@ -373,11 +361,19 @@ fn the_watchdog_is_pinged_while_sessions_drain() {
 /// curl downloading `path` as admin into `out` at `rate` (curl's `--limit-rate`); returns
 /// once the first bytes have arrived.
 fn slow_download(gw: &Gateway, path: &str, rate: &str, out: &Path) -> Reap {
-    let url = format!("{}{path}", gw.ftp_url(ADMIN.0, ADMIN.1));
+    slow_fetch(
+        &format!("{}{path}", gw.ftp_url(ADMIN.0, ADMIN.1)),
+        rate,
+        out,
+    )
+}
+
+/// curl downloading `url` into `out` at `rate`; returns once the first bytes have arrived.
+fn slow_fetch(url: &str, rate: &str, out: &Path) -> Reap {
     let download = Command::new("curl")
         .args(["-sS", "--limit-rate", rate, "-o"])
         .arg(out)
-        .arg(&url)
+        .arg(url)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -387,7 +383,7 @@ fn slow_download(gw: &Gateway, path: &str, rate: &str, out: &Path) -> Reap {
     while std::fs::metadata(out).map_or(0, |m| m.len()) == 0 {
         assert!(
             Instant::now() < until,
-            "the download of {path} did not start"
+            "the download of {url} did not start"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -506,6 +506,19 @@ fn outside_state(sim: &Sim) -> Vec<(String, Vec<u8>, u32, SystemTime)> {
     state
 }
 
+/// Makes the symlink `name -> target` in alice's home through the REST API, as alice.
+fn link_in_alices_home(qq: &common::Qq, name: &str, target: &str) {
+    qq.ok(&[
+        "fs_create_symlink",
+        "--path",
+        "/home/alice",
+        "--target",
+        target,
+        "--name",
+        name,
+    ]);
+}
+
 /// The attack: alice makes symlinks to the cluster's root in her home through the REST API
 /// (`esc -> /`, `up -> ../..`), then every kind of command through them, by absolute and by
 /// relative paths, is refused with a 5xx and leaves `/etc` as it was; no reply names her
@@ -517,14 +530,7 @@ fn gateway_chroot_symlinks_out_of_the_home_lead_nowhere() {
         let (sim, gw) = start_chroot(&["--path-symlinks", mode]);
         let qq = sim.qq_as(ALICE.0, ALICE.1);
         for (name, target) in [("esc", "/"), ("up", "../..")] {
-            let args = [
-                "fs_create_symlink",
-                "--path",
-                "/home/alice",
-                "--target",
-                target,
-            ];
-            qq.ok(&[&args[..], &["--name", name]].concat());
+            link_in_alices_home(&qq, name, target);
         }
         qq.ok(&["fs_create_dir", "--path", "/home/alice", "--name", "sub"]);
         std::fs::write(sim.disk_path("/home/alice/sub/f.txt"), b"mine").unwrap();
@@ -651,14 +657,7 @@ fn gateway_chroot_symlinks_within_the_home_work_where_the_cluster_follows_them()
             "deeper",
         ]);
         for (name, target) in [("in", "sub"), ("abs", "/home/alice/sub")] {
-            let args = [
-                "fs_create_symlink",
-                "--path",
-                "/home/alice",
-                "--target",
-                target,
-            ];
-            qq.ok(&[&args[..], &["--name", name]].concat());
+            link_in_alices_home(&qq, name, target);
         }
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(sim.disk_path("/home/alice/sub/f.bin"), &data).unwrap();
