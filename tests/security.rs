@@ -1369,12 +1369,7 @@ fn lftp_over_ftps_resumes_tls_sessions_and_logs_no_warning() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(std::fs::read(&back).unwrap() == data, "lftp: bytes differ");
-    let log = gw.stderr_log();
-    // (The test gateway's passive range is smaller than max-connections: warned at start.)
-    let warnings: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" WARN ") && !l.contains("ftp.passive-ports has"))
-        .collect();
+    let warnings = gw.loud_lines();
     assert!(
         warnings.is_empty(),
         "warnings for a clean lftp session:\n{}",

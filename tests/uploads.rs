@@ -914,12 +914,7 @@ fn uploads_broken_off_by_the_client_log_no_error() {
     // The upload tasks end right after they log that; a whole session later, they are over.
     put(&gw, "/gone.bin", b"barrier");
     let log = gw.stderr_log();
-    let loud: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
-        // (The test gateway's passive range is smaller than max-connections: warned at start.)
-        .filter(|l| !l.contains("ftp.passive-ports has"))
-        .collect();
+    let loud = gw.loud_lines();
     assert!(loud.is_empty(), "{loud:#?}");
     for line in log
         .lines()

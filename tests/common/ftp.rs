@@ -168,6 +168,17 @@ impl Gateway {
         String::from_utf8_lossy(&self.stderr_log.lock().unwrap()).into_owned()
     }
 
+    /// The warnings and errors logged so far, but the one every harness gateway logs at start
+    /// (its 50-port passive range is smaller than the default `max-connections`).
+    pub fn loud_lines(&self) -> Vec<String> {
+        self.stderr_log()
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .filter(|l| !l.contains("ftp.passive-ports has"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Stops the gateway and returns everything it logged (complete: the pipe is drained to
     /// its end).
     pub fn stop(&mut self) -> String {
