@@ -122,7 +122,7 @@ pub struct TlsConfig {
     /// closed) and on data connections (the transfer gets `425`).
     pub handshake_timeout: u64,
     /// Data connections must resume the TLS session of their own control connection, or the
-    /// transfer is refused with `522` (vsftpd's `require_ssl_reuse`).
+    /// transfer is refused with `425` (vsftpd's `require_ssl_reuse`).
     pub require_session_reuse: bool,
 }
 

@@ -1316,7 +1316,7 @@ fn data_connections_must_resume_their_own_control_connections_tls_session() {
             assert!(
                 r["ok"] == false
                     && r["reused"] != true
-                    && reply.starts_with("522")
+                    && reply.starts_with("425")
                     && reply.contains("TLS session reuse required"),
                 "TLS {version}, {case}: {results:#}"
             );

@@ -597,13 +597,9 @@ where
     // session goes on.
     async fn data_connection_failed(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, command: &str, path: &Path, err: std::io::Error) {
         slog::warn!(logger, "{} of {:?}: opening the data connection failed: {}", command, path, err);
-        // qftpd patch: 522 for a TLS negotiation that was unacceptable (RFC 4217, section 10),
-        // as vsftpd answers a data connection that did not reuse the TLS session.
-        let code = match err.kind() {
-            std::io::ErrorKind::PermissionDenied => ReplyCode::NetworkProtocolNotSupported,
-            _ => ReplyCode::CantOpenDataConnection,
-        };
-        let reply = Reply::new_with_string(code, format!("Could not open the data connection: {}", err));
+        // qftpd patch: 425 whatever the cause, a TLS session that was not resumed too (vsftpd
+        // answers that 522, but after a 150 RFC 959 allows only 226, 250, 425, 426 and 451).
+        let reply = Reply::new_with_string(ReplyCode::CantOpenDataConnection, format!("Could not open the data connection: {}", err));
         if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
             slog::warn!(logger, "Could not notify control channel of the failed data connection: {:?}", err);
         }
@@ -804,7 +800,7 @@ pub(crate) struct Handshake {
 
 // qftpd patch: the server side of the data connection's TLS handshake, within its time limit.
 // TLS 1.3 session tickets are not sent on data connections (see `data_tls_config`). When the
-// session must be resumed, a full handshake is refused (PermissionDenied, answered 522).
+// session must be resumed, a full handshake is refused (answered 425, the reason named).
 async fn tls_handshake(
     socket: TcpStream,
     tls_config: Arc<rustls::ServerConfig>,
