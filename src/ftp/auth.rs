@@ -45,7 +45,7 @@ pub struct QumuloAuthenticator {
     /// Filled on success.
     pub slot: Slot,
     /// Failed logins of every connection.
-    pub activity: Arc<crate::server::Activity>,
+    pub memory: Arc<super::LoginMemory>,
     /// When failed logins delay, slow and ban.
     pub limits: FailedLoginsConfig,
     /// The 230 text.
@@ -68,8 +68,8 @@ impl Authenticator for QumuloAuthenticator {
         // Counts against the address until the cluster answers; waits when the user name is
         // under attack.
         let attempt = match self
-            .activity
-            .logins
+            .memory
+            .failed
             .begin(client_ip, username, &self.limits)
             .await
         {

@@ -168,7 +168,7 @@ impl ControlProbe {
             qumulo: QumuloConfig::new(NodeUrls::one(sim.url().parse()?)),
             log: Default::default(),
         };
-        let gateway = super::Gateway::new(&config, Arc::default())?;
+        let gateway = super::Gateway::new(&config, Arc::default(), Arc::default())?;
         Ok(Self {
             runtime,
             gateway,

@@ -2,7 +2,8 @@
 //!
 //! - [`Gateway`]: built once from the configuration; makes one libunftp `Server` per
 //!   accepted connection (libunftp cannot take a listening socket, so the accept loop in
-//!   [`crate::server`] is ours).
+//!   [`crate::accept`] is ours).
+//! - [`LoginMemory`]: what logins leave behind for every gateway of the process.
 //! - `auth`: FTP login as a Qumulo login; `user`: the logged-in user.
 //! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts; `path`: FTP to
 //!   cluster paths; `confine`: `chroot-users` against symlinks that lead out of the home;
@@ -41,6 +42,16 @@ pub use user::User;
 
 use crate::config::{Config, FtpConfig};
 use crate::qumulo::{Client, ClientConfig};
+use crate::state::Stats;
+
+/// What logins leave behind for every gateway of the process, kept across reloads.
+#[derive(Debug, Default)]
+pub struct LoginMemory {
+    /// Failed logins of every connection.
+    pub failed: LoginGuard,
+    /// The cluster's name once learnt, kept across reloads that keep the cluster.
+    pub cluster_names: ClusterNames,
+}
 
 /// A configuration the gateway cannot be built from.
 #[derive(Debug, thiserror::Error)]
@@ -67,14 +78,17 @@ pub struct Gateway {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// The 230 text, naming the cluster.
     welcome: Arc<auth::Welcome>,
+    /// Failed logins and the cluster's name, shared with the gateways before and after.
+    memory: Arc<LoginMemory>,
 }
 
 impl Gateway {
     /// Builds the gateway (and its one cluster client) from a configuration; transfers are
-    /// counted in `activity`.
+    /// counted in `stats`, failed logins and the cluster's name kept in `memory`.
     pub fn new(
         config: &Config,
-        activity: Arc<crate::server::Activity>,
+        stats: Arc<Stats>,
+        memory: Arc<LoginMemory>,
     ) -> Result<Self, GatewayError> {
         let q = &config.qumulo;
         let client = Client::new(&ClientConfig {
@@ -89,7 +103,7 @@ impl Gateway {
         let token = q
             .read_access_token()
             .map_err(|e| crate::qumulo::Error::Config(e.to_string()))?;
-        let name = activity.cluster_names.of(client.urls());
+        let name = memory.cluster_names.of(client.urls());
         let welcome = Arc::new(auth::Welcome::new(name, client.clone(), token));
         // The name is read at start and at every reload; a cluster that does not answer yet
         // delays nothing (the first login tries again).
@@ -117,13 +131,14 @@ impl Gateway {
             shared: Arc::new(storage::Shared {
                 timezone: config.ftp.timezone,
                 names: listing::NameCache::default(),
-                activity,
+                activity: stats,
                 atomic_uploads: config.ftp.atomic_uploads,
                 data_timeout: Duration::from_secs(config.ftp.data_timeout),
             }),
             ftp: config.ftp.clone(),
             tls,
             welcome,
+            memory,
             // libunftp wants a 'static greeting; one small string per loaded configuration.
             greeting: Box::leak(config.ftp.greeting.clone().into_boxed_str()),
             passive_ports: config.ftp.passive_ports.clone(),
@@ -140,6 +155,11 @@ impl Gateway {
     /// Control connections at most: in all, and from one address.
     pub fn connection_limits(&self) -> (usize, usize) {
         (self.ftp.max_connections, self.ftp.max_connections_per_ip)
+    }
+
+    /// Whether connections from `ip` are refused outright (banned after failed logins).
+    pub fn address_banned(&self, ip: std::net::IpAddr) -> bool {
+        self.memory.failed.address_banned(ip)
     }
 
     /// How long running transfers may take to finish when the service stops.
@@ -171,7 +191,7 @@ impl Gateway {
             client: self.client.clone(),
             chroot: self.chroot,
             slot: slot.clone(),
-            activity: self.shared.activity.clone(),
+            memory: self.memory.clone(),
             limits: self.ftp.failed_logins.clone(),
             welcome: self.welcome.clone(),
             logged_in: logged_in.clone(),
