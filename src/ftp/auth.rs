@@ -15,7 +15,7 @@ use unftp_core::auth::{
     AuthenticationError, Authenticator, Credentials, Principal, UserDetailError, UserDetailProvider,
 };
 
-use super::guard::Refusal;
+use super::logins::Refusal;
 use super::user::User;
 use crate::config::FailedLoginsConfig;
 use crate::qumulo::{Client, Error, ErrorKind, Session};
@@ -104,19 +104,19 @@ impl Authenticator for QumuloAuthenticator {
         let session = match self.client.login(username, password).await {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::BadCredentials => {
-                let failure = attempt.failed();
+                let penalty = attempt.failed();
                 tracing::warn!(user = username, client = %client_ip, "login failed: wrong user name or password");
-                if failure.banned {
+                if penalty.banned {
                     tracing::warn!(user = username, client = %client_ip, ban_secs = self.limits.ban_time, "address banned after too many failed logins");
                 }
-                if failure.user_slowed {
+                if penalty.user_slowed {
                     tracing::warn!(
                         user = username,
                         failures = self.limits.max_per_user,
                         "logins for this user name are slowed from now on: too many failed logins from any address; each waits up to 8 s, and addresses that have been failing take turns (421 when the turn is over a minute away)"
                     );
                 }
-                tokio::time::sleep(failure.delay).await;
+                tokio::time::sleep(penalty.delay).await;
                 return Err(AuthenticationError::BadPassword);
             }
             Err(e) => {

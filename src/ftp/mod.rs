@@ -15,8 +15,8 @@ mod control;
 mod errors;
 #[doc(hidden)]
 pub mod fuzzing;
-mod guard;
 mod listing;
+mod logins;
 mod path;
 mod site;
 mod stall;
@@ -36,7 +36,7 @@ use libunftp::{Server, ServerBuilder, ServerError};
 
 pub use auth::{ClusterNames, LoggedIn};
 pub use control::ControlLink;
-pub use guard::{LoginGuard, address_key};
+pub use logins::{FailedLogins, address_key};
 pub use storage::QumuloStorage;
 pub use user::User;
 
@@ -48,7 +48,7 @@ use crate::state::Stats;
 #[derive(Debug, Default)]
 pub struct LoginMemory {
     /// Failed logins of every connection.
-    pub failed: LoginGuard,
+    pub failed: FailedLogins,
     /// The cluster's name once learnt, kept across reloads that keep the cluster.
     pub cluster_names: ClusterNames,
 }
