@@ -4,7 +4,8 @@
 //!   accepted connection (libunftp cannot take a listening socket, so the accept loop in
 //!   [`crate::accept`] is ours).
 //! - [`LoginMemory`]: what logins leave behind for every gateway of the process.
-//! - `auth`: FTP login as a Qumulo login; `user`: the logged-in user.
+//! - `auth`: FTP login as a Qumulo login; `logins`: failed-login bans and slowing; `welcome`:
+//!   the 230 text; `user`: the logged-in user.
 //! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts; `path`: FTP to
 //!   cluster paths; `confine`: `chroot-users` against symlinks that lead out of the home;
 //!   `errors`: cluster failures to FTP replies; `site`: SITE CHMOD and SITE UTIME.
@@ -24,6 +25,7 @@ mod storage;
 pub mod tls;
 mod upload;
 mod user;
+mod welcome;
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
@@ -34,11 +36,12 @@ use std::time::Duration;
 use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost, SessionPolicy};
 use libunftp::{Server, ServerBuilder, ServerError};
 
-pub use auth::{ClusterNames, LoggedIn};
+pub use auth::LoggedIn;
 pub use control::ControlLink;
 pub use logins::{FailedLogins, address_key};
 pub use storage::QumuloStorage;
 pub use user::User;
+pub use welcome::ClusterNames;
 
 use crate::config::{Config, FtpConfig};
 use crate::qumulo::{Client, ClientConfig};
@@ -77,7 +80,7 @@ pub struct Gateway {
     /// FTPS, when configured: one rustls configuration for every connection.
     tls: Option<Arc<rustls::ServerConfig>>,
     /// The 230 text, naming the cluster.
-    welcome: Arc<auth::Welcome>,
+    welcome: Arc<welcome::Welcome>,
     /// Failed logins and the cluster's name, shared with the gateways before and after.
     memory: Arc<LoginMemory>,
 }
@@ -104,7 +107,7 @@ impl Gateway {
             .read_access_token()
             .map_err(|e| crate::qumulo::Error::Config(e.to_string()))?;
         let name = memory.cluster_names.of(client.urls());
-        let welcome = Arc::new(auth::Welcome::new(name, client.clone(), token));
+        let welcome = Arc::new(welcome::Welcome::new(name, client.clone(), token));
         // The name is read at start and at every reload; a cluster that does not answer yet
         // delays nothing (the first login tries again).
         if welcome.has_token()
@@ -184,19 +187,19 @@ impl Gateway {
         stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
         control: Option<ControlLink>,
     ) -> Result<(Server<QumuloStorage, User>, LoggedIn), ServerError> {
-        let slot = auth::Slot::default();
+        let handoff = auth::Handoff::default();
         let logged_in = LoggedIn::default();
         let shared = self.shared.clone();
         let authenticator = auth::QumuloAuthenticator {
             client: self.client.clone(),
             chroot: self.chroot,
-            slot: slot.clone(),
+            handoff: handoff.clone(),
             memory: self.memory.clone(),
             limits: self.ftp.failed_logins.clone(),
             welcome: self.welcome.clone(),
             logged_in: logged_in.clone(),
         };
-        let provider = Arc::new(auth::SessionProvider { slot });
+        let provider = Arc::new(auth::SessionProvider { handoff });
         let mut builder = ServerBuilder::with_user_detail_provider(
             Box::new(move || QumuloStorage::new(shared.clone(), control.clone())),
             provider,
