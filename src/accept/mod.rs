@@ -101,7 +101,7 @@ pub async fn run(
             )
             .ok();
         let (server, logged_in) =
-            match gateway.server(stop.clone().cancelled_owned(), control.clone()) {
+            match gateway.session_server(stop.clone().cancelled_owned(), control.clone()) {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::error!(error = %e, %peer, "cannot serve the connection");

@@ -200,7 +200,7 @@ impl ControlProbe {
             let (client, (server, _)) = (client?, server?);
             let session = self
                 .gateway
-                .server(std::future::pending(), None)
+                .session_server(std::future::pending(), None)
                 .map_err(std::io::Error::other)?
                 .0;
             let session = tokio::spawn(session.service(server));

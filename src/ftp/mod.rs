@@ -182,7 +182,7 @@ impl Gateway {
 
     /// A libunftp server for one connection (`control` is a second handle on it, see
     /// [`ControlLink`]); the session ends (after a transfer in progress) when `stop` completes.
-    pub fn server(
+    pub fn session_server(
         &self,
         stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
         control: Option<ControlLink>,
