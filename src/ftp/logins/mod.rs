@@ -27,8 +27,11 @@ use tokio::time::Instant;
 
 use crate::config::FailedLoginsConfig;
 
-/// The longest delay of a failed login's reply, and of a login for a user name under attack.
-const MAX_DELAY: Duration = Duration::from_secs(8);
+mod records;
+
+pub use records::address_key;
+use records::{AddressRecord, UserRecord, doubled};
+
 /// The longest a login waits for its address's logins in progress or for its turn; past it
 /// the login is refused for now.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -59,24 +62,6 @@ pub struct Penalty {
     pub user_slowed: bool,
 }
 
-/// Failed logins, and logins being checked, of one address.
-#[derive(Debug, Clone, Copy)]
-struct AddressRecord {
-    failures: u32,
-    in_flight: u32,
-    last: Instant,
-    banned_until: Option<Instant>,
-}
-
-/// Failed logins of one user name.
-#[derive(Debug, Clone, Copy)]
-struct UserRecord {
-    failures: u32,
-    last: Instant,
-    /// When the last login from a failing address that took a turn asks the cluster.
-    next_turn: Instant,
-}
-
 #[derive(Debug, Default)]
 struct State {
     addresses: HashMap<IpAddr, AddressRecord>,
@@ -89,66 +74,6 @@ pub struct FailedLogins {
     state: Mutex<State>,
     /// Woken when a login in progress ends, for the logins of its address that wait.
     ended: Notify,
-}
-
-/// The key an address is counted by: itself for IPv4, its /64 for IPv6 (IPv4-mapped ones as
-/// IPv4).
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-    }
-}
-
-impl AddressRecord {
-    fn new(now: Instant) -> Self {
-        Self {
-            failures: 0,
-            in_flight: 0,
-            last: now,
-            banned_until: None,
-        }
-    }
-
-    /// The record as of `now`: its failures forgotten when the last one and any ban are over.
-    fn current(mut self, now: Instant, window: Duration) -> Self {
-        if !self.banned(now) && now.duration_since(self.last) >= window {
-            self.failures = 0;
-            self.banned_until = None;
-        }
-        self
-    }
-
-    /// Whether it says nothing any more (and can be dropped).
-    fn idle(&self, now: Instant, window: Duration) -> bool {
-        let r = self.current(now, window);
-        r.failures == 0 && r.in_flight == 0
-    }
-
-    fn banned(&self, now: Instant) -> bool {
-        self.banned_until.is_some_and(|until| until > now)
-    }
-}
-
-impl UserRecord {
-    /// The record as of `now`: forgotten when its last failure is older than `window`.
-    fn current(self, now: Instant, window: Duration) -> Option<Self> {
-        (now.duration_since(self.last) < window).then_some(self)
-    }
-}
-
-/// `delay-ms` doubled `doublings` times, at most [`MAX_DELAY`].
-fn doubled(limits: &FailedLoginsConfig, doublings: u32) -> Duration {
-    Duration::from_millis(limits.delay_ms)
-        .saturating_mul(1 << doublings.min(16))
-        .min(MAX_DELAY)
 }
 
 impl FailedLogins {

@@ -1,5 +1,6 @@
 //! Unit tests of the failed-login counters.
 
+use super::records::MAX_DELAY;
 use super::*;
 
 fn limits() -> FailedLoginsConfig {
