@@ -12,7 +12,7 @@ use unftp_core::auth::{
 };
 
 use super::errors::{LOGIN_NOT_CHECKED, LOGIN_WHO_UNKNOWN, login_no_home, login_refused};
-use super::logins::Refusal;
+use super::logins::LoginRefusal;
 use super::user::User;
 use super::welcome::Welcome;
 use crate::config::FailedLoginsConfig;
@@ -74,13 +74,13 @@ impl Authenticator for QumuloAuthenticator {
             Ok(attempt) => attempt,
             Err(refusal) => {
                 let reason = match refusal {
-                    Refusal::Banned => "banned after too many failed logins from the address",
-                    Refusal::AddressBusy => "too many logins at once from the address",
-                    Refusal::UserBusy => {
+                    LoginRefusal::Banned => "banned after too many failed logins from the address",
+                    LoginRefusal::AddressBusy => "too many logins at once from the address",
+                    LoginRefusal::UserBusy => {
                         "too many logins for this user name from addresses that have been failing"
                     }
                 };
-                if refusal == Refusal::AddressBusy {
+                if refusal == LoginRefusal::AddressBusy {
                     tracing::warn!(user = username, client = %client_ip, "login refused without asking the cluster: {reason}");
                 } else {
                     // The ban, or the slowing of the user name, was logged when it began; a

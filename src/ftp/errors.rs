@@ -134,12 +134,12 @@ pub fn aborted(path: &Path, why: Abort) -> FtpError {
 // Logins: the texts of the replies to USER and PASS that the gateway writes itself.
 
 /// The 421 text of a login refused without asking the cluster (the client may try later).
-pub fn login_refused(why: super::logins::Refusal) -> &'static str {
-    use super::logins::Refusal;
+pub fn login_refused(why: super::logins::LoginRefusal) -> &'static str {
+    use super::logins::LoginRefusal as Why;
     match why {
-        Refusal::Banned => "Too many failed logins from your address; try again later",
-        Refusal::AddressBusy => "Too many logins at once from your address; try again later",
-        Refusal::UserBusy => "Too many login attempts for this user name; try again later",
+        Why::Banned => "Too many failed logins from your address; try again later",
+        Why::AddressBusy => "Too many logins at once from your address; try again later",
+        Why::UserBusy => "Too many login attempts for this user name; try again later",
     }
 }
 

@@ -41,7 +41,7 @@ const SWEEP_AT: usize = 16 * 1024;
 
 /// Why a login is refused without asking the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum LoginRefusal {
     /// The client's address is banned after too many failures.
     Banned,
     /// The address's logins in progress did not end within [`MAX_WAIT`].
@@ -98,7 +98,7 @@ impl FailedLogins {
         ip: IpAddr,
         user: &str,
         limits: &FailedLoginsConfig,
-    ) -> Result<Attempt<'a>, Refusal> {
+    ) -> Result<Attempt<'a>, LoginRefusal> {
         let key = address_key(ip);
         let deadline = Instant::now() + MAX_WAIT;
         let clean = loop {
@@ -110,7 +110,7 @@ impl FailedLogins {
                 break clean;
             }
             if tokio::time::timeout_at(deadline, ended).await.is_err() {
-                return Err(Refusal::AddressBusy);
+                return Err(LoginRefusal::AddressBusy);
             }
         };
         let attempt = Attempt {
@@ -134,7 +134,7 @@ impl FailedLogins {
         key: IpAddr,
         limits: &FailedLoginsConfig,
         now: Instant,
-    ) -> Result<Option<bool>, Refusal> {
+    ) -> Result<Option<bool>, LoginRefusal> {
         let window = Duration::from_secs(limits.ban_time);
         let mut state = self.state();
         let record = state
@@ -142,7 +142,7 @@ impl FailedLogins {
             .get(&key)
             .map_or(AddressRecord::new(now), |r| r.current(now, window));
         if record.banned(now) {
-            return Err(Refusal::Banned);
+            return Err(LoginRefusal::Banned);
         }
         let max = limits.max_per_address;
         if max > 0 && record.failures.saturating_add(record.in_flight) >= max {
@@ -168,7 +168,7 @@ impl FailedLogins {
         clean: bool,
         limits: &FailedLoginsConfig,
         now: Instant,
-    ) -> Result<Instant, Refusal> {
+    ) -> Result<Instant, LoginRefusal> {
         let window = Duration::from_secs(limits.ban_time);
         let mut state = self.state();
         let Some(record) = state
@@ -188,7 +188,7 @@ impl FailedLogins {
         }
         let turn = record.next_turn.max(now) + delay;
         if turn.duration_since(now) > MAX_WAIT {
-            return Err(Refusal::UserBusy);
+            return Err(LoginRefusal::UserBusy);
         }
         record.next_turn = turn;
         Ok(turn)

@@ -35,7 +35,7 @@ async fn delays_grow_then_the_address_is_banned() {
     assert!(third.banned && !third.user_slowed, "{third:?}");
     assert_eq!(
         guard.begin(a, "carol", &limits()).await.unwrap_err(),
-        Refusal::Banned
+        LoginRefusal::Banned
     );
     assert!(guard.address_banned(a));
     assert!(
@@ -153,7 +153,7 @@ async fn turns_further_than_the_longest_wait_are_refused() {
     }
     assert_eq!(
         guard.turn("alice", false, &limits, now),
-        Err(Refusal::UserBusy)
+        Err(LoginRefusal::UserBusy)
     );
     assert_eq!(
         guard.turn("alice", true, &limits, now),
@@ -182,7 +182,7 @@ async fn guesses_in_flight_count_against_the_address() {
             checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(200)).await;
             attempt.failed();
-            Ok::<(), Refusal>(())
+            Ok::<(), LoginRefusal>(())
         });
     }
     let results = guesses.join_all().await;
@@ -190,7 +190,7 @@ async fn guesses_in_flight_count_against_the_address() {
     assert_eq!(
         results
             .iter()
-            .filter(|r| **r == Err(Refusal::Banned))
+            .filter(|r| **r == Err(LoginRefusal::Banned))
             .count(),
         25
     );
@@ -250,7 +250,7 @@ async fn a_login_waits_at_most_the_longest_wait_for_its_address() {
     let started = Instant::now();
     assert_eq!(
         guard.begin(a, "alice", &limits).await.unwrap_err(),
-        Refusal::AddressBusy
+        LoginRefusal::AddressBusy
     );
     assert_eq!(started.elapsed(), MAX_WAIT);
 }
