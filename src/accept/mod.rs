@@ -6,6 +6,9 @@
 //! On stop the loop stops accepting and tells every session to end: idle ones get 421 at
 //! once, ones with a transfer in progress when it completes. Sessions still open after the
 //! grace period are closed.
+//!
+//! It uses `ftp` (the gateway) and `state`; only the service's lifecycle (`daemon`, `demo`)
+//! uses it, never `ftp`.
 
 mod admission;
 

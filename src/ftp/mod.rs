@@ -9,6 +9,9 @@
 //! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts; `path`: FTP to
 //!   cluster paths; `confine`: `chroot-users` against symlinks that lead out of the home;
 //!   `errors`: cluster failures to FTP replies; `site`: SITE CHMOD and SITE UTIME.
+//!
+//! Run-time state it shares with the accept loop is in [`crate::state`]; it never uses the
+//! accept loop itself.
 
 mod auth;
 mod confine;
