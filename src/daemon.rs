@@ -16,9 +16,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{EXIT_CONFIG, EXIT_OSERR, ServeArgs};
 use crate::config::Config;
-use crate::ftp::Gateway;
+use crate::ftp::{Gateway, LoginMemory};
 use crate::listener::{self, Origin};
-use crate::server::{Activity, Current};
+use crate::state::{InForce, Stats};
 use crate::systemd;
 
 /// How often `STATUS=` is refreshed and the cluster probed.
@@ -75,8 +75,10 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
 /// What a reload needs to know.
 struct Service {
     config_path: Option<PathBuf>,
-    current: Arc<Current>,
-    activity: Arc<Activity>,
+    current: Arc<InForce<Gateway>>,
+    stats: Arc<Stats>,
+    /// Failed logins and the cluster's name, for every gateway built on reload.
+    memory: Arc<LoginMemory>,
     listen: std::net::SocketAddr,
     origin: Origin,
     /// The logging set up at start (it cannot change while running).
@@ -111,20 +113,21 @@ async fn run(
     };
     let handlers = Signals::install();
     let addr = listener.local_addr().unwrap_or(ftp.listen);
-    let activity = Arc::new(Activity::default());
-    let current = match config.as_ref().map(|c| gateway(c, &activity)) {
-        Ok(Ok(g)) => Current::new(g),
+    let stats = Arc::new(Stats::default());
+    let memory = Arc::new(LoginMemory::default());
+    let current = match config.as_ref().map(|c| gateway(c, &stats, &memory)) {
+        Ok(Ok(g)) => InForce::new(g),
         Ok(Err(e)) if origin == Origin::Bound => {
             tracing::error!(error = %e, "invalid configuration");
             return ExitCode::from(EXIT_CONFIG);
         }
         Ok(Err(e)) => {
             unconfigured(&format!("invalid configuration: {e}"));
-            Current::unconfigured()
+            InForce::unconfigured()
         }
         Err(e) => {
             unconfigured(e);
-            Current::unconfigured()
+            InForce::unconfigured()
         }
     };
     let socket = if origin == Origin::Systemd {
@@ -143,7 +146,8 @@ async fn run(
     let service = Arc::new(Service {
         config_path,
         current: Arc::new(current),
-        activity: activity.clone(),
+        stats: stats.clone(),
+        memory,
         listen: ftp.listen,
         origin,
         log: config.as_ref().map(|c| c.log.clone()).unwrap_or_default(),
@@ -155,9 +159,9 @@ async fn run(
     }
     let status = tokio::spawn(report_status(service.clone()));
     let watchdog =
-        systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, activity.clone())));
+        systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, stats.clone())));
     let stop = tokio::spawn(signals(service.clone(), handlers));
-    crate::server::run(listener, service.current.clone(), activity, async move {
+    crate::accept::run(listener, service.current.clone(), stats, async move {
         let _ = stop.await;
     })
     .await;
@@ -186,7 +190,11 @@ fn ftps_mode(config: &Config) -> &'static str {
 }
 
 /// The gateway of a configuration, with the warnings it deserves.
-fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::ftp::GatewayError> {
+fn gateway(
+    config: &Config,
+    stats: &Arc<Stats>,
+    memory: &Arc<LoginMemory>,
+) -> Result<Gateway, crate::ftp::GatewayError> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -202,7 +210,7 @@ fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::
     if let Some(short) = crate::descriptors::shortfall(limits, max) {
         tracing::warn!("{short}");
     }
-    Gateway::new(config, activity.clone())
+    Gateway::new(config, stats.clone(), memory.clone())
 }
 
 /// The signals the service handles, installed before it says it is ready: a SIGHUP that came
@@ -247,7 +255,7 @@ async fn signals(service: Arc<Service>, handlers: Option<Signals>) {
             _ = int.recv() => break,
         }
     }
-    let sessions = service.activity.sessions.load(Ordering::Relaxed);
+    let sessions = service.stats.sessions.load(Ordering::Relaxed);
     tracing::info!(
         sessions,
         "stopping: no new sessions; running transfers may finish"
@@ -262,7 +270,7 @@ fn reload(service: &Service) {
     let result = Config::load(service.config_path.as_deref())
         .map_err(|e| e.to_string())
         .and_then(|c| {
-            gateway(&c, &service.activity)
+            gateway(&c, &service.stats, &service.memory)
                 .map(|g| (c, g))
                 .map_err(|e| e.to_string())
         });
@@ -317,8 +325,8 @@ async fn report_status(service: Arc<Service>) {
         }
         answered = Some(probe.is_ok());
         let (sessions, transfers) = (
-            service.activity.sessions.load(Ordering::Relaxed),
-            service.activity.transfers.load(Ordering::Relaxed),
+            service.stats.sessions.load(Ordering::Relaxed),
+            service.stats.transfers.load(Ordering::Relaxed),
         );
         systemd::status(&format!(
             "{sessions} session(s), {transfers} transfer(s); {cluster}"
@@ -328,12 +336,12 @@ async fn report_status(service: Arc<Service>) {
 
 /// Pings the watchdog while the accept loop keeps running: a stalled loop or runtime stops
 /// the pings and systemd restarts the service.
-async fn watchdog(every: Duration, activity: Arc<Activity>) {
+async fn watchdog(every: Duration, stats: Arc<Stats>) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let quiet = activity.since_heartbeat();
-        if quiet <= crate::server::HEARTBEAT * 4 {
+        let quiet = stats.since_heartbeat();
+        if quiet <= crate::state::HEARTBEAT * 4 {
             systemd::watchdog();
         } else {
             tracing::error!(

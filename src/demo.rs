@@ -87,9 +87,9 @@ pub async fn run(
             ))
         },
     };
-    let activity = Arc::new(crate::server::Activity::default());
-    let gateway =
-        Gateway::new(&config, activity.clone()).map_err(|e| DemoError::Gateway(e.to_string()))?;
+    let stats = Arc::new(crate::state::Stats::default());
+    let gateway = Gateway::new(&config, stats.clone(), Arc::default())
+        .map_err(|e| DemoError::Gateway(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(opts.ftp_listen)
         .await
         .map_err(|e| DemoError::Io(format!("cannot listen on {}: {e}", opts.ftp_listen)))?;
@@ -106,8 +106,8 @@ pub async fn run(
     println!(
         "  try: curl ftp://{user}:{password}@{addr}/  or  curl -T file ftp://{user}:{password}@{addr}/home/{user}/"
     );
-    let current = Arc::new(crate::server::Current::new(gateway));
-    crate::server::run(listener, current, activity, shutdown).await;
+    let live = Arc::new(crate::state::InForce::new(gateway));
+    crate::accept::run(listener, live, stats, shutdown).await;
     sim.shutdown().await;
     let _ = std::fs::remove_file(&cert);
     Ok(())

@@ -8,7 +8,8 @@
 //! - [`daemon`]: the service lifecycle: socket, readiness, reload, drain.
 //! - [`config`]: layered, strictly typed configuration.
 //! - [`ftp`]: the libunftp storage back-end and authenticator over the Qumulo client.
-//! - [`server`]: the accept loop, one libunftp server per connection.
+//! - [`accept`]: the accept loop, one libunftp server per connection; who is let in.
+//! - [`state`]: run-time state shared by the accept loop, the sessions and the lifecycle.
 //! - [`descriptors`]: the open-file limit against `max-connections`.
 //! - [`demo`]: `qftpd demo`, the simulator and the gateway together on loopback.
 //! - [`listener`]: the control socket from systemd (by name) or bound from the config.
@@ -18,6 +19,7 @@
 //! - [`sim`]: a faithful Qumulo REST API simulator backed by a real directory, used by tests,
 //!   benchmarks and `qftpd demo`. It shares no types with the production client.
 
+pub mod accept;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -27,6 +29,6 @@ pub mod ftp;
 pub mod listener;
 pub mod logging;
 pub mod qumulo;
-pub mod server;
 pub mod sim;
+pub mod state;
 pub mod systemd;

@@ -1,27 +1,25 @@
 //! FTP login as a Qumulo login. The authenticator logs in on the cluster and leaves the new
-//! session in a slot that the user-detail provider of the same connection takes it from
+//! session in a hand-off that the user-detail provider of the same connection takes it from
 //! (libunftp passes only the user name between the two). One pair is built per connection.
-//!
-//! The 230 reply names the cluster for every user, though only users who may read the
-//! cluster settings (administrators) can read its name: [`Welcome`] learns it once, with the
-//! gateway's own access token when it has one, else from such a user's login, and keeps it
-//! in the [`ClusterName`] shared by every gateway of the cluster (it survives a reload).
+//! The 230 text comes from [`Welcome`]; every text a client sees is in [`super::errors`].
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use unftp_core::auth::{
     AuthenticationError, Authenticator, Credentials, Principal, UserDetailError, UserDetailProvider,
 };
 
-use super::guard::Refusal;
+use super::errors::{LOGIN_NOT_CHECKED, LOGIN_WHO_UNKNOWN, login_no_home, login_refused};
+use super::logins::LoginRefusal;
 use super::user::User;
+use super::welcome::Welcome;
 use crate::config::FailedLoginsConfig;
-use crate::qumulo::{Client, Error, ErrorKind, Session};
+use crate::qumulo::{Client, ErrorKind, Session};
 
-/// Where the authenticator leaves the user for the provider.
-pub type Slot = Arc<Mutex<Option<User>>>;
+/// Where the authenticator leaves the user it logged in for the provider to take.
+pub type Handoff = Arc<Mutex<Option<User>>>;
 
 /// Whether a connection's login succeeded, for the accept loop's backstop of the login
 /// deadline.
@@ -43,9 +41,9 @@ pub struct QumuloAuthenticator {
     /// Confine users to their home directories.
     pub chroot: bool,
     /// Filled on success.
-    pub slot: Slot,
+    pub handoff: Handoff,
     /// Failed logins of every connection.
-    pub activity: Arc<crate::server::Activity>,
+    pub memory: Arc<super::LoginMemory>,
     /// When failed logins delay, slow and ban.
     pub limits: FailedLoginsConfig,
     /// The 230 text.
@@ -68,28 +66,21 @@ impl Authenticator for QumuloAuthenticator {
         // Counts against the address until the cluster answers; waits when the user name is
         // under attack.
         let attempt = match self
-            .activity
-            .logins
+            .memory
+            .failed
             .begin(client_ip, username, &self.limits)
             .await
         {
             Ok(attempt) => attempt,
             Err(refusal) => {
-                let (reason, reply) = match refusal {
-                    Refusal::Banned => (
-                        "banned after too many failed logins from the address",
-                        "Too many failed logins from your address; try again later",
-                    ),
-                    Refusal::AddressBusy => (
-                        "too many logins at once from the address",
-                        "Too many logins at once from your address; try again later",
-                    ),
-                    Refusal::UserBusy => (
-                        "too many logins for this user name from addresses that have been failing",
-                        "Too many login attempts for this user name; try again later",
-                    ),
+                let reason = match refusal {
+                    LoginRefusal::Banned => "banned after too many failed logins from the address",
+                    LoginRefusal::AddressBusy => "too many logins at once from the address",
+                    LoginRefusal::UserBusy => {
+                        "too many logins for this user name from addresses that have been failing"
+                    }
                 };
-                if refusal == Refusal::AddressBusy {
+                if refusal == LoginRefusal::AddressBusy {
                     tracing::warn!(user = username, client = %client_ip, "login refused without asking the cluster: {reason}");
                 } else {
                     // The ban, or the slowing of the user name, was logged when it began; a
@@ -98,25 +89,27 @@ impl Authenticator for QumuloAuthenticator {
                 }
                 // 421 (RFC 959: service not available, closing control connection): this
                 // connection cannot log in now, and a client may try again later.
-                return Err(AuthenticationError::Unavailable(reply.to_string()));
+                return Err(AuthenticationError::Unavailable(
+                    login_refused(refusal).to_string(),
+                ));
             }
         };
         let session = match self.client.login(username, password).await {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::BadCredentials => {
-                let failure = attempt.failed();
+                let penalty = attempt.failed();
                 tracing::warn!(user = username, client = %client_ip, "login failed: wrong user name or password");
-                if failure.banned {
+                if penalty.banned {
                     tracing::warn!(user = username, client = %client_ip, ban_secs = self.limits.ban_time, "address banned after too many failed logins");
                 }
-                if failure.user_slowed {
+                if penalty.user_slowed {
                     tracing::warn!(
                         user = username,
                         failures = self.limits.max_per_user,
                         "logins for this user name are slowed from now on: too many failed logins from any address; each waits up to 8 s, and addresses that have been failing take turns (421 when the turn is over a minute away)"
                     );
                 }
-                tokio::time::sleep(failure.delay).await;
+                tokio::time::sleep(penalty.delay).await;
                 return Err(AuthenticationError::BadPassword);
             }
             Err(e) => {
@@ -124,15 +117,14 @@ impl Authenticator for QumuloAuthenticator {
                 drop(attempt);
                 tracing::error!(user = username, client = %client_ip, error = %e, "login could not be checked: cluster failure");
                 return Err(AuthenticationError::Unavailable(
-                    "Login failed: the Qumulo cluster cannot be reached; try again later"
-                        .to_string(),
+                    LOGIN_NOT_CHECKED.to_string(),
                 ));
             }
         };
         attempt.succeeded();
         let user = self.user(username, session, client_ip).await?;
         tracing::info!(user = username, client = %client_ip, root = %user.root, "login");
-        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(user);
+        *self.handoff.lock().unwrap_or_else(|p| p.into_inner()) = Some(user);
         self.logged_in
             .0
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -153,10 +145,7 @@ impl QumuloAuthenticator {
         let (me, welcome) = tokio::join!(session.who_am_i(), self.welcome.text(&session));
         let me = me.map_err(|e| {
             tracing::error!(user = username, client = %client_ip, error = %e, "who-am-i failed after login");
-            AuthenticationError::Unavailable(
-                "Login failed: the Qumulo cluster did not say who the user is; try again later"
-                    .to_string(),
-            )
+            AuthenticationError::Unavailable(LOGIN_WHO_UNKNOWN.to_string())
         })?;
         let root = if self.chroot {
             match me
@@ -169,9 +158,7 @@ impl QumuloAuthenticator {
                 Some(home) => home.trim_end_matches('/').to_string(),
                 None => {
                     tracing::warn!(user = username, client = %client_ip, "login refused: no home directory to confine the user to");
-                    return Err(AuthenticationError::new(format!(
-                        "Login refused: {username} has no home directory on the cluster (ftp.chroot-users is on)"
-                    )));
+                    return Err(AuthenticationError::new(login_no_home(username)));
                 }
             }
         } else {
@@ -193,7 +180,7 @@ impl QumuloAuthenticator {
 #[derive(Debug)]
 pub struct SessionProvider {
     /// Shared with the authenticator of the same connection.
-    pub slot: Slot,
+    pub handoff: Handoff,
 }
 
 #[async_trait]
@@ -201,230 +188,12 @@ impl UserDetailProvider for SessionProvider {
     type User = User;
 
     async fn provide_user_detail(&self, principal: &Principal) -> Result<User, UserDetailError> {
-        self.slot
+        self.handoff
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or_else(|| UserDetailError::UserNotFound {
                 username: principal.username.clone(),
             })
-    }
-}
-
-/// The cluster's name and version, as the 230 reply names them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Named {
-    cluster: String,
-    version: String,
-}
-
-impl Named {
-    fn welcome(&self) -> String {
-        format!("Welcome to qftpd on {} ({})", self.cluster, self.version)
-    }
-}
-
-/// What is known of one cluster's name, shared by every session of the gateways of that
-/// cluster.
-#[derive(Debug)]
-pub struct ClusterName {
-    /// The cluster's node URLs, sorted: the same set is the same cluster.
-    urls: Vec<url::Url>,
-    known: RwLock<Option<Named>>,
-    /// Held while the name is read with the access token, so that logins waiting for it
-    /// find it read once rather than each reading it.
-    learning: tokio::sync::Mutex<()>,
-}
-
-impl ClusterName {
-    fn get(&self) -> Option<Named> {
-        self.known.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Keeps `named`; says so when it is new or changed.
-    fn set(&self, named: Named, from: &str) {
-        let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
-        if known.as_ref() != Some(&named) {
-            tracing::info!(cluster = %named.cluster, version = %named.version, from, "the cluster's name, for the 230 reply");
-            *known = Some(named);
-        }
-    }
-}
-
-/// The process's knowledge of cluster names, kept across reloads: a gateway built for the same
-/// nodes as the one before finds the name already known.
-#[derive(Debug, Default)]
-pub struct ClusterNames(Mutex<Option<Arc<ClusterName>>>);
-
-impl ClusterNames {
-    /// The name of the cluster at `urls`: the one known so far when it is the same cluster,
-    /// else a new, unknown one (which replaces it).
-    pub fn of(&self, urls: &[url::Url]) -> Arc<ClusterName> {
-        let mut sorted = urls.to_vec();
-        sorted.sort();
-        sorted.dedup();
-        let mut current = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match current.as_ref() {
-            Some(name) if name.urls == sorted => name.clone(),
-            _ => {
-                let name = Arc::new(ClusterName {
-                    urls: sorted,
-                    known: RwLock::new(None),
-                    learning: tokio::sync::Mutex::new(()),
-                });
-                *current = Some(name.clone());
-                name
-            }
-        }
-    }
-}
-
-/// A gateway's way to its users' 230 text.
-#[derive(Debug)]
-pub struct Welcome {
-    name: Arc<ClusterName>,
-    client: Client,
-    /// The session of the gateway's access token (`qumulo.access-token`); `None` without one
-    /// and once the cluster refused it.
-    token: Mutex<Option<Arc<Session>>>,
-}
-
-/// How a failed read of the name is logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Occasion {
-    /// At start or reload: a failure is worth a warning.
-    Start,
-    /// At a login, while the name is not known yet: the start already warned.
-    Login,
-}
-
-impl Welcome {
-    /// The welcome of a gateway of `client`'s cluster, whose name is (or will be) kept in
-    /// `name`; `access_token` is the gateway's own token, if configured.
-    pub fn new(name: Arc<ClusterName>, client: Client, access_token: Option<String>) -> Self {
-        let token =
-            access_token.map(|t| Arc::new(client.access_token_session("qumulo.access-token", t)));
-        Self {
-            name,
-            client,
-            token: Mutex::new(token),
-        }
-    }
-
-    /// Whether the gateway has an access token (not refused so far).
-    pub fn has_token(&self) -> bool {
-        self.session().is_some()
-    }
-
-    /// At start and at reload: reads the name with the access token, even when it is known
-    /// (the cluster may have been renamed). Without a token, the name known stays.
-    pub async fn refresh(&self) {
-        self.learn_with_token(Occasion::Start).await;
-    }
-
-    /// The 230 text of a user logged in with `session`. Reads nothing when the name is known;
-    /// otherwise reads it with the access token, or else with the user's own session (which
-    /// teaches it to every later login when the user may read it).
-    pub async fn text(&self, session: &Session) -> String {
-        if let Some(named) = self.name.get() {
-            return named.welcome();
-        }
-        if let Some(named) = self.learn_with_token(Occasion::Login).await {
-            return named.welcome();
-        }
-        let (settings, version) = tokio::join!(session.cluster_settings(), session.version());
-        match (settings, version) {
-            (Ok(s), Ok(v)) => {
-                let named = Named {
-                    cluster: s.cluster_name,
-                    version: v.revision_id,
-                };
-                self.name.set(named.clone(), session.username());
-                named.welcome()
-            }
-            (Err(_), Ok(v)) => format!("Welcome to qftpd ({})", v.revision_id),
-            (_, Err(_)) => "Welcome to qftpd".to_string(),
-        }
-    }
-
-    fn session(&self) -> Option<Arc<Session>> {
-        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Reads the name with the access token (one read at a time; at a login, none when
-    /// another read found it meanwhile). `None` without a token or when the read failed.
-    async fn learn_with_token(&self, occasion: Occasion) -> Option<Named> {
-        self.session()?;
-        let _one_at_a_time = self.name.learning.lock().await;
-        if occasion == Occasion::Login
-            && let Some(named) = self.name.get()
-        {
-            return Some(named);
-        }
-        // Refused while this waited?
-        let session = self.session()?;
-        let (settings, version) = tokio::join!(session.cluster_settings(), self.client.version());
-        match (settings, version) {
-            (Ok(s), Ok(v)) => {
-                let named = Named {
-                    cluster: s.cluster_name,
-                    version: v.revision_id,
-                };
-                self.name.set(named.clone(), "qumulo.access-token");
-                Some(named)
-            }
-            (Err(e), _) if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Denied) => {
-                self.refused(&e);
-                None
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                if occasion == Occasion::Start {
-                    tracing::warn!(error = %e, "cannot read the cluster's name with qumulo.access-token yet; trying again at the next login");
-                } else {
-                    tracing::debug!(error = %e, "cannot read the cluster's name with qumulo.access-token");
-                }
-                None
-            }
-        }
-    }
-
-    /// Drops a token the cluster refused, saying why once.
-    fn refused(&self, e: &Error) {
-        let dropped = self.token.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if dropped.is_some() {
-            let known = self.name.get().is_some();
-            tracing::warn!(error = %e, "the cluster refused qumulo.access-token: going on without it ({})",
-                if known { "the cluster's name known so far stays" } else { "the cluster's name is learnt from the login of a user who may read it" });
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_same_nodes_in_any_order_are_the_same_cluster() {
-        let url = |s: &str| url::Url::parse(s).unwrap();
-        let (a, b, c) = (
-            url("https://a:8000"),
-            url("https://b:8000"),
-            url("https://c:8000"),
-        );
-        let names = ClusterNames::default();
-        let first = names.of(&[a.clone(), b.clone()]);
-        first.set(
-            Named {
-                cluster: "x".into(),
-                version: "v".into(),
-            },
-            "test",
-        );
-        let again = names.of(&[b.clone(), a.clone(), b.clone()]);
-        assert!(Arc::ptr_eq(&first, &again));
-        assert_eq!(again.get().unwrap().welcome(), "Welcome to qftpd on x (v)");
-        let other = names.of(&[a, c]);
-        assert!(other.get().is_none(), "another cluster starts unnamed");
-        assert!(!Arc::ptr_eq(&names.of(&[b]), &first));
     }
 }

@@ -131,6 +131,40 @@ pub fn aborted(path: &Path, why: Abort) -> FtpError {
     failure(abort_kind(why), path, why.to_string())
 }
 
+// Logins: the texts of the replies to USER and PASS that the gateway writes itself.
+
+/// The 421 text of a login refused without asking the cluster (the client may try later).
+pub fn login_refused(why: super::logins::LoginRefusal) -> &'static str {
+    use super::logins::LoginRefusal as Why;
+    match why {
+        Why::Banned => "Too many failed logins from your address; try again later",
+        Why::AddressBusy => "Too many logins at once from your address; try again later",
+        Why::UserBusy => "Too many login attempts for this user name; try again later",
+    }
+}
+
+/// The 421 text of a login the cluster could not check.
+pub const LOGIN_NOT_CHECKED: &str =
+    "Login failed: the Qumulo cluster cannot be reached; try again later";
+
+/// The 421 text of a login the cluster accepted without saying who the user is.
+pub const LOGIN_WHO_UNKNOWN: &str =
+    "Login failed: the Qumulo cluster did not say who the user is; try again later";
+
+/// The 530 text of a login refused because `chroot-users` has no home to confine `user` to.
+pub fn login_no_home(user: &str) -> String {
+    format!("Login refused: {user} has no home directory on the cluster (ftp.chroot-users is on)")
+}
+
+/// The 230 text: names the cluster and its version when they are known.
+pub fn welcome(cluster: Option<&str>, version: Option<&str>) -> String {
+    match (cluster, version) {
+        (Some(cluster), Some(version)) => format!("Welcome to qftpd on {cluster} ({version})"),
+        (None, Some(version)) => format!("Welcome to qftpd ({version})"),
+        (_, None) => "Welcome to qftpd".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,7 +168,7 @@ impl ControlProbe {
             qumulo: QumuloConfig::new(NodeUrls::one(sim.url().parse()?)),
             log: Default::default(),
         };
-        let gateway = super::Gateway::new(&config, Arc::default())?;
+        let gateway = super::Gateway::new(&config, Arc::default(), Arc::default())?;
         Ok(Self {
             runtime,
             gateway,
@@ -200,7 +200,7 @@ impl ControlProbe {
             let (client, (server, _)) = (client?, server?);
             let session = self
                 .gateway
-                .server(std::future::pending(), None)
+                .session_server(std::future::pending(), None)
                 .map_err(std::io::Error::other)?
                 .0;
             let session = tokio::spawn(session.service(server));

@@ -2,11 +2,16 @@
 //!
 //! - [`Gateway`]: built once from the configuration; makes one libunftp `Server` per
 //!   accepted connection (libunftp cannot take a listening socket, so the accept loop in
-//!   [`crate::server`] is ours).
-//! - `auth`: FTP login as a Qumulo login; `user`: the logged-in user.
+//!   [`crate::accept`] is ours).
+//! - [`LoginMemory`]: what logins leave behind for every gateway of the process.
+//! - `auth`: FTP login as a Qumulo login; `logins`: failed-login bans and slowing; `welcome`:
+//!   the 230 text; `user`: the logged-in user.
 //! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts; `path`: FTP to
 //!   cluster paths; `confine`: `chroot-users` against symlinks that lead out of the home;
 //!   `errors`: cluster failures to FTP replies; `site`: SITE CHMOD and SITE UTIME.
+//!
+//! Run-time state it shares with the accept loop is in [`crate::state`]; it never uses the
+//! accept loop itself.
 
 mod auth;
 mod confine;
@@ -14,8 +19,8 @@ mod control;
 mod errors;
 #[doc(hidden)]
 pub mod fuzzing;
-mod guard;
 mod listing;
+mod logins;
 mod path;
 mod site;
 mod stall;
@@ -23,6 +28,7 @@ mod storage;
 pub mod tls;
 mod upload;
 mod user;
+mod welcome;
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
@@ -33,14 +39,25 @@ use std::time::Duration;
 use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost, SessionPolicy};
 use libunftp::{Server, ServerBuilder, ServerError};
 
-pub use auth::{ClusterNames, LoggedIn};
+pub use auth::LoggedIn;
 pub use control::ControlLink;
-pub use guard::{LoginGuard, address_key};
+pub use logins::{FailedLogins, address_key};
 pub use storage::QumuloStorage;
 pub use user::User;
+pub use welcome::ClusterNames;
 
 use crate::config::{Config, FtpConfig};
 use crate::qumulo::{Client, ClientConfig};
+use crate::state::Stats;
+
+/// What logins leave behind for every gateway of the process, kept across reloads.
+#[derive(Debug, Default)]
+pub struct LoginMemory {
+    /// Failed logins of every connection.
+    pub failed: FailedLogins,
+    /// The cluster's name once learnt, kept across reloads that keep the cluster.
+    pub cluster_names: ClusterNames,
+}
 
 /// A configuration the gateway cannot be built from.
 #[derive(Debug, thiserror::Error)]
@@ -66,15 +83,18 @@ pub struct Gateway {
     /// FTPS, when configured: one rustls configuration for every connection.
     tls: Option<Arc<rustls::ServerConfig>>,
     /// The 230 text, naming the cluster.
-    welcome: Arc<auth::Welcome>,
+    welcome: Arc<welcome::Welcome>,
+    /// Failed logins and the cluster's name, shared with the gateways before and after.
+    memory: Arc<LoginMemory>,
 }
 
 impl Gateway {
     /// Builds the gateway (and its one cluster client) from a configuration; transfers are
-    /// counted in `activity`.
+    /// counted in `stats`, failed logins and the cluster's name kept in `memory`.
     pub fn new(
         config: &Config,
-        activity: Arc<crate::server::Activity>,
+        stats: Arc<Stats>,
+        memory: Arc<LoginMemory>,
     ) -> Result<Self, GatewayError> {
         let q = &config.qumulo;
         let client = Client::new(&ClientConfig {
@@ -89,8 +109,8 @@ impl Gateway {
         let token = q
             .read_access_token()
             .map_err(|e| crate::qumulo::Error::Config(e.to_string()))?;
-        let name = activity.cluster_names.of(client.urls());
-        let welcome = Arc::new(auth::Welcome::new(name, client.clone(), token));
+        let name = memory.cluster_names.of(client.urls());
+        let welcome = Arc::new(welcome::Welcome::new(name, client.clone(), token));
         // The name is read at start and at every reload; a cluster that does not answer yet
         // delays nothing (the first login tries again).
         if welcome.has_token()
@@ -117,13 +137,14 @@ impl Gateway {
             shared: Arc::new(storage::Shared {
                 timezone: config.ftp.timezone,
                 names: listing::NameCache::default(),
-                activity,
+                activity: stats,
                 atomic_uploads: config.ftp.atomic_uploads,
                 data_timeout: Duration::from_secs(config.ftp.data_timeout),
             }),
             ftp: config.ftp.clone(),
             tls,
             welcome,
+            memory,
             // libunftp wants a 'static greeting; one small string per loaded configuration.
             greeting: Box::leak(config.ftp.greeting.clone().into_boxed_str()),
             passive_ports: config.ftp.passive_ports.clone(),
@@ -140,6 +161,11 @@ impl Gateway {
     /// Control connections at most: in all, and from one address.
     pub fn connection_limits(&self) -> (usize, usize) {
         (self.ftp.max_connections, self.ftp.max_connections_per_ip)
+    }
+
+    /// Whether connections from `ip` are refused outright (banned after failed logins).
+    pub fn address_banned(&self, ip: std::net::IpAddr) -> bool {
+        self.memory.failed.address_banned(ip)
     }
 
     /// How long running transfers may take to finish when the service stops.
@@ -159,24 +185,24 @@ impl Gateway {
 
     /// A libunftp server for one connection (`control` is a second handle on it, see
     /// [`ControlLink`]); the session ends (after a transfer in progress) when `stop` completes.
-    pub fn server(
+    pub fn session_server(
         &self,
         stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
         control: Option<ControlLink>,
     ) -> Result<(Server<QumuloStorage, User>, LoggedIn), ServerError> {
-        let slot = auth::Slot::default();
+        let handoff = auth::Handoff::default();
         let logged_in = LoggedIn::default();
         let shared = self.shared.clone();
         let authenticator = auth::QumuloAuthenticator {
             client: self.client.clone(),
             chroot: self.chroot,
-            slot: slot.clone(),
-            activity: self.shared.activity.clone(),
+            handoff: handoff.clone(),
+            memory: self.memory.clone(),
             limits: self.ftp.failed_logins.clone(),
             welcome: self.welcome.clone(),
             logged_in: logged_in.clone(),
         };
-        let provider = Arc::new(auth::SessionProvider { slot });
+        let provider = Arc::new(auth::SessionProvider { handoff });
         let mut builder = ServerBuilder::with_user_detail_provider(
             Box::new(move || QumuloStorage::new(shared.clone(), control.clone())),
             provider,

@@ -49,7 +49,7 @@ pub struct Shared {
     /// Owner and group names.
     pub names: NameCache,
     /// Transfers in progress are counted here.
-    pub activity: Arc<crate::server::Activity>,
+    pub activity: Arc<crate::state::Stats>,
     /// STOR writes to a hidden temporary file and renames it over the target once complete,
     /// so a failed upload leaves the previous file intact (`ftp.atomic-uploads`).
     pub atomic_uploads: bool,
@@ -440,7 +440,7 @@ pub(super) fn reason(e: &FtpError) -> String {
 /// One data transfer: counted while it runs, logged as one event when it ends (like an
 /// xferlog line: user, path, direction, offset, bytes, duration, result).
 struct Transfer<'a> {
-    activity: &'a crate::server::Activity,
+    activity: &'a crate::state::Stats,
     user: &'a str,
     client: std::net::IpAddr,
     path: &'a Path,

@@ -14,13 +14,14 @@
 //! - [`faults`]: latency, 5xx, dropped connections, outage.
 //! - `nodes`: the cluster's nodes, each on its own address over the same state, which tests
 //!   can take down (listener closed, connections reset) and bring back up on the same port.
-//! - `routes`: the HTTP endpoints; `server`: a node's accept loop; [`tls`]: certificates.
+//! - `routes`: the HTTP endpoints; `node_http`: a node's HTTP(S) accept loop; [`tls`]:
+//!   certificates.
 
 pub mod error;
 pub mod faults;
+mod node_http;
 mod nodes;
 mod routes;
-mod server;
 pub mod store;
 pub mod tls;
 pub mod users;
@@ -180,7 +181,7 @@ impl SimHandle {
     }
 
     /// Stops every node (listeners closed, open connections reset) and waits for their
-    /// server tasks.
+    /// HTTP tasks.
     pub async fn shutdown(self) {
         self.nodes.shutdown().await;
     }
@@ -235,7 +236,7 @@ pub async fn start_nodes(cfg: SimConfig, nodes: usize) -> Result<SimHandle, SimE
             cluster_name: cfg.cluster_name.clone(),
             nodes: weak.clone(),
         });
-        let serving = Arc::new(server::Serving {
+        let serving = Arc::new(node_http::Serving {
             app: routes::router(cluster),
             tls,
             faults: faults.clone(),

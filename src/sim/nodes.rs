@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::server::{self, Life, Origin, Serving};
+use super::node_http::{self, Life, Origin, Serving};
 
 /// How long bringing a node up retries while its port is still taken.
 const REBIND_DEADLINE: Duration = Duration::from_secs(2);
@@ -242,7 +242,7 @@ fn spawn_life(
         down: down.clone(),
     });
     let (closed_tx, closed) = oneshot::channel();
-    let task = tokio::spawn(server::serve(listener, serving.clone(), life, closed_tx));
+    let task = tokio::spawn(node_http::serve(listener, serving.clone(), life, closed_tx));
     Running { down, closed, task }
 }
 

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::{JsonBody, P, State};
 use crate::sim::error::{ApiError, ApiResult, ErrorClass};
 use crate::sim::faults::{FaultPatch, FaultSettings};
+use crate::sim::node_http::Origin;
 use crate::sim::nodes::{NodeError, NodeStatus, Nodes};
-use crate::sim::server::Origin;
 
 pub(super) async fn get_faults(state: State) -> Json<FaultSettings> {
     Json(state.faults.get())

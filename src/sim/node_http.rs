@@ -1,4 +1,4 @@
-//! The simulator's HTTP(S) server: one accept loop per node, TLS, and hyper connections, so that
+//! The HTTP(S) side of a simulated node: one accept loop per node, TLS, and hyper connections, so that
 //! a fault can close a connection without an answer, and a node can die as a machine would: its
 //! listener closes and every one of its connections is reset, even in the middle of a body.
 

@@ -1,0 +1,173 @@
+//! The accept loop: every accepted control connection is served by its own libunftp server,
+//! built from the gateway in force when it was accepted (a reload swaps the gateway; open
+//! sessions keep theirs). The caller injects the listener and the stop signal, so tests use
+//! port 0 and production a socket from systemd.
+//!
+//! On stop the loop stops accepting and tells every session to end: idle ones get 421 at
+//! once, ones with a transfer in progress when it completes. Sessions still open after the
+//! grace period are closed.
+//!
+//! It uses `ftp` (the gateway) and `state`; only the service's lifecycle (`daemon`, `demo`)
+//! uses it, never `ftp`.
+
+mod admission;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::ftp::Gateway;
+use crate::state::{HEARTBEAT, InForce, Stats};
+use admission::{Admission, Refusal, turn_away};
+
+/// When the accept loop shuts down a connection that has not logged in: a little after the
+/// session's own login deadline (`login`), which a session answers itself unless it is stuck.
+fn login_backstop(login: Duration) -> Duration {
+    login + login.min(Duration::from_secs(10))
+}
+
+/// Serves FTP on `listener` until `shutdown` completes, then drains the sessions for at most
+/// the `shutdown-grace` of the configuration in force then (a reload may have changed it).
+pub async fn run(
+    listener: TcpListener,
+    live: Arc<InForce<Gateway>>,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let admission = Arc::new(Admission::new(stats.clone()));
+    let mut sessions = JoinSet::new();
+    let stop = CancellationToken::new();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut accept_failed: Option<Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            _ = heartbeat.tick() => {
+                stats.beat();
+                continue;
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning, and
+                    // say so once per burst, not ten times a second.
+                    let now = Instant::now();
+                    if accept_failed.is_none_or(|last| now - last > Duration::from_secs(10)) {
+                        tracing::error!(
+                            error = %e,
+                            sessions = stats.sessions.load(Ordering::Relaxed),
+                            "accept failed; new connections wait in the listen queue"
+                        );
+                    }
+                    accept_failed = Some(now);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(gateway) = live.get() else {
+            tracing::debug!(%peer, "connection refused: no valid configuration");
+            turn_away(&mut sessions, stream, Refusal::Unconfigured);
+            continue;
+        };
+        let ip = peer.ip().to_canonical();
+        let (max, per_ip) = gateway.connection_limits();
+        let permit = if gateway.address_banned(ip) {
+            Err(Refusal::Banned)
+        } else {
+            admission.admit(ip, max, per_ip)
+        };
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                // The ban itself was logged when it began: a banned client's every new
+                // connection is not worth a line each.
+                if matches!(refusal, Refusal::Banned) {
+                    tracing::debug!(%peer, ?refusal, "connection refused");
+                } else {
+                    tracing::warn!(%peer, ?refusal, "connection refused");
+                }
+                turn_away(&mut sessions, stream, refusal);
+                continue;
+            }
+        };
+        let control = crate::ftp::ControlLink::new(&stream)
+            .inspect_err(
+                |e| tracing::warn!(%peer, error = %e, "cannot watch the control connection"),
+            )
+            .ok();
+        let (server, logged_in) =
+            match gateway.session_server(stop.clone().cancelled_owned(), control.clone()) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::error!(error = %e, %peer, "cannot serve the connection");
+                    continue;
+                }
+            };
+        tracing::debug!(%peer, "connection");
+        let backstop = login_backstop(gateway.login_timeout());
+        sessions.spawn(async move {
+            let serve = server.service(stream);
+            tokio::pin!(serve);
+            let served = tokio::select! {
+                served = &mut serve => served,
+                () = tokio::time::sleep(backstop) => {
+                    // The session enforces the login deadline itself (421, then close), unless
+                    // it is stuck writing replies its client does not read: shut the connection
+                    // down under it.
+                    if !logged_in.get() && let Some(control) = &control {
+                        tracing::info!(%peer, "closing a connection that did not log in in time and does not read its replies");
+                        control.close();
+                    }
+                    serve.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::warn!(%peer, error = %e, "session ended with an error");
+            }
+            if let Some(control) = control {
+                control.close();
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    let grace = live.get().map_or_else(
+        || Duration::from_secs(crate::config::FtpConfig::default().shutdown_grace),
+        |gateway| gateway.shutdown_grace(),
+    );
+    let open = sessions.len();
+    if open > 0 {
+        tracing::info!(
+            sessions = open,
+            grace_secs = grace.as_secs(),
+            "stopping: waiting for sessions to end"
+        );
+    }
+    // The loop still runs while it drains: the watchdog keeps being pinged (systemd's
+    // TimeoutStopSec= bounds the stop, not the watchdog).
+    let drained = tokio::time::timeout(grace, async {
+        loop {
+            tokio::select! {
+                joined = sessions.join_next() => if joined.is_none() { break },
+                _ = heartbeat.tick() => stats.beat(),
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            sessions = sessions.len(),
+            "stopping: grace period over, closing the sessions still open"
+        );
+        sessions.shutdown().await;
+    }
+}
