@@ -1,4 +1,4 @@
-//! The command line: subcommands, their options, and exit codes (sysexits).
+//! The command line: subcommands, their options, and what each exits with ([`crate::exit`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,13 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::exit;
 use crate::sim::{self, SimConfig, Transport, UserSpec, faults::FaultSettings};
-
-/// Exit code for an invalid configuration (sysexits `EX_CONFIG`).
-pub const EXIT_CONFIG: u8 = 78;
-/// Exit code for a failure of the operating system, such as a port that cannot be bound
-/// (sysexits `EX_OSERR`).
-pub const EXIT_OSERR: u8 = 71;
 
 /// qftpd: an FTP/FTPS gateway to the file system of a Qumulo cluster.
 #[derive(Debug, Parser)]
@@ -203,8 +198,8 @@ impl SimArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None => crate::daemon::serve(&cli.serve),
-        Some(Command::Serve(args)) => crate::daemon::serve(&args),
+        None => crate::daemon::serve(cli.serve.config.as_deref()),
+        Some(Command::Serve(args)) => crate::daemon::serve(args.config.as_deref()),
         Some(Command::CheckConfig(args)) => crate::config::check_command(args.config.as_deref()),
         Some(Command::Demo(args)) => with_runtime(|| run_demo(args)),
         Some(Command::Sim(args)) => with_runtime(|| run_sim(*args)),
@@ -219,7 +214,7 @@ fn print_man() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("qftpd man: {e}");
-            ExitCode::from(EXIT_OSERR)
+            ExitCode::from(exit::OSERR)
         }
     }
 }
@@ -231,7 +226,7 @@ fn with_runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F
         Ok(rt) => rt.block_on(f()),
         Err(e) => {
             eprintln!("qftpd: cannot start the async runtime: {e}");
-            ExitCode::from(EXIT_OSERR)
+            ExitCode::from(exit::OSERR)
         }
     }
 }
@@ -245,7 +240,7 @@ async fn run_demo(args: DemoArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("qftpd demo: {e}");
-            ExitCode::from(EXIT_OSERR)
+            ExitCode::from(exit::OSERR)
         }
     }
 }
@@ -255,25 +250,25 @@ async fn run_sim(args: SimArgs) -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("qftpd sim: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     let handle = match sim::start_nodes(cfg, usize::from(args.nodes)).await {
         Ok(h) => h,
         Err(e @ sim::SimError::Bind { .. }) => {
             eprintln!("qftpd sim: {e}");
-            return ExitCode::from(EXIT_OSERR);
+            return ExitCode::from(exit::OSERR);
         }
         Err(e) => {
             eprintln!("qftpd sim: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     if let (Some(path), Some(pem)) = (&args.cert_out, handle.cert_pem())
         && let Err(e) = std::fs::write(path, pem)
     {
         eprintln!("qftpd sim: --cert-out {}: {e}", path.display());
-        return ExitCode::from(EXIT_OSERR);
+        return ExitCode::from(exit::OSERR);
     }
     for url in handle.urls() {
         println!("qftpd sim listening on {url}");

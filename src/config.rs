@@ -687,7 +687,7 @@ pub fn check_command(file: Option<&Path>) -> std::process::ExitCode {
                 "qftpd: invalid configuration ({}): {e}",
                 describe_source(file)
             );
-            return std::process::ExitCode::from(crate::cli::EXIT_CONFIG);
+            return std::process::ExitCode::from(crate::exit::CONFIG);
         }
     };
     for warning in config.warnings() {
@@ -708,7 +708,7 @@ pub fn check_command(file: Option<&Path>) -> std::process::ExitCode {
         }
         Err(e) => {
             eprintln!("qftpd: cannot print the configuration: {e}");
-            std::process::ExitCode::from(crate::cli::EXIT_CONFIG)
+            std::process::ExitCode::from(crate::exit::CONFIG)
         }
     }
 }

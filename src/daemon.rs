@@ -5,7 +5,7 @@
 //! and cleared), `READY=1` is sent only once the socket is held and the configuration is
 //! valid, and `STOPPING=1` as soon as a stop is asked for.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::{EXIT_CONFIG, EXIT_OSERR, ServeArgs};
 use crate::config::Config;
+use crate::exit;
 use crate::ftp::Gateway;
 use crate::listener::{self, Origin};
 use crate::server::{Activity, Current};
@@ -26,31 +26,32 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How long the cluster probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `qftpd serve`: runs the service until stopped; the exit code follows sysexits.
+/// `qftpd serve`: runs the service with the configuration file `config_path` (by default
+/// [`crate::config::DEFAULT_PATH`]) until stopped; the exit code follows sysexits.
 ///
 /// An invalid configuration ends it with 78, except when systemd started it through its
 /// socket: it then stays up, says once in the journal what is wrong and where, answers FTP
 /// clients 421, and takes the fixed configuration at the next reload. (Exiting would make
 /// the socket start it again at once, over and over, until systemd gives up on the socket.)
-pub fn serve(args: &ServeArgs) -> ExitCode {
+pub fn serve(config_path: Option<&Path>) -> ExitCode {
     let inherited = match listener::from_systemd() {
         Ok(l) => l,
         Err(e) => {
             eprintln!("qftpd: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
     };
-    let loaded = Config::load(args.config.as_deref()).map_err(|e| {
+    let loaded = Config::load(config_path).map_err(|e| {
         format!(
             "invalid configuration ({}): {e}",
-            crate::config::describe_source(args.config.as_deref())
+            crate::config::describe_source(config_path)
         )
     });
     let config = match (loaded, inherited.is_some()) {
         (Ok(c), _) => Ok(c),
         (Err(e), false) => {
             eprintln!("qftpd: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
         (Err(e), true) => Err(e),
     };
@@ -66,10 +67,10 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::from(EXIT_OSERR);
+            return ExitCode::from(exit::OSERR);
         }
     };
-    runtime.block_on(run(config, inherited, args.config.clone()))
+    runtime.block_on(run(config, inherited, config_path.map(Path::to_path_buf)))
 }
 
 /// What a reload needs to know.
@@ -98,7 +99,7 @@ async fn run(
             Ok(l) => (l, Origin::Bound),
             Err(e) => {
                 tracing::error!(error = %e, "cannot listen");
-                return ExitCode::from(EXIT_OSERR);
+                return ExitCode::from(exit::OSERR);
             }
         },
     };
@@ -106,7 +107,7 @@ async fn run(
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot use the listening socket");
-            return ExitCode::from(EXIT_OSERR);
+            return ExitCode::from(exit::OSERR);
         }
     };
     let handlers = Signals::install();
@@ -116,7 +117,7 @@ async fn run(
         Ok(Ok(g)) => Current::new(g),
         Ok(Err(e)) if origin == Origin::Bound => {
             tracing::error!(error = %e, "invalid configuration");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
         Ok(Err(e)) => {
             unconfigured(&format!("invalid configuration: {e}"));

@@ -4,7 +4,8 @@
 //! REST API with that user's bearer token, so the cluster enforces permissions.
 //!
 //! # Architecture
-//! - [`cli`]: the command line (`sim`, …); maps failures to sysexits exit codes.
+//! - [`cli`]: the command line (`sim`, …); maps failures to exit codes.
+//! - [`exit`]: the exit codes (sysexits).
 //! - [`daemon`]: the service lifecycle: socket, readiness, reload, drain.
 //! - [`config`]: layered, strictly typed configuration.
 //! - [`ftp`]: the libunftp storage back-end and authenticator over the Qumulo client.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod descriptors;
+pub mod exit;
 pub mod ftp;
 pub mod listener;
 pub mod logging;
