@@ -1,7 +1,7 @@
 //! The command line: subcommands, their options, and what each exits with ([`crate::exit`]).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -200,10 +200,46 @@ pub fn main() -> ExitCode {
     match cli.command {
         None => crate::daemon::serve(cli.serve.config.as_deref()),
         Some(Command::Serve(args)) => crate::daemon::serve(args.config.as_deref()),
-        Some(Command::CheckConfig(args)) => crate::config::check_command(args.config.as_deref()),
+        Some(Command::CheckConfig(args)) => check_config(args.config.as_deref()),
         Some(Command::Demo(args)) => with_runtime(|| run_demo(args)),
         Some(Command::Sim(args)) => with_runtime(|| run_sim(*args)),
         Some(Command::Man) => print_man(),
+    }
+}
+
+/// `qftpd check-config`: prints the effective configuration and exits 0, or names each
+/// problem and exits 78. It refuses what `qftpd serve` refuses ([`crate::daemon::load`]).
+fn check_config(file: Option<&Path>) -> ExitCode {
+    let config = match crate::daemon::load(file) {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            eprintln!(
+                "qftpd: invalid configuration ({}): {e}",
+                crate::config::describe_source(file)
+            );
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    for warning in config.warnings() {
+        eprintln!("qftpd: warning: {warning}");
+    }
+    let limits = crate::descriptors::current();
+    if let Some(short) = crate::descriptors::shortfall(limits, config.ftp.max_connections) {
+        eprintln!(
+            "qftpd: warning: in this shell, {short} (`qftpd serve` raises its soft limit up to \
+             the hard one; the packaged service sets LimitNOFILE=65536)"
+        );
+    }
+    match toml::to_string_pretty(&config) {
+        Ok(text) => {
+            println!("# effective qftpd configuration (defaults, file, QFTPD_* environment)");
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("qftpd: cannot print the configuration: {e}");
+            ExitCode::from(exit::CONFIG)
+        }
     }
 }
 

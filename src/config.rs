@@ -456,7 +456,7 @@ impl Config {
 
     /// What is valid but probably not meant: each a sentence for the journal (at every start
     /// and reload) and for `qftpd check-config`. Problems of the machine rather than of the
-    /// file (the open-file limit) are in [`crate::descriptors`].
+    /// file (the open-file limit) are not the configuration's to say.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         for url in self.qumulo.url.0.iter().filter(|u| u.scheme() == "http") {
@@ -476,6 +476,9 @@ impl Config {
         warnings
     }
 
+    /// Refuses values that are wrong alone or together, and files named that are missing or
+    /// unreadable. What only their users can tell (is the FTPS certificate usable, is
+    /// `log.level` a filter) is checked by them: see `daemon::load`.
     fn validate(&self) -> Result<(), ConfigError> {
         if self.qumulo.accept_invalid_certs && self.qumulo.ca_file.is_some() {
             return Err(ConfigError(
@@ -493,8 +496,6 @@ impl Config {
             )));
         }
         self.qumulo.read_access_token()?;
-        crate::logging::check_filter(&self.log.level)
-            .map_err(|e| ConfigError(format!("log.level: {e}")))?;
         for url in &self.qumulo.url.0 {
             if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
                 return Err(ConfigError(format!(
@@ -557,8 +558,14 @@ impl Config {
                 ));
             }
             (Some(cert), Some(key)) => {
-                crate::ftp::tls::server_config(cert, key, tls.min_version)
-                    .map_err(|e| ConfigError(format!("ftp.tls: {e}")))?;
+                for (name, file) in [("ftp.tls.certificate", cert), ("ftp.tls.key", key)] {
+                    if !file.is_file() {
+                        return Err(ConfigError(format!(
+                            "{name}: {} is not a readable file",
+                            file.display()
+                        )));
+                    }
+                }
             }
             (None, None) => {}
         }
@@ -675,42 +682,6 @@ fn normalize_key(key: &str) -> String {
         .map(|part| part.trim().trim_matches(|c| c == '"' || c == '\''))
         .collect::<Vec<_>>()
         .join(".")
-}
-
-/// `qftpd check-config`: prints the effective configuration and exits 0, or names each
-/// problem and exits 78.
-pub fn check_command(file: Option<&Path>) -> std::process::ExitCode {
-    let config = match Config::load(file) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!(
-                "qftpd: invalid configuration ({}): {e}",
-                describe_source(file)
-            );
-            return std::process::ExitCode::from(crate::exit::CONFIG);
-        }
-    };
-    for warning in config.warnings() {
-        eprintln!("qftpd: warning: {warning}");
-    }
-    let limits = crate::descriptors::current();
-    if let Some(short) = crate::descriptors::shortfall(limits, config.ftp.max_connections) {
-        eprintln!(
-            "qftpd: warning: in this shell, {short} (`qftpd serve` raises its soft limit up to \
-             the hard one; the packaged service sets LimitNOFILE=65536)"
-        );
-    }
-    match toml::to_string_pretty(&config) {
-        Ok(text) => {
-            println!("# effective qftpd configuration (defaults, file, QFTPD_* environment)");
-            print!("{text}");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("qftpd: cannot print the configuration: {e}");
-            std::process::ExitCode::from(crate::exit::CONFIG)
-        }
-    }
 }
 
 /// The defaults of every key that has one (`qumulo.url` has none).

@@ -41,7 +41,7 @@ pub fn serve(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
-    let loaded = Config::load(config_path).map_err(|e| {
+    let loaded = load(config_path).map_err(|e| {
         format!(
             "invalid configuration ({}): {e}",
             crate::config::describe_source(config_path)
@@ -55,11 +55,11 @@ pub fn serve(config_path: Option<&Path>) -> ExitCode {
         }
         (Err(e), true) => Err(e),
     };
-    crate::logging::init(
-        config
-            .as_ref()
-            .map_or(&crate::config::LogConfig::default(), |c| &c.log),
-    );
+    let log = config
+        .as_ref()
+        .map(|c| c.config.log.clone())
+        .unwrap_or_default();
+    crate::logging::init(&log.level, log.target);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,6 +71,25 @@ pub fn serve(config_path: Option<&Path>) -> ExitCode {
         }
     };
     runtime.block_on(run(config, inherited, config_path.map(Path::to_path_buf)))
+}
+
+/// A configuration checked for serving.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// FTPS, built from `config.ftp.tls` (once: the gateway takes it).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The configuration of `path` ([`Config::load`]), checked beyond its shape: the log filter
+/// parsed and the FTPS certificate and key read and built. What `serve` starts or reloads
+/// with, and what `check-config` checks; the error names the key.
+pub fn load(path: Option<&Path>) -> Result<Loaded, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    crate::logging::check_filter(&config.log.level).map_err(|e| format!("log.level: {e}"))?;
+    let tls = crate::ftp::tls::from_config(&config.ftp.tls).map_err(|e| e.to_string())?;
+    Ok(Loaded { config, tls })
 }
 
 /// What a reload needs to know.
@@ -87,12 +106,12 @@ struct Service {
 /// Runs the service with `config`, or without one (an error to report) when systemd passed
 /// the socket.
 async fn run(
-    config: Result<Config, String>,
+    config: Result<Loaded, String>,
     inherited: Option<std::net::TcpListener>,
     config_path: Option<PathBuf>,
 ) -> ExitCode {
     let defaults = crate::config::FtpConfig::default();
-    let ftp = config.as_ref().map_or(&defaults, |c| &c.ftp);
+    let ftp = config.as_ref().map_or(&defaults, |c| &c.config.ftp);
     let (std_listener, origin) = match inherited {
         Some(l) => (l, Origin::Systemd),
         None => match listener::bind(ftp.listen) {
@@ -135,8 +154,8 @@ async fn run(
     };
     match &config {
         Ok(c) => tracing::info!(
-            cluster = %c.qumulo.url,
-            ftps = ftps_mode(c),
+            cluster = %c.config.qumulo.url,
+            ftps = ftps_mode(&c.config),
             "listening on {addr} ({socket})"
         ),
         Err(_) => tracing::info!("listening on {addr} ({socket}), not configured"),
@@ -147,7 +166,10 @@ async fn run(
         activity: activity.clone(),
         listen: ftp.listen,
         origin,
-        log: config.as_ref().map(|c| c.log.clone()).unwrap_or_default(),
+        log: config
+            .as_ref()
+            .map(|c| c.config.log.clone())
+            .unwrap_or_default(),
     });
     if service.current.get().is_some() {
         systemd::ready(&format!("accepting on {addr}"));
@@ -187,7 +209,8 @@ fn ftps_mode(config: &Config) -> &'static str {
 }
 
 /// The gateway of a configuration, with the warnings it deserves.
-fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::ftp::GatewayError> {
+fn gateway(loaded: &Loaded, activity: &Arc<Activity>) -> Result<Gateway, crate::ftp::GatewayError> {
+    let config = &loaded.config;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -203,7 +226,7 @@ fn gateway(config: &Config, activity: &Arc<Activity>) -> Result<Gateway, crate::
     if let Some(short) = crate::descriptors::shortfall(limits, max) {
         tracing::warn!("{short}");
     }
-    Gateway::new(config, activity.clone())
+    Gateway::with_tls(config, loaded.tls.clone(), activity.clone())
 }
 
 /// The signals the service handles, installed before it says it is ready: a SIGHUP that came
@@ -260,13 +283,11 @@ async fn signals(service: Arc<Service>, handlers: Option<Signals>) {
 /// configuration is refused and the one in force stays.
 fn reload(service: &Service) {
     systemd::reloading();
-    let result = Config::load(service.config_path.as_deref())
-        .map_err(|e| e.to_string())
-        .and_then(|c| {
-            gateway(&c, &service.activity)
-                .map(|g| (c, g))
-                .map_err(|e| e.to_string())
-        });
+    let result = load(service.config_path.as_deref()).and_then(|l| {
+        gateway(&l, &service.activity)
+            .map(|g| (l.config, g))
+            .map_err(|e| e.to_string())
+    });
     match result {
         Ok((config, gateway)) => {
             if service.origin == Origin::Bound && config.ftp.listen != service.listen {

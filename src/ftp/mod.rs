@@ -76,6 +76,17 @@ impl Gateway {
         config: &Config,
         activity: Arc<crate::server::Activity>,
     ) -> Result<Self, GatewayError> {
+        let tls = tls::from_config(&config.ftp.tls)?;
+        Self::with_tls(config, tls, activity)
+    }
+
+    /// [`Gateway::new`] with FTPS already built from `config.ftp.tls` by [`tls::from_config`]
+    /// (the service does so while it checks a configuration, before it takes it).
+    pub fn with_tls(
+        config: &Config,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        activity: Arc<crate::server::Activity>,
+    ) -> Result<Self, GatewayError> {
         let q = &config.qumulo;
         let client = Client::new(&ClientConfig {
             urls: q.url.0.clone(),
@@ -99,13 +110,6 @@ impl Gateway {
             let welcome = welcome.clone();
             runtime.spawn(async move { welcome.refresh().await });
         }
-        let t = &config.ftp.tls;
-        let tls = match (&t.certificate, &t.key) {
-            (Some(cert), Some(key)) => {
-                Some(tls::server_config(cert, key, t.min_version).map_err(GatewayError::Tls)?)
-            }
-            _ => None,
-        };
         let passive_host = match config.ftp.passive_host.as_deref() {
             None => PassiveHost::FromConnection,
             Some(h) => h
