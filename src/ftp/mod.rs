@@ -12,6 +12,7 @@ mod auth;
 mod confine;
 mod control;
 mod errors;
+#[cfg(feature = "sim")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod guard;
