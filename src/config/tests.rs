@@ -239,3 +239,29 @@ fn environment_errors_name_the_variable() {
         Ok(())
     });
 }
+
+/// Loading checks the shape: FTPS files must exist, but whether they hold a certificate and
+/// its key is for the FTP side to find out when it builds FTPS.
+#[test]
+fn ftps_files_must_exist_but_are_not_read() {
+    Jail::expect_with(|jail| {
+        jail.create_file("cert.pem", "not a certificate")?;
+        jail.create_file("key.pem", "not a key")?;
+        let tls = "[ftp.tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\n";
+        jail.create_file("q.toml", &format!("{tls}[qumulo]\nurl = \"https://c\"\n"))?;
+        let c = Config::load(Some(Path::new("q.toml"))).unwrap();
+        assert_eq!(
+            c.ftp.tls.certificate.as_deref(),
+            Some(Path::new("cert.pem"))
+        );
+        std::fs::remove_file("key.pem").map_err(|e| e.to_string())?;
+        let err = Config::load(Some(Path::new("q.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ftp.tls.key") && err.contains("key.pem"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
