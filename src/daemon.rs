@@ -5,7 +5,7 @@
 //! and cleared), `READY=1` is sent only once the socket is held and the configuration is
 //! valid, and `STOPPING=1` as soon as a stop is asked for.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::{EXIT_CONFIG, EXIT_OSERR, ServeArgs};
 use crate::config::Config;
+use crate::exit;
 use crate::ftp::{Gateway, LoginMemory};
 use crate::listener::{self, Origin};
 use crate::state::{InForce, Stats};
@@ -26,39 +26,40 @@ const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How long the cluster probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `qftpd serve`: runs the service until stopped; the exit code follows sysexits.
+/// `qftpd serve`: runs the service with the configuration file `config_path` (by default
+/// [`crate::config::DEFAULT_PATH`]) until stopped; the exit code follows sysexits.
 ///
 /// An invalid configuration ends it with 78, except when systemd started it through its
 /// socket: it then stays up, says once in the journal what is wrong and where, answers FTP
 /// clients 421, and takes the fixed configuration at the next reload. (Exiting would make
 /// the socket start it again at once, over and over, until systemd gives up on the socket.)
-pub fn serve(args: &ServeArgs) -> ExitCode {
+pub fn serve(config_path: Option<&Path>) -> ExitCode {
     let inherited = match listener::from_systemd() {
         Ok(l) => l,
         Err(e) => {
             eprintln!("qftpd: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
     };
-    let loaded = Config::load(args.config.as_deref()).map_err(|e| {
+    let loaded = load(config_path).map_err(|e| {
         format!(
             "invalid configuration ({}): {e}",
-            crate::config::describe_source(args.config.as_deref())
+            crate::config::describe_source(config_path)
         )
     });
     let config = match (loaded, inherited.is_some()) {
         (Ok(c), _) => Ok(c),
         (Err(e), false) => {
             eprintln!("qftpd: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
         (Err(e), true) => Err(e),
     };
-    crate::logging::init(
-        config
-            .as_ref()
-            .map_or(&crate::config::LogConfig::default(), |c| &c.log),
-    );
+    let log = config
+        .as_ref()
+        .map(|c| c.config.log.clone())
+        .unwrap_or_default();
+    crate::logging::init(&log.level, log.target);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,10 +67,29 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::from(EXIT_OSERR);
+            return ExitCode::from(exit::OSERR);
         }
     };
-    runtime.block_on(run(config, inherited, args.config.clone()))
+    runtime.block_on(run(config, inherited, config_path.map(Path::to_path_buf)))
+}
+
+/// A configuration checked for serving.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// FTPS, built from `config.ftp.tls` (once: the gateway takes it).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The configuration of `path` ([`Config::load`]), checked beyond its shape: the log filter
+/// parsed and the FTPS certificate and key read and built. What `serve` starts or reloads
+/// with, and what `check-config` checks; the error names the key.
+pub fn load(path: Option<&Path>) -> Result<Loaded, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    crate::logging::check_filter(&config.log.level).map_err(|e| format!("log.level: {e}"))?;
+    let tls = crate::ftp::tls::from_config(&config.ftp.tls).map_err(|e| e.to_string())?;
+    Ok(Loaded { config, tls })
 }
 
 /// What a reload needs to know.
@@ -88,19 +108,19 @@ struct Service {
 /// Runs the service with `config`, or without one (an error to report) when systemd passed
 /// the socket.
 async fn run(
-    config: Result<Config, String>,
+    config: Result<Loaded, String>,
     inherited: Option<std::net::TcpListener>,
     config_path: Option<PathBuf>,
 ) -> ExitCode {
     let defaults = crate::config::FtpConfig::default();
-    let ftp = config.as_ref().map_or(&defaults, |c| &c.ftp);
+    let ftp = config.as_ref().map_or(&defaults, |c| &c.config.ftp);
     let (std_listener, origin) = match inherited {
         Some(l) => (l, Origin::Systemd),
         None => match listener::bind(ftp.listen) {
             Ok(l) => (l, Origin::Bound),
             Err(e) => {
                 tracing::error!(error = %e, "cannot listen");
-                return ExitCode::from(EXIT_OSERR);
+                return ExitCode::from(exit::OSERR);
             }
         },
     };
@@ -108,7 +128,7 @@ async fn run(
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot use the listening socket");
-            return ExitCode::from(EXIT_OSERR);
+            return ExitCode::from(exit::OSERR);
         }
     };
     let handlers = Signals::install();
@@ -119,7 +139,7 @@ async fn run(
         Ok(Ok(g)) => InForce::new(g),
         Ok(Err(e)) if origin == Origin::Bound => {
             tracing::error!(error = %e, "invalid configuration");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
         Ok(Err(e)) => {
             unconfigured(&format!("invalid configuration: {e}"));
@@ -137,8 +157,8 @@ async fn run(
     };
     match &config {
         Ok(c) => tracing::info!(
-            cluster = %c.qumulo.url,
-            ftps = ftps_mode(c),
+            cluster = %c.config.qumulo.url,
+            ftps = ftps_mode(&c.config),
             "listening on {addr} ({socket})"
         ),
         Err(_) => tracing::info!("listening on {addr} ({socket}), not configured"),
@@ -150,7 +170,10 @@ async fn run(
         memory,
         listen: ftp.listen,
         origin,
-        log: config.as_ref().map(|c| c.log.clone()).unwrap_or_default(),
+        log: config
+            .as_ref()
+            .map(|c| c.config.log.clone())
+            .unwrap_or_default(),
     });
     if service.current.get().is_some() {
         systemd::ready(&format!("accepting on {addr}"));
@@ -191,10 +214,11 @@ fn ftps_mode(config: &Config) -> &'static str {
 
 /// The gateway of a configuration, with the warnings it deserves.
 fn gateway(
-    config: &Config,
+    loaded: &Loaded,
     stats: &Arc<Stats>,
     memory: &Arc<LoginMemory>,
 ) -> Result<Gateway, crate::ftp::GatewayError> {
+    let config = &loaded.config;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -210,7 +234,7 @@ fn gateway(
     if let Some(short) = crate::descriptors::shortfall(limits, max) {
         tracing::warn!("{short}");
     }
-    Gateway::new(config, stats.clone(), memory.clone())
+    Gateway::with_tls(config, loaded.tls.clone(), stats.clone(), memory.clone())
 }
 
 /// The signals the service handles, installed before it says it is ready: a SIGHUP that came
@@ -267,13 +291,11 @@ async fn signals(service: Arc<Service>, handlers: Option<Signals>) {
 /// configuration is refused and the one in force stays.
 fn reload(service: &Service) {
     systemd::reloading();
-    let result = Config::load(service.config_path.as_deref())
-        .map_err(|e| e.to_string())
-        .and_then(|c| {
-            gateway(&c, &service.stats, &service.memory)
-                .map(|g| (c, g))
-                .map_err(|e| e.to_string())
-        });
+    let result = load(service.config_path.as_deref()).and_then(|l| {
+        gateway(&l, &service.stats, &service.memory)
+            .map(|g| (l.config, g))
+            .map_err(|e| e.to_string())
+    });
     match result {
         Ok((config, gateway)) => {
             if service.origin == Origin::Bound && config.ftp.listen != service.listen {

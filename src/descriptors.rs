@@ -1,7 +1,7 @@
 //! Open-file limits: how many descriptors `max-connections` needs, and what the process may
 //! open.
 //!
-//! Every session holds its control connection and a duplicate of it ([`crate::ftp::ControlLink`]);
+//! Every session holds its control connection and a duplicate of it (`ftp::ControlLink`);
 //! a transfer adds a passive listener (until its connection is accepted), the data connection
 //! and the cluster connection that carries its bytes. Listings and metadata calls share pooled
 //! cluster connections. The accept loop, the runtime, the journal and the pool's idle

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{LogConfig, LogTarget};
+use crate::config::LogTarget;
 
 /// The journal's `SYSLOG_IDENTIFIER` (what `journalctl -t qftpd` selects).
 pub const SYSLOG_IDENTIFIER: &str = "qftpd";
@@ -40,19 +40,20 @@ pub fn init_stderr(default_level: &str) {
         .try_init();
 }
 
-/// Installs the service's subscriber from `[log]`: the filter is `RUST_LOG`, else `log.level`,
-/// plus `libunftp=error` (its data channel: `warn`) unless it names libunftp; the sink is chosen by `log.target` (`auto`:
+/// Installs the service's subscriber from `[log]`: the filter is `RUST_LOG`, else `level`,
+/// plus `libunftp=error` (its data channel: `warn`) unless it names libunftp; the sink is chosen by `target` (`auto`:
 /// the journal when stderr is connected to it). When the journal is wanted but cannot be
-/// reached, events go to stderr and one warning says so. Calling it twice is harmless: the
+/// reached, events go to stderr and one warning says so; a filter that is not valid (see
+/// [`check_filter`]) is replaced by `info`, with a warning. Calling it twice is harmless: the
 /// first subscriber stays.
-pub fn init(config: &LogConfig) {
+pub fn init(level: &str, target: LogTarget) {
     let rust_log = std::env::var("RUST_LOG").ok();
-    let directives = filter_directives(rust_log.as_deref(), &config.level);
+    let directives = filter_directives(rust_log.as_deref(), level);
     let (filter, bad_filter) = match EnvFilter::try_new(&directives) {
         Ok(f) => (f, None),
         Err(e) => (EnvFilter::new(filter_directives(None, "info")), Some(e)),
     };
-    let wanted = match config.target {
+    let wanted = match target {
         LogTarget::Journald => true,
         LogTarget::Stderr => false,
         LogTarget::Auto => journald_wanted(),
@@ -303,12 +304,8 @@ mod tests {
     #[test]
     fn init_twice_does_not_panic() {
         // `off`: this subscriber stays for the whole test binary; keep it quiet.
-        let config = LogConfig {
-            level: "off".to_string(),
-            target: LogTarget::Stderr,
-        };
-        init(&config);
-        init(&config);
+        init("off", LogTarget::Stderr);
+        init("off", LogTarget::Stderr);
         init_stderr("debug");
     }
 }

@@ -503,3 +503,23 @@ fn the_open_file_limit_is_checked_against_max_connections() {
         "{log}"
     );
 }
+
+/// FTPS files that exist but cannot serve (no PEM certificate, no key) are refused by
+/// `check-config` and `serve` alike, naming the section and the file.
+#[test]
+fn an_unusable_ftps_certificate_is_refused_by_check_config_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate\n").unwrap();
+    std::fs::write(dir.path().join("key.pem"), "not a key\n").unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(
+        &config,
+        "[ftp]\nlisten = \"127.0.0.1:0\"\n[ftp.tls]\ncertificate = \"cert.pem\"\n\
+         key = \"key.pem\"\n[qumulo]\nurl = \"https://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    for command in ["check-config", "serve"] {
+        let out = qftpd(&[command, "--config", config.to_str().unwrap()], &[]);
+        refused(&out, &["ftp.tls", "cert.pem", "qftpd.toml"]);
+    }
+}

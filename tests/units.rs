@@ -456,7 +456,7 @@ fn exec_start_arguments_are_accepted_by_the_binary() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(
         status.code(),
-        Some(i32::from(qftpd::cli::EXIT_CONFIG)),
+        Some(i32::from(qftpd::exit::CONFIG)),
         "qftpd {args:?}: {stderr}"
     );
     assert!(

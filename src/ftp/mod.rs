@@ -17,6 +17,7 @@ mod auth;
 mod confine;
 mod control;
 mod errors;
+#[cfg(feature = "sim")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod listing;
@@ -96,6 +97,18 @@ impl Gateway {
         stats: Arc<Stats>,
         memory: Arc<LoginMemory>,
     ) -> Result<Self, GatewayError> {
+        let tls = tls::from_config(&config.ftp.tls)?;
+        Self::with_tls(config, tls, stats, memory)
+    }
+
+    /// [`Gateway::new`] with FTPS already built from `config.ftp.tls` by [`tls::from_config`]
+    /// (the service does so while it checks a configuration, before it takes it).
+    pub fn with_tls(
+        config: &Config,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        stats: Arc<Stats>,
+        memory: Arc<LoginMemory>,
+    ) -> Result<Self, GatewayError> {
         let q = &config.qumulo;
         let client = Client::new(&ClientConfig {
             urls: q.url.0.clone(),
@@ -119,13 +132,6 @@ impl Gateway {
             let welcome = welcome.clone();
             runtime.spawn(async move { welcome.refresh().await });
         }
-        let t = &config.ftp.tls;
-        let tls = match (&t.certificate, &t.key) {
-            (Some(cert), Some(key)) => {
-                Some(tls::server_config(cert, key, t.min_version).map_err(GatewayError::Tls)?)
-            }
-            _ => None,
-        };
         let passive_host = match config.ftp.passive_host.as_deref() {
             None => PassiveHost::FromConnection,
             Some(h) => h

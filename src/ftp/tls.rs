@@ -10,10 +10,22 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsVersion;
+use super::GatewayError;
+use crate::config::{TlsConfig, TlsVersion};
 
 /// Sessions remembered for resumption by session id.
 const SESSION_CACHE: usize = 4096;
+
+/// FTPS as `[ftp.tls]` sets it up: the server configuration when a certificate and key are
+/// given, else none. The error names the section (`ftp.tls: certificate FILE: ...`).
+pub fn from_config(tls: &TlsConfig) -> Result<Option<Arc<ServerConfig>>, GatewayError> {
+    match (&tls.certificate, &tls.key) {
+        (Some(cert), Some(key)) => server_config(cert, key, tls.min_version)
+            .map(Some)
+            .map_err(GatewayError::Tls),
+        _ => Ok(None),
+    }
+}
 
 /// The server configuration of a PEM certificate chain and key, accepting TLS `min` and newer.
 pub fn server_config(
