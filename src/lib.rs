@@ -7,7 +7,8 @@
 //! Dependencies point one way, `cli → daemon → {accept, ftp} → {qumulo, state}`, with
 //! `config` and `exit` leaves that any module may import, the daemon's helpers (`listener`,
 //! `systemd`, `logging`, `descriptors`) importing only leaves, and `sim` a leaf behind the
-//! default feature `sim` (with `demo`, which runs it with the gateway).
+//! default feature `sim` (with `demo`, which runs it with the gateway); `tests/layering.rs`
+//! fails on a cycle or a leaf that imports.
 //!
 //! - [`cli`]: the command line (`sim`, …); maps failures to exit codes.
 //! - [`exit`]: the exit codes (sysexits).
