@@ -13,22 +13,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
-use common::ftp::{
+use common::{
     BigPattern, Gateway, OpResult, PatternVerifier, curl, curl_ok, op, pattern, read, scratch,
     toml_str, url_encode, wait_with_deadline,
 };
-use common::{Sim, walk_tree};
+use common::{Sim, start, walk_tree};
 
 const ADMIN: (&str, &str) = ("admin", "adminpw");
 const ALICE: (&str, &str) = ("alice", "alicepw");
 const BOB: (&str, &str) = ("bob", "bobpw");
-
-/// A simulator with the standard cast (admin, alice, bob) and a gateway in front of it.
-fn start(extra_ftp: &str) -> (Sim, Gateway) {
-    let sim = Sim::start_default();
-    let gw = Gateway::start(&sim, extra_ftp);
-    (sim, gw)
-}
 
 /// Asserts the reply starts with `code` (e.g. "250").
 fn assert_code(r: &OpResult, code: &str) {
@@ -987,7 +980,7 @@ fn ftp_unreachable_cluster_refuses_login_quickly() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let gw = Gateway::start_with(&format!("https://127.0.0.1:{port}"), None, "");
+    let gw = Gateway::for_cluster(&format!("https://127.0.0.1:{port}"), None).start();
     // 421 closes the session. An unreachable cluster is not a failed login, so more attempts
     // than the failed-login limit (5 per address) are never banned.
     for _ in 0..7 {
@@ -1200,7 +1193,7 @@ fn start_with_access_token(sim: &Sim, url: &str, token: &str) -> (Gateway, tempf
         toml_str(sim.cert_pem_path.to_str().unwrap()),
         toml_str(file.to_str().unwrap())
     );
-    (Gateway::start_config(&qumulo, ""), dir)
+    (Gateway::with_qumulo(&qumulo).start(), dir)
 }
 
 /// REST requests node 0 of `sim` has served.

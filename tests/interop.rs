@@ -16,8 +16,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeZone, Utc};
-use common::ftp::{
-    BigPattern, Gateway, ftps_config, op, pattern, require_client, run_with_input, scratch,
+use common::{
+    BigPattern, Gateway, ftps_config, op, pattern, require_tool, run_with_input, scratch,
     sha256_file,
 };
 use common::{Sim, walk_tree};
@@ -246,7 +246,7 @@ struct Rclone {
 
 impl Rclone {
     fn new(gw: &Gateway, user: &str, password: &str, tls: bool) -> Rclone {
-        require_client("rclone", "rclone");
+        require_tool("rclone", "rclone");
         let dir = scratch();
         let out = Command::new("rclone")
             .args(["obscure", password])
@@ -511,7 +511,7 @@ fn rclone_copy_check_lsjson_sync_moveto_purge_over_ftps() {
 /// `lftp -c` with `commands` after logging in as alice over plain FTP; output whatever the
 /// exit status.
 fn lftp(gw: &Gateway, commands: &str) -> Output {
-    require_client("lftp", "lftp");
+    require_tool("lftp", "lftp");
     gw.lftp_with("set ftp:ssl-allow no;", ALICE.0, ALICE.1, commands)
 }
 
@@ -617,7 +617,7 @@ fn entries_with_sizes(dir: &Path) -> Vec<(String, u64)> {
 /// An upload by `lftp mirror -R` of a 40 MiB file, at 2 MiB/s, killed once 6 MiB arrived, then
 /// `mirror -R --continue`: the file on the server is the source, byte for byte, with its time.
 fn lftp_mirror_continue(extra_ftp: &str) -> Vec<String> {
-    require_client("lftp", "lftp");
+    require_tool("lftp", "lftp");
     let sim = start_sim();
     let gw = Gateway::start(&sim, extra_ftp);
     let work = scratch();
@@ -722,7 +722,7 @@ fn lftp_mirror_continue_completes_an_interrupted_upload() {
 
 #[test]
 fn bsd_ftp_client_scripted_session() {
-    let tnftp = require_client("tnftp", "tnftp");
+    let tnftp = require_tool("tnftp", "tnftp");
     let sim = start_sim();
     let gw = Gateway::start(&sim, "");
     let work = scratch();
@@ -1122,7 +1122,7 @@ fn ftplib_ftps_tls_1_3_storbinary_ends_cleanly() {
 /// failure is reported, not only the first. curl must report `want_tls` (e.g. `SSL connection
 /// using TLSv1.3`) for the connection.
 fn curl_ftps_rounds(tls_args: &[&str], want_tls: &str, rounds: usize) {
-    require_client("curl", "curl");
+    require_tool("curl", "curl");
     let sim = start_sim();
     let certs = scratch();
     let (lines, _) = ftps_config(certs.path(), true);

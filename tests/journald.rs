@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::ftp::{curl, url_encode};
+use common::{curl, url_encode};
 use serde_json::Value;
 
 const JOURNALD: &str = "/lib/systemd/systemd-journald";

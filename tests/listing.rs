@@ -10,20 +10,20 @@ mod common;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
+use common::Gateway;
 use common::Sim;
 use common::control::{Control, connect_data};
-use common::ftp::Gateway;
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
 
 /// A simulator whose alice has the home `/home/alice`, a gateway in front of it (`chroot`
 /// or not), and a tree: `DIR/{a.txt,b.txt,c.dat,.hidden.txt,sub/}` and a file named `x*y`.
 fn start(chroot: bool) -> (Sim, Gateway, &'static str) {
-    let sim = Sim::start(
-        &[("admin", "adminpw"), ALICE],
-        Some("admin"),
-        &["--home", "alice:/home/alice"],
-    );
+    let sim = Sim::builder()
+        .users(&[("admin", "adminpw"), ALICE])
+        .admin("admin")
+        .home("alice")
+        .start();
     let gw = Gateway::start(&sim, if chroot { "chroot-users = true" } else { "" });
     let dir = if chroot { "/docs" } else { "/home/alice/docs" };
     let disk = sim.disk_path("/home/alice/docs");
@@ -189,8 +189,7 @@ fn bsd_ftp_mget_and_mdelete_with_wildcards() {
         .spawn()
         .expect("tnftp");
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
-    let out =
-        common::ftp::wait_with_deadline(&mut child, std::time::Duration::from_secs(60), "tnftp");
+    let out = common::wait_with_deadline(&mut child, std::time::Duration::from_secs(60), "tnftp");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     for name in ["a.txt", "b.txt"] {

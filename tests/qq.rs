@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::ftp::pattern;
+use common::pattern;
 use common::{Qq, Sim};
 use serde_json::Value;
 

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::ftp::{Gateway, op};
+use common::{Gateway, PassivePorts, op};
 use serde_json::Value;
 
 /// Concurrent sessions.
@@ -275,11 +275,10 @@ fn start() -> (Sim, Gateway) {
     let mut users = vec![("admin", "adminpw")];
     users.extend(USERS);
     let sim = Sim::start(&users, Some("admin"), &sim_args);
-    let gw = Gateway::start_with_ports(
-        &sim,
-        PASSIVE_PORTS,
-        "max-connections = 1000\nmax-connections-per-ip = 1000\n",
-    );
+    let gw = Gateway::builder(&sim)
+        .ports(PassivePorts::fixed(PASSIVE_PORTS))
+        .ftp("max-connections = 1000\nmax-connections-per-ip = 1000\n")
+        .start();
     (sim, gw)
 }
 

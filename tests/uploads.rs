@@ -18,21 +18,14 @@ use std::time::{Duration, Instant};
 
 use common::Sim;
 use common::control::{Control, connect_data};
-use common::ftp::{
-    Gateway, OpResult, curl, curl_ok, op, pattern, read, scratch, wait_with_deadline,
+use common::{
+    Gateway, OpResult, curl, curl_ok, op, pattern, read, scratch, start, wait_with_deadline,
 };
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
 
 /// How long the gateway may take to notice a broken upload and clean up after it.
 const CLEANUP_DEADLINE: Duration = Duration::from_secs(30);
-
-/// A simulator with the standard cast (admin, alice, bob) and a gateway in front of it.
-fn start(extra_ftp: &str) -> (Sim, Gateway) {
-    let sim = Sim::start_default();
-    let gw = Gateway::start(&sim, extra_ftp);
-    (sim, gw)
-}
 
 /// Permission bits of a file in the simulator's data directory.
 fn mode(sim: &Sim, api_path: &str) -> u32 {
