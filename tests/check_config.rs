@@ -2,8 +2,12 @@
 //! `tests/fixtures/config/`: exit codes (0, or 78 = sysexits `EX_CONFIG`), the effective
 //! configuration printed as TOML, and errors that name the key (and the line, for the file).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use common::process::{qftpd_command, qftpd_path, without_qftpd_env};
 
 /// `EX_CONFIG`.
 const EXIT_CONFIG: i32 = 78;
@@ -16,12 +20,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// `qftpd ARGS` with no `QFTPD_*` variable of the test environment, plus `env`.
 fn qftpd(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qftpd"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("QFTPD_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = qftpd_command();
     cmd.args(args).envs(env.iter().copied());
     cmd.output().expect("run qftpd")
 }
@@ -418,16 +417,11 @@ fn a_plain_http_cluster_url_is_warned_about() {
 
 /// `qftpd ARGS` with its open-file limit set to `soft:hard` (util-linux `prlimit`).
 fn limited(nofile: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new("prlimit");
+    let mut cmd = Command::new(common::require_tool("prlimit", "util-linux"));
     cmd.arg(format!("--nofile={nofile}"))
-        .arg(env!("CARGO_BIN_EXE_qftpd"))
+        .arg(qftpd_path())
         .args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("QFTPD_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.envs(env.iter().copied());
+    without_qftpd_env(&mut cmd).envs(env.iter().copied());
     cmd
 }
 

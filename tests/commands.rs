@@ -439,7 +439,7 @@ fn tree_with_times(root: &Path, nested: bool) -> Vec<(String, SystemTime)> {
 
 /// Runs rclone with an FTP remote `gw:` for `user` (configured through the environment).
 fn rclone(gw: &Gateway, user: (&str, &str), args: &[&str]) -> std::process::Output {
-    let obscured = Command::new("rclone")
+    let obscured = Command::new(common::require_tool("rclone", "rclone"))
         .args(["obscure", user.1])
         .output()
         .expect("run rclone (apt-get install rclone)");
@@ -449,7 +449,7 @@ fn rclone(gw: &Gateway, user: (&str, &str), args: &[&str]) -> std::process::Outp
         .trim()
         .to_string();
     let config = scratch();
-    let mut child = Command::new("rclone")
+    let mut child = Command::new(common::require_tool("rclone", "rclone"))
         .args(args)
         .env("RCLONE_CONFIG", config.path().join("rclone.conf"))
         .env("RCLONE_CONFIG_GW_TYPE", "ftp")

@@ -59,7 +59,7 @@ fn downloads_survive_the_loss_of_each_node_in_turn() {
     let mut children: Vec<Child> = outs
         .iter()
         .map(|out| {
-            Command::new("curl")
+            Command::new(common::require_tool("curl", "curl"))
                 .args(["-sS", "--limit-rate", "6M", "--max-time", "300", "-o"])
                 .arg(out)
                 .arg(&url)

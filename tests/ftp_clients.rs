@@ -291,7 +291,7 @@ fn ftp_one_gib_round_trip_keeps_gateway_rss_low() {
     verifier.assert_complete("uploaded file on the cluster");
 
     let started = Instant::now();
-    let mut child = std::process::Command::new("curl")
+    let mut child = std::process::Command::new(common::require_tool("curl", "curl"))
         .args(["-sS", "--max-time", "900", &url])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -1149,7 +1149,7 @@ fn welcome_of(gw: &Gateway, (user, password): (&str, &str)) -> String {
 /// `qq auth_create_access_token` does.
 fn make_access_token(base_url: &str, user: &str) -> String {
     let post = |path: &str, bearer: Option<&str>, body: &str| -> serde_json::Value {
-        let mut cmd = std::process::Command::new("curl");
+        let mut cmd = std::process::Command::new(common::require_tool("curl", "curl"));
         cmd.args(["-sS", "-k", "--fail-with-body", "-X", "POST"])
             .args([
                 "-H",

@@ -248,7 +248,7 @@ impl Rclone {
     fn new(gw: &Gateway, user: &str, password: &str, tls: bool) -> Rclone {
         require_tool("rclone", "rclone");
         let dir = scratch();
-        let out = Command::new("rclone")
+        let out = Command::new(common::require_tool("rclone", "rclone"))
             .args(["obscure", password])
             .output()
             .expect("run rclone obscure");
@@ -272,7 +272,7 @@ impl Rclone {
     /// Runs `rclone <args>` (one try, no retry of the whole job: a job that only succeeds
     /// when retried is a failure); returns the output whatever the exit status.
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("rclone");
+        let mut cmd = Command::new(common::require_tool("rclone", "rclone"));
         cmd.args(args)
             .args([
                 "--retries",
@@ -550,7 +550,7 @@ fn lftp_mirror_up_and_back_keeps_contents_and_times() {
         ("the source", &src),
         ("the mirrored-back copy", &back),
     );
-    let diff = Command::new("diff")
+    let diff = Command::new(common::require_tool("diff", "diffutils"))
         .arg("-r")
         .arg(&src)
         .arg(&back)
@@ -559,7 +559,7 @@ fn lftp_mirror_up_and_back_keeps_contents_and_times() {
     if !diff.status.success() {
         problems.push(format!("diff -r source mirrored-back: {}", text(&diff)));
     }
-    let diff = Command::new("diff")
+    let diff = Command::new(common::require_tool("diff", "diffutils"))
         .arg("-r")
         .arg(&src)
         .arg(&up)
@@ -892,7 +892,7 @@ fn bsd_ftp_client_scripted_session() {
 /// Runs tests/clients/ftplib_session.py with `spec`; returns its steps.
 fn ftplib_session(spec: &Value) -> Vec<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ftplib_session.py");
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new(common::require_tool("python3", "python3"));
     cmd.arg(script).env("PYTHONIOENCODING", "utf-8");
     let input = serde_json::to_vec(spec).unwrap();
     let out = run_with_input(
@@ -1200,7 +1200,7 @@ fn curl_ftps_rounds(tls_args: &[&str], want_tls: &str, rounds: usize) {
 }
 
 fn curl_ftps(tls_args: &[&str], args: &[&str]) -> Output {
-    let mut cmd = Command::new("curl");
+    let mut cmd = Command::new(common::require_tool("curl", "curl"));
     cmd.args(["-sS", "-v", "--max-time", "60", "--ssl-reqd", "-k"])
         .args(tls_args)
         .args(args);

@@ -180,7 +180,7 @@ fn bsd_ftp_mget_and_mdelete_with_wildcards() {
         "user {} {}\nprompt\nbinary\ncd {dir}\nmget *.txt\ncd ..\nmget docs/*.dat\ncd docs\nmdelete *.dat\nls\nbye\n",
         ALICE.0, ALICE.1
     );
-    let mut child = Command::new("tnftp")
+    let mut child = Command::new(common::require_tool("tnftp", "tnftp"))
         .args(["-n", "-p", "127.0.0.1", &gw.port().to_string()])
         .current_dir(local.path())
         .stdin(Stdio::piped())
@@ -252,7 +252,7 @@ fn mlst_facts_are_selected_and_mlsd_of_a_file_is_501() {
         ALICE.0,
         ALICE.1
     );
-    let out = Command::new("python3")
+    let out = Command::new(common::require_tool("python3", "python3"))
         .args(["-c", &script])
         .output()
         .unwrap();

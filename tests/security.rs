@@ -482,7 +482,7 @@ fn a_self_signed_ca_certificate_in_ca_file_is_trusted() {
     let make = |name: &str, subject: &str, san: &str, days: &str| -> (PathBuf, PathBuf) {
         let cert = dir.path().join(format!("{name}.pem"));
         let key = dir.path().join(format!("{name}.key"));
-        let out = std::process::Command::new("openssl")
+        let out = std::process::Command::new(common::require_tool("openssl", "openssl"))
             .args([
                 "req",
                 "-x509",
@@ -503,7 +503,7 @@ fn a_self_signed_ca_certificate_in_ca_file_is_trusted() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let text = std::process::Command::new("openssl")
+        let text = std::process::Command::new(common::require_tool("openssl", "openssl"))
             .args(["x509", "-noout", "-text", "-in"])
             .arg(&cert)
             .output()
@@ -867,7 +867,7 @@ fn ipv6_clients_are_capped_per_64_and_ipv4_mapped_ones_per_address() {
         // again in a new user and network namespace, where it may add them to lo.
         common::require_tool("unshare", "util-linux");
         common::require_tool("ip", "iproute2");
-        let out = std::process::Command::new("unshare")
+        let out = std::process::Command::new(common::require_tool("unshare", "util-linux"))
             .args(["--user", "--map-root-user", "--net", "--"])
             .arg(std::env::current_exe().unwrap())
             .args([
@@ -898,7 +898,7 @@ fn ipv6_clients_are_capped_per_64_and_ipv4_mapped_ones_per_address() {
         return;
     }
     let ip = |args: &str| {
-        let status = std::process::Command::new("ip")
+        let status = std::process::Command::new(common::require_tool("ip", "iproute2"))
             .args(args.split_whitespace())
             .status()
             .expect("run ip");
@@ -1262,7 +1262,7 @@ fn data_connections_must_resume_their_own_control_connections_tls_session() {
 
         // ftplib: a fresh TLS session on the data connection, the control connection's, and
         // another FTP session's.
-        let out = Command::new("python3")
+        let out = Command::new(common::require_tool("python3", "python3"))
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ftps_reuse.py"))
             .args([
                 &gw.addr.ip().to_string(),

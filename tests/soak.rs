@@ -209,7 +209,7 @@ fn soak_secs() -> u64 {
 fn spawn_script(gw: &Gateway, secs: u64, report: &Path) -> Child {
     let users: Vec<String> = USERS.iter().map(|(u, p)| format!("{u}:{p}")).collect();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/soak.py");
-    Command::new("python3")
+    Command::new(common::require_tool("python3", "python3"))
         .arg(script)
         .args(["--host", "127.0.0.1", "--port", &gw.port().to_string()])
         .args(["--sessions", &SESSIONS.to_string()])

@@ -189,7 +189,7 @@ fn ftps_uploads_arrive_whole_and_every_data_connection_ends_with_close_notify() 
     std::fs::write(&local, &data).unwrap();
     let count = 6;
     for version in ["1.2", "1.3"] {
-        let mut child = Command::new("python3")
+        let mut child = Command::new(common::require_tool("python3", "python3"))
             .args(["-c", FTPS_CLIENT, "127.0.0.1"])
             .arg(gw.port().to_string())
             .args([ADMIN.0, ADMIN.1, version])

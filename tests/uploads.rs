@@ -255,7 +255,7 @@ fn spawn_rogue(
     local: &Path,
     stdin: Stdio,
 ) -> Child {
-    Command::new("python3")
+    Command::new(common::require_tool("python3", "python3"))
         .arg("-c")
         .arg(ROGUE_CLIENT)
         .args([
@@ -361,7 +361,7 @@ fn client_killed_mid_stor_leaves_the_previous_file_intact() {
     std::fs::write(&big, pattern(64 << 20, 4)).unwrap();
 
     let url = format!("{}/victim.bin", gw.ftp_url(ALICE.0, ALICE.1));
-    let mut curl = Command::new("curl")
+    let mut curl = Command::new(common::require_tool("curl", "curl"))
         .args([
             "-sS",
             "--limit-rate",
