@@ -7,7 +7,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::process::{qftpd_command, qftpd_path, without_qftpd_env};
+use common::process::{
+    Process, Stream, listening_addr, qftpd_command, qftpd_path, without_qftpd_env,
+};
 
 /// `EX_CONFIG`.
 const EXIT_CONFIG: i32 = 78;
@@ -459,24 +461,16 @@ fn the_open_file_limit_is_checked_against_max_connections() {
     let env = [("RUST_LOG", "info"), ("NO_COLOR", "1")];
     // Until its start line: what it logged, and its limits then.
     let started = |nofile: &str| -> (String, String) {
-        use std::io::BufRead;
-        let mut child = limited(nofile, &serve, &env)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut log = String::new();
-        for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
-            let line = line.unwrap();
-            log.push_str(&line);
-            log.push('\n');
-            if line.contains("listening on") {
-                break;
-            }
-        }
-        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
+        let mut child = Process::spawn(
+            &mut limited(nofile, &serve, &env),
+            "qftpd serve",
+            Stream::Stderr,
+            listening_addr,
+        );
+        child.wait_ready(1, "");
+        let log = child.stderr_log();
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.pid())).unwrap();
+        drop(child);
         let open_files = limits
             .lines()
             .find(|l| l.starts_with("Max open files"))
