@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::Sim;
 use common::control::Control;
 use common::process::{Process, Stream, listening_addr, qftpd_command, require_tool};
-use common::{BigPattern, Gateway, PassivePorts, op, run_ftplib};
+use common::{BigPattern, Gateway, PassivePorts, free_port, op, run_ftplib};
 
 const ADMIN: (&str, &str) = ("admin", "adminpw");
 
@@ -27,15 +27,6 @@ fn connect(addr: SocketAddr) -> (Control, String) {
     let greeting = control.reply_lenient();
     let last = greeting.lines().last().unwrap_or("").trim_end().to_owned();
     (control, last)
-}
-
-/// A port that was free a moment ago (for tools that bind by number themselves).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A configuration for `sim` with `ftp_lines` in `[ftp]`, written into `dir`; returns its

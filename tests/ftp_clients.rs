@@ -17,21 +17,11 @@ use common::{
     BigPattern, Gateway, OpResult, PatternVerifier, curl, curl_ok, op, pattern, read, scratch,
     toml_str, url_encode, wait_with_deadline,
 };
-use common::{Sim, start, walk_tree};
+use common::{Sim, assert_code, start, walk_tree};
 
 const ADMIN: (&str, &str) = ("admin", "adminpw");
 const ALICE: (&str, &str) = ("alice", "alicepw");
 const BOB: (&str, &str) = ("bob", "bobpw");
-
-/// Asserts the reply starts with `code` (e.g. "250").
-fn assert_code(r: &OpResult, code: &str) {
-    assert!(
-        r.reply().starts_with(code),
-        "ftplib {}: expected a {code} reply, got {:#}",
-        r.op,
-        r.raw
-    );
-}
 
 /// Asserts the operation failed with a reply starting with `code`; returns the reply text.
 fn assert_fails(r: &OpResult, code: &str) -> String {

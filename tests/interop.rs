@@ -20,15 +20,10 @@ use common::{
     BigPattern, Gateway, ftps_config, op, pattern, require_tool, run_with_input, scratch,
     sha256_file,
 };
-use common::{Sim, walk_tree};
+use common::{Sim, wait_until, walk_tree};
 use serde_json::{Value, json};
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
-
-/// A simulator with the standard cast (admin, alice, bob).
-fn start_sim() -> Sim {
-    Sim::start_default()
-}
 
 // ---------------------------------------------------------------------------------------------
 // The tree of awkward names.
@@ -226,15 +221,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Polls `done` every 50 ms until it holds, failing after `deadline`.
-fn wait_until(deadline: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + deadline;
-    while !done() {
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // rclone
 
@@ -307,7 +293,7 @@ impl Rclone {
 /// a deletion and an addition, `moveto` and `purge`, of the tree of awkward names into
 /// directories that do not exist yet, over FTP or FTPS.
 fn rclone_round_trip(tls: bool) {
-    let sim = start_sim();
+    let sim = Sim::start_default();
     let certs = scratch();
     let gw = if tls {
         let (lines, _) = ftps_config(certs.path(), false);
@@ -517,7 +503,7 @@ fn lftp(gw: &Gateway, commands: &str) -> Output {
 
 #[test]
 fn lftp_mirror_up_and_back_keeps_contents_and_times() {
-    let sim = start_sim();
+    let sim = Sim::start_default();
     let gw = Gateway::start(&sim, "");
     let work = scratch();
     let src = work.path().join("src");
@@ -618,7 +604,7 @@ fn entries_with_sizes(dir: &Path) -> Vec<(String, u64)> {
 /// `mirror -R --continue`: the file on the server is the source, byte for byte, with its time.
 fn lftp_mirror_continue(extra_ftp: &str) -> Vec<String> {
     require_tool("lftp", "lftp");
-    let sim = start_sim();
+    let sim = Sim::start_default();
     let gw = Gateway::start(&sim, extra_ftp);
     let work = scratch();
     let src = work.path().join("big");
@@ -723,7 +709,7 @@ fn lftp_mirror_continue_completes_an_interrupted_upload() {
 #[test]
 fn bsd_ftp_client_scripted_session() {
     let tnftp = require_tool("tnftp", "tnftp");
-    let sim = start_sim();
+    let sim = Sim::start_default();
     let gw = Gateway::start(&sim, "");
     let work = scratch();
     let local = work.path().join("local");
@@ -910,7 +896,7 @@ fn ftplib_session(spec: &Value) -> Vec<Value> {
 /// storbinary of several MiB, retrbinary, nlst, mlsd(facts=...) and MFMT with ftplib, over FTP
 /// or FTPS with TLS at most `tls_max`.
 fn ftplib_round_trip(tls: Option<&str>) {
-    let sim = start_sim();
+    let sim = Sim::start_default();
     let certs = scratch();
     let (gw, cafile) = match tls {
         Some(_) => {
@@ -1123,7 +1109,7 @@ fn ftplib_ftps_tls_1_3_storbinary_ends_cleanly() {
 /// using TLSv1.3`) for the connection.
 fn curl_ftps_rounds(tls_args: &[&str], want_tls: &str, rounds: usize) {
     require_tool("curl", "curl");
-    let sim = start_sim();
+    let sim = Sim::start_default();
     let certs = scratch();
     let (lines, _) = ftps_config(certs.path(), true);
     let gw = Gateway::start(&sim, &lines);

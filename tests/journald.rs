@@ -14,14 +14,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::{curl, require_tool, url_encode};
+use common::{curl, free_port, require_tool, url_encode};
 use serde_json::Value;
 
 const JOURNALD: &str = "/lib/systemd/systemd-journald";
@@ -103,12 +103,6 @@ fn wait_for<T>(
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A port free right now (bound on port 0, then released) for `ftp.listen`.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
 }
 
 fn read_lossy(path: &Path) -> String {

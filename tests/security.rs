@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::Sim;
 use common::control::{Control, connect_data};
-use common::{Gateway, OpResult, curl, op, pattern, run_ftplib_with, scratch, toml_str};
+use common::{Gateway, OpResult, curl, hex, op, pattern, run_ftplib_with, scratch, toml_str};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -42,10 +42,6 @@ fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
     let sha = hex(&Sha256::digest(certified.cert.der()));
     (cert, key, sha)
-}
-
-fn hex(data: &[u8]) -> String {
-    data.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `[ftp]` lines for FTPS with `cert` and `key`.

@@ -16,11 +16,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Sim;
 use common::control::{Control, connect_data};
-use common::{
-    Gateway, OpResult, curl, curl_ok, op, pattern, read, scratch, start, wait_with_deadline,
-};
+use common::{Gateway, curl, curl_ok, op, pattern, read, scratch, start, wait_with_deadline};
+use common::{Sim, assert_code, wait_until};
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
 
@@ -57,15 +55,6 @@ fn debris(sim: &Sim, api_dir: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Polls `done` until it holds, failing with `what` after `deadline`.
-fn wait_until(deadline: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + deadline;
-    while !done() {
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Waits for the gateway to remove every temporary upload file of `/`.
 fn assert_no_debris_soon(sim: &Sim, gw: &Gateway) {
     let until = Instant::now() + CLEANUP_DEADLINE;
@@ -81,16 +70,6 @@ fn assert_no_debris_soon(sim: &Sim, gw: &Gateway) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Asserts the reply starts with `code` (e.g. "226").
-fn assert_code(r: &OpResult, code: &str) {
-    assert!(
-        r.reply().starts_with(code),
-        "ftplib {}: expected a {code} reply, got {:#}",
-        r.op,
-        r.raw
-    );
 }
 
 /// Asserts each line of `out` starts with the code at its place in `codes`.

@@ -138,6 +138,16 @@ impl OpResult {
     }
 }
 
+/// Asserts the reply of `r` starts with `code` (e.g. "250").
+pub fn assert_code(r: &OpResult, code: &str) {
+    assert!(
+        r.reply().starts_with(code),
+        "ftplib {}: expected a {code} reply, got {:#}",
+        r.op,
+        r.raw
+    );
+}
+
 /// The ftplib driver script.
 pub fn ftp_ops_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ftp_ops.py")

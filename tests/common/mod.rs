@@ -29,13 +29,27 @@ pub mod process;
 pub mod qq;
 pub mod sim;
 
-pub use clients::{OpResult, curl, curl_ok, ftp_ops_script, op, run_ftplib, run_ftplib_with};
+pub use clients::{
+    OpResult, assert_code, curl, curl_ok, ftp_ops_script, op, run_ftplib, run_ftplib_with,
+};
 pub use data::{BIG_BLOCK, BigPattern, PatternVerifier, hex, pattern, sha256_file, unhex};
 pub use gateway::{Gateway, GatewayBuilder, ftps_config, qumulo_table};
-pub use ports::PassivePorts;
+pub use ports::{PassivePorts, free_port};
 pub use process::{Process, require_tool, run_with_input, wait_with_deadline};
 pub use qq::{Qq, json_values, qq_path};
 pub use sim::{Sim, SimBuilder};
+
+/// Polls `done` every 20 ms until it holds, failing with `what` after `deadline`.
+pub fn wait_until(deadline: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + deadline;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{what}: not within {deadline:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
 
 /// The standard simulator cast (see [`Sim::start_default`]) and a gateway in front of it with
 /// `extra_ftp` in its `[ftp]` table.

@@ -78,3 +78,13 @@ impl PassivePorts {
         (self.low, self.high)
     }
 }
+
+/// A port that was free a moment ago, for programs that bind by number themselves (e.g.
+/// `systemd-socket-activate`); outside the passive blocks and their locks.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
