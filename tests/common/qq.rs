@@ -15,8 +15,8 @@ pub fn qq_path() -> PathBuf {
     };
     assert!(
         path.exists(),
-        "qq not found: run ./run-tests (it installs the qumulo-api venv) or set QQ_BIN \
-         (looked for {})",
+        "qq not found: ./run-tests installs it (PyPI package qumulo-api, in a venv), or set \
+         QQ_BIN (looked for {})",
         path.display()
     );
     path
