@@ -2,8 +2,14 @@
 //! `tests/fixtures/config/`: exit codes (0, or 78 = sysexits `EX_CONFIG`), the effective
 //! configuration printed as TOML, and errors that name the key (and the line, for the file).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use common::process::{
+    Process, Stream, listening_addr, qftpd_command, qftpd_path, without_qftpd_env,
+};
 
 /// `EX_CONFIG`.
 const EXIT_CONFIG: i32 = 78;
@@ -16,12 +22,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// `qftpd ARGS` with no `QFTPD_*` variable of the test environment, plus `env`.
 fn qftpd(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qftpd"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("QFTPD_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = qftpd_command();
     cmd.args(args).envs(env.iter().copied());
     cmd.output().expect("run qftpd")
 }
@@ -418,16 +419,11 @@ fn a_plain_http_cluster_url_is_warned_about() {
 
 /// `qftpd ARGS` with its open-file limit set to `soft:hard` (util-linux `prlimit`).
 fn limited(nofile: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new("prlimit");
+    let mut cmd = Command::new(common::require_tool("prlimit", "util-linux"));
     cmd.arg(format!("--nofile={nofile}"))
-        .arg(env!("CARGO_BIN_EXE_qftpd"))
+        .arg(qftpd_path())
         .args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("QFTPD_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.envs(env.iter().copied());
+    without_qftpd_env(&mut cmd).envs(env.iter().copied());
     cmd
 }
 
@@ -465,24 +461,16 @@ fn the_open_file_limit_is_checked_against_max_connections() {
     let env = [("RUST_LOG", "info"), ("NO_COLOR", "1")];
     // Until its start line: what it logged, and its limits then.
     let started = |nofile: &str| -> (String, String) {
-        use std::io::BufRead;
-        let mut child = limited(nofile, &serve, &env)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut log = String::new();
-        for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
-            let line = line.unwrap();
-            log.push_str(&line);
-            log.push('\n');
-            if line.contains("listening on") {
-                break;
-            }
-        }
-        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
+        let mut child = Process::spawn(
+            &mut limited(nofile, &serve, &env),
+            "qftpd serve",
+            Stream::Stderr,
+            listening_addr,
+        );
+        child.wait_ready(1, "");
+        let log = child.stderr_log();
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.pid())).unwrap();
+        drop(child);
         let open_files = limits
             .lines()
             .find(|l| l.starts_with("Max open files"))

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 use common::Sim;
 use common::control::Control;
-use common::ftp::{Gateway, op, run_ftplib_with, scratch, toml_str, wait_with_deadline};
+use common::{Gateway, op, run_ftplib_with, scratch, toml_str, wait_with_deadline};
 use serde_json::{Value, json};
 
 const ADMIN: (&str, &str) = ("admin", "adminpw");
@@ -26,11 +26,11 @@ const BOB: (&str, &str) = ("bob", "bobpw");
 /// A simulator with alice's home directory `/home/alice`, and a gateway in front of it with
 /// `extra_ftp` lines.
 fn start(extra_ftp: &str) -> (Sim, Gateway) {
-    let sim = Sim::start(
-        &[ADMIN, ALICE, BOB],
-        Some("admin"),
-        &["--home", "alice:/home/alice"],
-    );
+    let sim = Sim::builder()
+        .users(&[ADMIN, ALICE, BOB])
+        .admin("admin")
+        .home("alice")
+        .start();
     let gw = Gateway::start(&sim, extra_ftp);
     (sim, gw)
 }
@@ -422,7 +422,7 @@ fn tree_with_times(root: &Path, nested: bool) -> Vec<(String, SystemTime)> {
         let data = if *name == "empty" {
             Vec::new()
         } else {
-            common::ftp::pattern(1000 + i * 37_000, i as u64)
+            common::pattern(1000 + i * 37_000, i as u64)
         };
         std::fs::write(&path, &data).unwrap();
         let mtime = UNIX_EPOCH + Duration::from_secs(1_500_000_000 + i as u64 * 86_400 + 17);
@@ -439,7 +439,7 @@ fn tree_with_times(root: &Path, nested: bool) -> Vec<(String, SystemTime)> {
 
 /// Runs rclone with an FTP remote `gw:` for `user` (configured through the environment).
 fn rclone(gw: &Gateway, user: (&str, &str), args: &[&str]) -> std::process::Output {
-    let obscured = Command::new("rclone")
+    let obscured = Command::new(common::require_tool("rclone", "rclone"))
         .args(["obscure", user.1])
         .output()
         .expect("run rclone (apt-get install rclone)");
@@ -449,7 +449,7 @@ fn rclone(gw: &Gateway, user: (&str, &str), args: &[&str]) -> std::process::Outp
         .trim()
         .to_string();
     let config = scratch();
-    let mut child = Command::new("rclone")
+    let mut child = Command::new(common::require_tool("rclone", "rclone"))
         .args(args)
         .env("RCLONE_CONFIG", config.path().join("rclone.conf"))
         .env("RCLONE_CONFIG_GW_TYPE", "ftp")

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::ftp::{BigPattern, Gateway, PatternVerifier, curl, toml_str};
+use common::{BigPattern, Gateway, PatternVerifier, curl, toml_str};
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
 
@@ -49,7 +49,7 @@ fn downloads_survive_the_loss_of_each_node_in_turn() {
         toml_str(&sim.urls[1]),
         toml_str(sim.cert_pem_path.to_str().unwrap())
     );
-    let gw = Gateway::start_config(&qumulo, "");
+    let gw = Gateway::with_qumulo(&qumulo).start();
     let url = format!("{}/home/alice/big.bin", gw.ftp_url(ALICE.0, ALICE.1));
     let dir = tempfile::tempdir().unwrap();
     let outs = [dir.path().join("a.bin"), dir.path().join("b.bin")];
@@ -59,7 +59,7 @@ fn downloads_survive_the_loss_of_each_node_in_turn() {
     let mut children: Vec<Child> = outs
         .iter()
         .map(|out| {
-            Command::new("curl")
+            Command::new(common::require_tool("curl", "curl"))
                 .args(["-sS", "--limit-rate", "6M", "--max-time", "300", "-o"])
                 .arg(out)
                 .arg(&url)

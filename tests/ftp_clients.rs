@@ -13,32 +13,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
-use common::ftp::{
+use common::{
     BigPattern, Gateway, OpResult, PatternVerifier, curl, curl_ok, op, pattern, read, scratch,
     toml_str, url_encode, wait_with_deadline,
 };
-use common::{Sim, walk_tree};
+use common::{Sim, assert_code, start, walk_tree};
 
 const ADMIN: (&str, &str) = ("admin", "adminpw");
 const ALICE: (&str, &str) = ("alice", "alicepw");
 const BOB: (&str, &str) = ("bob", "bobpw");
-
-/// A simulator with the standard cast (admin, alice, bob) and a gateway in front of it.
-fn start(extra_ftp: &str) -> (Sim, Gateway) {
-    let sim = Sim::start_default();
-    let gw = Gateway::start(&sim, extra_ftp);
-    (sim, gw)
-}
-
-/// Asserts the reply starts with `code` (e.g. "250").
-fn assert_code(r: &OpResult, code: &str) {
-    assert!(
-        r.reply().starts_with(code),
-        "ftplib {}: expected a {code} reply, got {:#}",
-        r.op,
-        r.raw
-    );
-}
 
 /// Asserts the operation failed with a reply starting with `code`; returns the reply text.
 fn assert_fails(r: &OpResult, code: &str) -> String {
@@ -298,7 +281,7 @@ fn ftp_one_gib_round_trip_keeps_gateway_rss_low() {
     verifier.assert_complete("uploaded file on the cluster");
 
     let started = Instant::now();
-    let mut child = std::process::Command::new("curl")
+    let mut child = std::process::Command::new(common::require_tool("curl", "curl"))
         .args(["-sS", "--max-time", "900", &url])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -987,7 +970,7 @@ fn ftp_unreachable_cluster_refuses_login_quickly() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let gw = Gateway::start_with(&format!("https://127.0.0.1:{port}"), None, "");
+    let gw = Gateway::for_cluster(&format!("https://127.0.0.1:{port}"), None).start();
     // 421 closes the session. An unreachable cluster is not a failed login, so more attempts
     // than the failed-login limit (5 per address) are never banned.
     for _ in 0..7 {
@@ -1156,7 +1139,7 @@ fn welcome_of(gw: &Gateway, (user, password): (&str, &str)) -> String {
 /// `qq auth_create_access_token` does.
 fn make_access_token(base_url: &str, user: &str) -> String {
     let post = |path: &str, bearer: Option<&str>, body: &str| -> serde_json::Value {
-        let mut cmd = std::process::Command::new("curl");
+        let mut cmd = std::process::Command::new(common::require_tool("curl", "curl"));
         cmd.args(["-sS", "-k", "--fail-with-body", "-X", "POST"])
             .args([
                 "-H",
@@ -1200,7 +1183,7 @@ fn start_with_access_token(sim: &Sim, url: &str, token: &str) -> (Gateway, tempf
         toml_str(sim.cert_pem_path.to_str().unwrap()),
         toml_str(file.to_str().unwrap())
     );
-    (Gateway::start_config(&qumulo, ""), dir)
+    (Gateway::with_qumulo(&qumulo).start(), dir)
 }
 
 /// REST requests node 0 of `sim` has served.

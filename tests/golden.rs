@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use qftpd::sim::{self, SimConfig, SimHandle, Transport, UserSpec, faults::FaultSettings};
+use qftpd::sim::{self, SimConfig, SimHandle, UserSpec};
 use serde_json::{Value, json};
 
 fn golden(name: &str) -> Value {
@@ -63,14 +63,12 @@ impl Fixture {
             home: None,
         };
         let sim = sim::start(SimConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("data"),
-            users: vec![user("admin", true), user("alice", false)],
-            transport: Transport::GeneratedTls,
             token_lifetime: Duration::from_secs(60),
-            faults: FaultSettings::default(),
             cluster_name: "golden".into(),
-            path_symlinks: Default::default(),
+            ..SimConfig::loopback(
+                dir.path().join("data"),
+                vec![user("admin", true), user("alice", false)],
+            )
         })
         .await
         .unwrap();

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use common::Sim;
 use common::control::{Control, READ_TIMEOUT, Reply, connect_data, split_crlf_lines};
-use common::ftp::{Gateway, small_passive_range};
+use common::{Gateway, PassivePorts, start};
 use libunftp::ServerBuilder;
 use libunftp::options::ActivePassiveMode;
 use unftp_core::auth::DefaultUser;
@@ -65,17 +65,11 @@ fn assert_mlsd_line(line: &str) {
 // ---------------------------------------------------------------------------------------------
 // The gateway.
 
-fn start() -> (Sim, Gateway) {
-    let sim = Sim::start_default();
-    let gw = Gateway::start(&sim, "");
-    (sim, gw)
-}
-
 /// A command line of 16 MiB gets one 500 reply; the gateway skips it without buffering it
 /// (its peak RSS does not grow by the line's size) and the session goes on.
 #[test]
 fn gateway_over_long_command_line_is_refused_without_growing_memory() {
-    let (_sim, gw) = start();
+    let (_sim, gw) = start("");
     let mut c = Control::login(gw.addr, ADMIN);
     c.raw(format!("NOOP {}\r\n", "x".repeat(5000)).as_bytes())
         .assert_says(500, "too long");
@@ -107,7 +101,7 @@ fn gateway_over_long_command_line_is_refused_without_growing_memory() {
 /// mistaken for one.
 #[test]
 fn gateway_nul_bytes_are_refused() {
-    let (sim, gw) = start();
+    let (sim, gw) = start("");
     std::fs::write(sim.disk_path("/a"), b"short name").unwrap();
     let mut c = Control::login(gw.addr, ADMIN);
     for line in [
@@ -132,7 +126,7 @@ fn gateway_nul_bytes_are_refused() {
 /// file); a command verb that is not UTF-8 is an unknown command.
 #[test]
 fn gateway_invalid_utf8_is_refused_not_converted() {
-    let (sim, gw) = start();
+    let (sim, gw) = start("");
     // What a lossy conversion of b"\xff\xfe.txt" would name.
     let lossy = "\u{fffd}\u{fffd}.txt";
     std::fs::write(sim.disk_path(&format!("/{lossy}")), b"not yours").unwrap();
@@ -157,7 +151,7 @@ fn gateway_invalid_utf8_is_refused_not_converted() {
 /// answered and the session goes on.
 #[test]
 fn gateway_bare_lf_empty_lines_unknown_commands() {
-    let (_sim, gw) = start();
+    let (_sim, gw) = start("");
     let mut c = Control::connect(gw.addr);
     c.raw(format!("USER {}\n", ADMIN.0).as_bytes())
         .assert_code(331);
@@ -189,7 +183,7 @@ fn gateway_bare_lf_empty_lines_unknown_commands() {
 /// SIZE, CWD, RNFR, RNTO, RMD) and those right after PASS; QUIT is answered last.
 #[test]
 fn gateway_pipelined_commands_are_answered_in_order() {
-    let (sim, gw) = start();
+    let (sim, gw) = start("");
     let batches: [(&str, &[(u16, &str)]); 3] = [
         (
             "MKD x\r\nMKD y\r\nMKD z\r\nQUIT\r\n",
@@ -236,7 +230,7 @@ fn gateway_pipelined_commands_are_answered_in_order() {
 /// listing (LIST, NLST, MLSD, STAT) or a reply (MLST, CWD, and PWD after it).
 #[test]
 fn gateway_names_with_cr_and_lf_inject_no_lines() {
-    let (sim, gw) = start();
+    let (sim, gw) = start("");
     let dir = sim.disk_path("/evil");
     std::fs::create_dir(&dir).unwrap();
     let names = [
@@ -296,7 +290,7 @@ fn gateway_names_with_cr_and_lf_inject_no_lines() {
 /// gets 426; the session goes on, and complete LIST, NLST and MLSD listings follow.
 #[test]
 fn gateway_listing_is_streamed_and_a_failure_midway_is_a_451() {
-    let (sim, gw) = start();
+    let (sim, gw) = start("");
     let entries = 6000; // six pages
     let dir = sim.disk_path("/many");
     std::fs::create_dir(&dir).unwrap();
@@ -1191,7 +1185,7 @@ fn assert_refused(addr: SocketAddr) {
 #[test]
 fn gateway_a_new_pasv_closes_the_previous_listener() {
     let sim = Sim::start_default();
-    let gw = Gateway::start_with_ports(&sim, small_passive_range(4), "");
+    let gw = Gateway::builder(&sim).ports(PassivePorts::first(4)).start();
     let host = gw.addr.ip();
     let mut hog = Control::login(gw.addr, ADMIN);
     let addrs: Vec<SocketAddr> = (0..60)
@@ -1240,7 +1234,7 @@ fn gateway_a_new_pasv_closes_the_previous_listener() {
 /// comes after them, still gets the file.
 #[test]
 fn gateway_a_stranger_on_the_passive_port_does_not_take_the_transfer() {
-    let (sim, gw) = start();
+    let (sim, gw) = start("");
     std::fs::write(sim.disk_path("/f"), b"for the rightful client").unwrap();
     let mut victim = Control::login(gw.addr, ADMIN);
     let addr = victim.pasv();
@@ -1298,7 +1292,7 @@ fn gateway_a_data_connection_that_never_comes_is_a_425_at_the_data_timeout() {
 #[test]
 fn gateway_no_free_passive_port_is_a_425_at_once() {
     let sim = Sim::start_default();
-    let gw = Gateway::start_with_ports(&sim, small_passive_range(3), "");
+    let gw = Gateway::builder(&sim).ports(PassivePorts::first(3)).start();
     let mut holders: Vec<(Control, SocketAddr)> = (0..3)
         .map(|_| {
             let mut c = Control::login(gw.addr, ALICE);
@@ -1348,11 +1342,10 @@ fn gateway_100_sessions_transfer_at_once_over_41_passive_ports() {
     let sim = Sim::start_default();
     let content: Arc<Vec<u8>> = Arc::new((0..1 << 20).map(|i: u32| (i % 251) as u8).collect());
     std::fs::write(sim.disk_path("/big"), content.as_slice()).unwrap();
-    let gw = Gateway::start_with_ports(
-        &sim,
-        small_passive_range(41),
-        "max-connections-per-ip = 200\n",
-    );
+    let gw = Gateway::builder(&sim)
+        .ports(PassivePorts::first(41))
+        .ftp("max-connections-per-ip = 200\n")
+        .start();
     let addr = gw.addr;
     let start = Arc::new(std::sync::Barrier::new(SESSIONS));
     let threads: Vec<_> = (0..SESSIONS)

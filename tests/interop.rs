@@ -16,19 +16,14 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeZone, Utc};
-use common::ftp::{
-    BigPattern, Gateway, ftps_config, op, pattern, require_client, run_with_input, scratch,
+use common::{
+    BigPattern, Gateway, ftps_config, op, pattern, require_tool, run_with_input, scratch,
     sha256_file,
 };
-use common::{Sim, walk_tree};
+use common::{Sim, wait_until, walk_tree};
 use serde_json::{Value, json};
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
-
-/// A simulator with the standard cast (admin, alice, bob).
-fn start_sim() -> Sim {
-    Sim::start_default()
-}
 
 // ---------------------------------------------------------------------------------------------
 // The tree of awkward names.
@@ -226,15 +221,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Polls `done` every 50 ms until it holds, failing after `deadline`.
-fn wait_until(deadline: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + deadline;
-    while !done() {
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // rclone
 
@@ -246,9 +232,9 @@ struct Rclone {
 
 impl Rclone {
     fn new(gw: &Gateway, user: &str, password: &str, tls: bool) -> Rclone {
-        require_client("rclone", "rclone");
+        require_tool("rclone", "rclone");
         let dir = scratch();
-        let out = Command::new("rclone")
+        let out = Command::new(common::require_tool("rclone", "rclone"))
             .args(["obscure", password])
             .output()
             .expect("run rclone obscure");
@@ -272,7 +258,7 @@ impl Rclone {
     /// Runs `rclone <args>` (one try, no retry of the whole job: a job that only succeeds
     /// when retried is a failure); returns the output whatever the exit status.
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("rclone");
+        let mut cmd = Command::new(common::require_tool("rclone", "rclone"));
         cmd.args(args)
             .args([
                 "--retries",
@@ -307,7 +293,7 @@ impl Rclone {
 /// a deletion and an addition, `moveto` and `purge`, of the tree of awkward names into
 /// directories that do not exist yet, over FTP or FTPS.
 fn rclone_round_trip(tls: bool) {
-    let sim = start_sim();
+    let sim = Sim::start_default();
     let certs = scratch();
     let gw = if tls {
         let (lines, _) = ftps_config(certs.path(), false);
@@ -511,13 +497,13 @@ fn rclone_copy_check_lsjson_sync_moveto_purge_over_ftps() {
 /// `lftp -c` with `commands` after logging in as alice over plain FTP; output whatever the
 /// exit status.
 fn lftp(gw: &Gateway, commands: &str) -> Output {
-    require_client("lftp", "lftp");
+    require_tool("lftp", "lftp");
     gw.lftp_with("set ftp:ssl-allow no;", ALICE.0, ALICE.1, commands)
 }
 
 #[test]
 fn lftp_mirror_up_and_back_keeps_contents_and_times() {
-    let sim = start_sim();
+    let sim = Sim::start_default();
     let gw = Gateway::start(&sim, "");
     let work = scratch();
     let src = work.path().join("src");
@@ -550,7 +536,7 @@ fn lftp_mirror_up_and_back_keeps_contents_and_times() {
         ("the source", &src),
         ("the mirrored-back copy", &back),
     );
-    let diff = Command::new("diff")
+    let diff = Command::new(common::require_tool("diff", "diffutils"))
         .arg("-r")
         .arg(&src)
         .arg(&back)
@@ -559,7 +545,7 @@ fn lftp_mirror_up_and_back_keeps_contents_and_times() {
     if !diff.status.success() {
         problems.push(format!("diff -r source mirrored-back: {}", text(&diff)));
     }
-    let diff = Command::new("diff")
+    let diff = Command::new(common::require_tool("diff", "diffutils"))
         .arg("-r")
         .arg(&src)
         .arg(&up)
@@ -617,8 +603,8 @@ fn entries_with_sizes(dir: &Path) -> Vec<(String, u64)> {
 /// An upload by `lftp mirror -R` of a 40 MiB file, at 2 MiB/s, killed once 6 MiB arrived, then
 /// `mirror -R --continue`: the file on the server is the source, byte for byte, with its time.
 fn lftp_mirror_continue(extra_ftp: &str) -> Vec<String> {
-    require_client("lftp", "lftp");
-    let sim = start_sim();
+    require_tool("lftp", "lftp");
+    let sim = Sim::start_default();
     let gw = Gateway::start(&sim, extra_ftp);
     let work = scratch();
     let src = work.path().join("big");
@@ -722,8 +708,8 @@ fn lftp_mirror_continue_completes_an_interrupted_upload() {
 
 #[test]
 fn bsd_ftp_client_scripted_session() {
-    let tnftp = require_client("tnftp", "tnftp");
-    let sim = start_sim();
+    let tnftp = require_tool("tnftp", "tnftp");
+    let sim = Sim::start_default();
     let gw = Gateway::start(&sim, "");
     let work = scratch();
     let local = work.path().join("local");
@@ -892,7 +878,7 @@ fn bsd_ftp_client_scripted_session() {
 /// Runs tests/clients/ftplib_session.py with `spec`; returns its steps.
 fn ftplib_session(spec: &Value) -> Vec<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ftplib_session.py");
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new(common::require_tool("python3", "python3"));
     cmd.arg(script).env("PYTHONIOENCODING", "utf-8");
     let input = serde_json::to_vec(spec).unwrap();
     let out = run_with_input(
@@ -910,7 +896,7 @@ fn ftplib_session(spec: &Value) -> Vec<Value> {
 /// storbinary of several MiB, retrbinary, nlst, mlsd(facts=...) and MFMT with ftplib, over FTP
 /// or FTPS with TLS at most `tls_max`.
 fn ftplib_round_trip(tls: Option<&str>) {
-    let sim = start_sim();
+    let sim = Sim::start_default();
     let certs = scratch();
     let (gw, cafile) = match tls {
         Some(_) => {
@@ -1122,8 +1108,8 @@ fn ftplib_ftps_tls_1_3_storbinary_ends_cleanly() {
 /// failure is reported, not only the first. curl must report `want_tls` (e.g. `SSL connection
 /// using TLSv1.3`) for the connection.
 fn curl_ftps_rounds(tls_args: &[&str], want_tls: &str, rounds: usize) {
-    require_client("curl", "curl");
-    let sim = start_sim();
+    require_tool("curl", "curl");
+    let sim = Sim::start_default();
     let certs = scratch();
     let (lines, _) = ftps_config(certs.path(), true);
     let gw = Gateway::start(&sim, &lines);
@@ -1200,7 +1186,7 @@ fn curl_ftps_rounds(tls_args: &[&str], want_tls: &str, rounds: usize) {
 }
 
 fn curl_ftps(tls_args: &[&str], args: &[&str]) -> Output {
-    let mut cmd = Command::new("curl");
+    let mut cmd = Command::new(common::require_tool("curl", "curl"));
     cmd.args(["-sS", "-v", "--max-time", "60", "--ssl-reqd", "-k"])
         .args(tls_args)
         .args(args);

@@ -6,21 +6,22 @@
 //! "auto"` follows `JOURNAL_STREAM` only when it names the gateway's own stderr, and `target =
 //! "journald"` without a journal falls back to stderr with one warning.
 //!
-//! Needs root (mounts), `unshare`, `nsenter`, `journalctl`, `/lib/systemd/systemd-journald` and
-//! curl; without them (or without mount namespaces) each test says `skipped: …` and passes.
+//! Needs `unshare`, `nsenter`, `journalctl`, `/lib/systemd/systemd-journald` and curl: without
+//! one of them a test fails, naming its package. Needs root (mounts) and mount namespaces too:
+//! without them each test says `skipped: …` and passes.
 //! Readiness is polled with a deadline (socket file, TCP connect, log lines), never slept for.
 mod common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::ftp::{curl, url_encode};
+use common::{curl, free_port, require_tool, url_encode};
 use serde_json::Value;
 
 const JOURNALD: &str = "/lib/systemd/systemd-journald";
@@ -57,8 +58,22 @@ impl Drop for Children {
     }
 }
 
-/// Why this machine cannot run the test, if it cannot.
+/// Why this machine cannot run the test, if it cannot (it is not root). A missing program
+/// fails the test instead, naming its package.
 fn missing_prerequisite() -> Option<String> {
+    for (tool, package) in [
+        ("unshare", "util-linux"),
+        ("nsenter", "util-linux"),
+        ("journalctl", "systemd"),
+        ("curl", "curl"),
+    ] {
+        require_tool(tool, package);
+    }
+    assert!(
+        Path::new(JOURNALD).exists(),
+        "{JOURNALD} is missing: ./run-tests installs it (Debian package systemd; or apt-get \
+         install systemd)"
+    );
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let euid = status
         .lines()
@@ -66,15 +81,6 @@ fn missing_prerequisite() -> Option<String> {
         .and_then(|ids| ids.split_whitespace().nth(1));
     if euid != Some("0") {
         return Some("not root (mount namespaces and tmpfs mounts need root)".into());
-    }
-    if !Path::new(JOURNALD).exists() {
-        return Some(format!("{JOURNALD} is missing (apt-get install systemd)"));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for tool in ["unshare", "nsenter", "journalctl", "curl"] {
-        if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
-            return Some(format!("{tool} is not on PATH"));
-        }
     }
     None
 }
@@ -99,19 +105,13 @@ fn wait_for<T>(
     }
 }
 
-/// A port free right now (bound on port 0, then released) for `ftp.listen`.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
 fn read_lossy(path: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }
 
 /// Every entry of the namespace's journal (`journalctl -o json`, one object per line).
 fn journal(ns_pid: u32) -> Vec<BTreeMap<String, Value>> {
-    let out = Command::new("nsenter")
+    let out = Command::new(common::require_tool("nsenter", "util-linux"))
         .args(["-t", &ns_pid.to_string(), "-m", "--"])
         .args([
             "journalctl",
@@ -208,7 +208,7 @@ fn start_journald(children: &mut Children, dir: &Path) -> Result<u32, String> {
         exec /lib/systemd/systemd-journald";
     let file = File::create(&log).expect("journald log");
     let ns_pid = children.push(
-        Command::new("unshare")
+        Command::new(common::require_tool("unshare", "util-linux"))
             .args(["-m", "--propagation", "private", "sh", "-c", script])
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("journald log"))
@@ -267,7 +267,7 @@ fn spawn_gateway(
 ) -> u32 {
     let mut cmd = Command::new(prefix[0]);
     cmd.args(&prefix[1..])
-        .arg(env!("CARGO_BIN_EXE_qftpd"))
+        .arg(common::process::qftpd_path())
         .arg("serve")
         .arg("--config")
         .arg(config);

@@ -10,20 +10,20 @@ mod common;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
+use common::Gateway;
 use common::Sim;
 use common::control::{Control, connect_data};
-use common::ftp::Gateway;
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
 
 /// A simulator whose alice has the home `/home/alice`, a gateway in front of it (`chroot`
 /// or not), and a tree: `DIR/{a.txt,b.txt,c.dat,.hidden.txt,sub/}` and a file named `x*y`.
 fn start(chroot: bool) -> (Sim, Gateway, &'static str) {
-    let sim = Sim::start(
-        &[("admin", "adminpw"), ALICE],
-        Some("admin"),
-        &["--home", "alice:/home/alice"],
-    );
+    let sim = Sim::builder()
+        .users(&[("admin", "adminpw"), ALICE])
+        .admin("admin")
+        .home("alice")
+        .start();
     let gw = Gateway::start(&sim, if chroot { "chroot-users = true" } else { "" });
     let dir = if chroot { "/docs" } else { "/home/alice/docs" };
     let disk = sim.disk_path("/home/alice/docs");
@@ -180,7 +180,7 @@ fn bsd_ftp_mget_and_mdelete_with_wildcards() {
         "user {} {}\nprompt\nbinary\ncd {dir}\nmget *.txt\ncd ..\nmget docs/*.dat\ncd docs\nmdelete *.dat\nls\nbye\n",
         ALICE.0, ALICE.1
     );
-    let mut child = Command::new("tnftp")
+    let mut child = Command::new(common::require_tool("tnftp", "tnftp"))
         .args(["-n", "-p", "127.0.0.1", &gw.port().to_string()])
         .current_dir(local.path())
         .stdin(Stdio::piped())
@@ -189,8 +189,7 @@ fn bsd_ftp_mget_and_mdelete_with_wildcards() {
         .spawn()
         .expect("tnftp");
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
-    let out =
-        common::ftp::wait_with_deadline(&mut child, std::time::Duration::from_secs(60), "tnftp");
+    let out = common::wait_with_deadline(&mut child, std::time::Duration::from_secs(60), "tnftp");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     for name in ["a.txt", "b.txt"] {
@@ -253,7 +252,7 @@ fn mlst_facts_are_selected_and_mlsd_of_a_file_is_501() {
         ALICE.0,
         ALICE.1
     );
-    let out = Command::new("python3")
+    let out = Command::new(common::require_tool("python3", "python3"))
         .args(["-c", &script])
         .output()
         .unwrap();

@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::ftp::pattern;
+use common::pattern;
 use common::{Qq, Sim};
 use serde_json::Value;
 
@@ -1108,7 +1108,7 @@ fn qq_nodes_share_tokens_and_files_and_a_node_goes_down_and_up() {
 
 /// The HTTP status of `curl -X METHOD URL+PATH`.
 fn curl_status(base: &str, method: &str, path: &str) -> u16 {
-    let out = std::process::Command::new("curl")
+    let out = std::process::Command::new(common::require_tool("curl", "curl"))
         .args([
             "-sS",
             "-k",
@@ -1177,7 +1177,8 @@ fn qq_download_from_a_node_taken_down_is_cut_mid_body() {
     let auth = format!("Authorization: Bearer {}", s(&creds, "bearer_token"));
     let url = format!("{}/v1/files/%2Fbig.bin/data", sim.urls[1]);
     let curl = start_reading(
-        std::process::Command::new("curl").args(["-sS", "-k", "-H", &auth, &url]),
+        std::process::Command::new(common::require_tool("curl", "curl"))
+            .args(["-sS", "-k", "-H", &auth, &url]),
         PREFIX,
     );
     sim.node_down(1);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use qftpd::qumulo::{AttrPatch, Client, ClientConfig, Error, ErrorKind, FileType, Session};
 use qftpd::sim::faults::FaultSettings;
-use qftpd::sim::{self, SimConfig, SimHandle, Transport, UserSpec};
+use qftpd::sim::{self, SimConfig, SimHandle, UserSpec};
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,20 +43,14 @@ impl Cluster {
     async fn start() -> Cluster {
         install_log();
         let data = tempfile::tempdir().unwrap();
-        let sim = sim::start(SimConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data.path().to_path_buf(),
-            users: vec![
+        let sim = sim::start(SimConfig::loopback(
+            data.path(),
+            vec![
                 user("admin", true, None),
                 user("alice", false, Some("/home/alice")),
                 user("bob", false, None),
             ],
-            transport: Transport::GeneratedTls,
-            token_lifetime: sim::DEFAULT_TOKEN_LIFETIME,
-            faults: FaultSettings::default(),
-            cluster_name: "test-cluster".into(),
-            path_symlinks: Default::default(),
-        })
+        ))
         .await
         .unwrap();
         let ca_dir = tempfile::tempdir().unwrap();

@@ -5,15 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::control as raw;
-use common::ftp::{Gateway, OpResult, curl, op, pattern, run_ftplib_with, scratch, toml_str};
+use common::control::{Control, connect_data};
+use common::{Gateway, OpResult, curl, hex, op, pattern, run_ftplib_with, scratch, toml_str};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -22,11 +22,12 @@ const BOB: (&str, &str) = ("bob", "bobpw");
 
 /// A simulator with alice and bob, each with a home directory.
 fn start_sim() -> Sim {
-    Sim::start(
-        &[("admin", "adminpw"), ALICE, BOB],
-        Some("admin"),
-        &["--home", "alice:/home/alice", "--home", "bob:/home/bob"],
-    )
+    Sim::builder()
+        .users(&[("admin", "adminpw"), ALICE, BOB])
+        .admin("admin")
+        .home("alice")
+        .home("bob")
+        .start()
 }
 
 /// A self-signed certificate for 127.0.0.1 and localhost, written as `NAME.pem` and
@@ -41,10 +42,6 @@ fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
     let sha = hex(&Sha256::digest(certified.cert.der()));
     (cert, key, sha)
-}
-
-fn hex(data: &[u8]) -> String {
-    data.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `[ftp]` lines for FTPS with `cert` and `key`.
@@ -63,50 +60,6 @@ fn tls_options(ca: &Path, min: Option<&str>, max: Option<&str>) -> Value {
 fn assert_ok(results: &[OpResult]) {
     for r in results {
         assert!(r.ok, "ftplib {} failed: {:#}", r.op, r.raw);
-    }
-}
-
-/// A raw control connection, for replies ftplib would hide.
-struct Control {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Control {
-    fn connect(addr: SocketAddr) -> Control {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        Control {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-        }
-    }
-
-    /// The next whole reply ("" when the server closed the connection).
-    fn reply(&mut self) -> String {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) => return text,
-                Ok(_) => {}
-                Err(e) => panic!("reading a reply: {e} (so far {text:?})"),
-            }
-            text.push_str(&line);
-            let b = line.as_bytes();
-            if b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b' ' {
-                return text;
-            }
-        }
-    }
-
-    fn cmd(&mut self, line: &str) -> String {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-        self.reply()
     }
 }
 
@@ -219,11 +172,11 @@ fn required_tls_refuses_plaintext_logins_and_unprotected_data() {
     let gw = Gateway::start(&sim, &tls_lines(&cert, &key, true));
 
     // Plaintext: USER is refused before any password is sent.
-    let mut c = Control::connect(gw.addr);
-    assert!(c.reply().starts_with("220"));
-    let reply = c.cmd(&format!("USER {}", ALICE.0));
+    let mut c = Control::open(gw.addr);
+    assert!(c.reply_lenient().starts_with("220"));
+    let reply = c.cmd_lenient(&format!("USER {}", ALICE.0));
     assert!(reply.starts_with("534"), "plaintext USER: {reply}");
-    let reply = c.cmd(&format!("PASS {}", ALICE.1));
+    let reply = c.cmd_lenient(&format!("PASS {}", ALICE.1));
     assert!(
         reply.starts_with("534") || reply.starts_with("503"),
         "plaintext PASS: {reply}"
@@ -263,12 +216,18 @@ fn required_tls_refuses_plaintext_logins_and_unprotected_data() {
     // Without TLS required, plaintext still works (and TLS is offered).
     let sim2 = start_sim();
     let gw2 = Gateway::start(&sim2, &tls_lines(&cert, &key, false));
-    let mut c = Control::connect(gw2.addr);
-    assert!(c.reply().starts_with("220"));
-    let feat = c.cmd("FEAT");
+    let mut c = Control::open(gw2.addr);
+    assert!(c.reply_lenient().starts_with("220"));
+    let feat = c.cmd_lenient("FEAT");
     assert!(feat.contains("AUTH TLS"), "{feat}");
-    assert!(c.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
-    assert!(c.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+    assert!(
+        c.cmd_lenient(&format!("USER {}", ALICE.0))
+            .starts_with("331")
+    );
+    assert!(
+        c.cmd_lenient(&format!("PASS {}", ALICE.1))
+            .starts_with("230")
+    );
 }
 
 #[test]
@@ -342,8 +301,8 @@ fn brute_force_from_one_address_is_banned_while_others_log_in() {
 
     // The address is banned now: a new connection is turned away, even with the right
     // password, and the log says why.
-    let mut c = Control::connect(gw.addr);
-    let greeting = c.reply();
+    let mut c = Control::open(gw.addr);
+    let greeting = c.reply_lenient();
     assert!(greeting.starts_with("421"), "banned address: {greeting}");
     assert!(gw.stderr_log().contains("banned"), "{}", gw.stderr_log());
 
@@ -370,11 +329,11 @@ fn brute_force_from_one_address_is_banned_while_others_log_in() {
 fn connections_are_capped_per_address_and_in_all() {
     let sim = start_sim();
     let gw = Gateway::start(&sim, "max-connections-per-ip = 2\nmax-connections = 3\n");
-    let mut first = Control::connect(gw.addr);
-    let mut second = Control::connect(gw.addr);
-    assert!(first.reply().starts_with("220") && second.reply().starts_with("220"));
-    let mut third = Control::connect(gw.addr);
-    let reply = third.reply();
+    let mut first = Control::open(gw.addr);
+    let mut second = Control::open(gw.addr);
+    assert!(first.reply_lenient().starts_with("220") && second.reply_lenient().starts_with("220"));
+    let mut third = Control::open(gw.addr);
+    let reply = third.reply_lenient();
     assert!(
         reply.starts_with("421") && reply.contains("your address"),
         "{reply}"
@@ -382,22 +341,22 @@ fn connections_are_capped_per_address_and_in_all() {
 
     // Another address gets the last slot; then the server is full for everyone.
     let other = bind_from("127.0.0.2", gw.addr);
-    let mut other = control_from(other);
-    assert!(other.reply().starts_with("220"));
-    let mut fourth = control_from(bind_from("127.0.0.3", gw.addr));
-    let reply = fourth.reply();
+    let mut other = Control::from_stream(other);
+    assert!(other.reply_lenient().starts_with("220"));
+    let mut fourth = Control::from_stream(bind_from("127.0.0.3", gw.addr));
+    let reply = fourth.reply_lenient();
     assert!(
         reply.starts_with("421") && reply.contains("Too many connections"),
         "{reply}"
     );
 
     // A slot comes back when a session ends.
-    assert!(first.cmd("QUIT").starts_with("221"));
+    assert!(first.cmd_lenient("QUIT").starts_with("221"));
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut c = Control::connect(gw.addr);
-        if c.reply().starts_with("220") {
+        let mut c = Control::open(gw.addr);
+        if c.reply_lenient().starts_with("220") {
             break;
         }
         assert!(
@@ -418,30 +377,30 @@ fn bind_from(source: &str, to: SocketAddr) -> TcpStream {
     socket.into()
 }
 
-fn control_from(stream: TcpStream) -> Control {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    Control {
-        writer: stream.try_clone().unwrap(),
-        reader: BufReader::new(stream),
-    }
-}
-
 #[test]
 fn idle_sessions_are_closed() {
     let sim = start_sim();
     let gw = Gateway::start(&sim, "idle-timeout = 1\n");
-    let mut c = Control::connect(gw.addr);
-    assert!(c.reply().starts_with("220"));
-    assert!(c.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
-    assert!(c.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+    let mut c = Control::open(gw.addr);
+    assert!(c.reply_lenient().starts_with("220"));
+    assert!(
+        c.cmd_lenient(&format!("USER {}", ALICE.0))
+            .starts_with("331")
+    );
+    assert!(
+        c.cmd_lenient(&format!("PASS {}", ALICE.1))
+            .starts_with("230")
+    );
     let started = Instant::now();
     // The next reply comes unasked: the server closes the idle session.
-    let reply = c.reply();
+    let reply = c.reply_lenient();
     assert!(reply.starts_with("421"), "idle session: {reply:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
-    assert_eq!(c.reply(), "", "the connection is closed after the 421");
+    assert_eq!(
+        c.reply_lenient(),
+        "",
+        "the connection is closed after the 421"
+    );
 }
 
 #[test]
@@ -463,17 +422,15 @@ fn the_clusters_certificate_is_verified_or_pinned() {
     };
 
     // Pinned: trusted without any CA file.
-    let pinned = Gateway::start_config(
-        &format!(
-            "url = {}\nfingerprint-sha256 = \"{pin}\"\n",
-            toml_str(&sim.url)
-        ),
-        "",
-    );
+    let pinned = Gateway::with_qumulo(&format!(
+        "url = {}\nfingerprint-sha256 = \"{pin}\"\n",
+        toml_str(&sim.url)
+    ))
+    .start();
     assert_ok(&login(&pinned));
 
     // Not pinned and not in any CA file: refused, and the operator is told why.
-    let unknown = Gateway::start_config(&format!("url = {}\n", toml_str(&sim.url)), "");
+    let unknown = Gateway::with_qumulo(&format!("url = {}\n", toml_str(&sim.url))).start();
     let results = login(&unknown);
     assert!(!results[1].ok, "an unknown certificate must not be trusted");
     assert!(
@@ -484,13 +441,11 @@ fn the_clusters_certificate_is_verified_or_pinned() {
 
     // A wrong pin: refused, the log shows both fingerprints.
     let wrong = "AA:".repeat(31) + "AA";
-    let mispinned = Gateway::start_config(
-        &format!(
-            "url = {}\nfingerprint-sha256 = \"{wrong}\"\n",
-            toml_str(&sim.url)
-        ),
-        "",
-    );
+    let mispinned = Gateway::with_qumulo(&format!(
+        "url = {}\nfingerprint-sha256 = \"{wrong}\"\n",
+        toml_str(&sim.url)
+    ))
+    .start();
     let results = login(&mispinned);
     assert!(
         results[1].error().starts_with("421"),
@@ -501,13 +456,11 @@ fn the_clusters_certificate_is_verified_or_pinned() {
     assert!(log.contains(&wrong) && log.contains(&pin), "{log}");
 
     // Verification off: works, with a warning at start.
-    let careless = Gateway::start_config(
-        &format!(
-            "url = {}\naccept-invalid-certs = true\n",
-            toml_str(&sim.url)
-        ),
-        "",
-    );
+    let careless = Gateway::with_qumulo(&format!(
+        "url = {}\naccept-invalid-certs = true\n",
+        toml_str(&sim.url)
+    ))
+    .start();
     assert_ok(&login(&careless));
     assert!(
         careless.stderr_log().contains("not verified"),
@@ -525,7 +478,7 @@ fn a_self_signed_ca_certificate_in_ca_file_is_trusted() {
     let make = |name: &str, subject: &str, san: &str, days: &str| -> (PathBuf, PathBuf) {
         let cert = dir.path().join(format!("{name}.pem"));
         let key = dir.path().join(format!("{name}.key"));
-        let out = std::process::Command::new("openssl")
+        let out = std::process::Command::new(common::require_tool("openssl", "openssl"))
             .args([
                 "req",
                 "-x509",
@@ -546,7 +499,7 @@ fn a_self_signed_ca_certificate_in_ca_file_is_trusted() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let text = std::process::Command::new("openssl")
+        let text = std::process::Command::new(common::require_tool("openssl", "openssl"))
             .args(["x509", "-noout", "-text", "-in"])
             .arg(&cert)
             .output()
@@ -587,7 +540,7 @@ fn a_self_signed_ca_certificate_in_ca_file_is_trusted() {
         "30",
     );
     let sim = cluster(&cert, &key);
-    let gw = Gateway::start_with(&sim.url, Some(&cert), "");
+    let gw = Gateway::for_cluster(&sim.url, Some(&cert)).start();
     assert_ok(&login(&gw));
 
     let (cert, key) = make(
@@ -597,7 +550,7 @@ fn a_self_signed_ca_certificate_in_ca_file_is_trusted() {
         "30",
     );
     let sim = cluster(&cert, &key);
-    let gw = Gateway::start_with(&sim.url, Some(&cert), "");
+    let gw = Gateway::for_cluster(&sim.url, Some(&cert)).start();
     let results = login(&gw);
     assert!(
         results[1].error().starts_with("421"),
@@ -627,18 +580,24 @@ fn a_cluster_outage_gives_421_and_451_and_the_gateway_recovers() {
     std::fs::write(&file, &data).unwrap();
 
     // A session logged in before the outage.
-    let mut c = Control::connect(gw.addr);
-    assert!(c.reply().starts_with("220"));
-    assert!(c.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
-    assert!(c.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+    let mut c = Control::open(gw.addr);
+    assert!(c.reply_lenient().starts_with("220"));
+    assert!(
+        c.cmd_lenient(&format!("USER {}", ALICE.0))
+            .starts_with("331")
+    );
+    assert!(
+        c.cmd_lenient(&format!("PASS {}", ALICE.1))
+            .starts_with("230")
+    );
 
     sim.set_faults(r#"{"outage": true}"#);
-    let reply = c.cmd("SIZE /home/alice");
+    let reply = c.cmd_lenient("SIZE /home/alice");
     assert!(
         reply.starts_with("451"),
         "file operation during an outage: {reply}"
     );
-    let reply = c.cmd("MKD /home/alice/during");
+    let reply = c.cmd_lenient("MKD /home/alice/during");
     assert!(reply.starts_with("451"), "MKD during an outage: {reply}");
     let results = run_ftplib_with(
         gw.addr,
@@ -653,7 +612,7 @@ fn a_cluster_outage_gives_421_and_451_and_the_gateway_recovers() {
 
     // The cluster comes back: the same session and new logins work, without a restart.
     sim.set_faults(r#"{"outage": false}"#);
-    assert!(c.cmd("MKD /home/alice/after").starts_with("257"));
+    assert!(c.cmd_lenient("MKD /home/alice/after").starts_with("257"));
     let results = run_ftplib_with(
         gw.addr,
         json!({}),
@@ -667,7 +626,7 @@ fn a_cluster_outage_gives_421_and_451_and_the_gateway_recovers() {
     );
     assert_ok(&results);
     assert!(results[3].data() == data);
-    assert!(c.cmd("QUIT").starts_with("221"));
+    assert!(c.cmd_lenient("QUIT").starts_with("221"));
 }
 
 #[test]
@@ -675,14 +634,12 @@ fn slow_clients_outlast_the_clusters_request_timeout() {
     // A request may keep the cluster silent for 2 s; these transfers take several times that
     // because the FTP client is slow, which is not the cluster stalling.
     let sim = start_sim();
-    let gw = Gateway::start_config(
-        &format!(
-            "url = {}\nca-file = {}\nrequest-timeout = 2\n",
-            toml_str(&sim.url),
-            toml_str(sim.cert_pem_path.to_str().unwrap())
-        ),
-        "",
-    );
+    let gw = Gateway::with_qumulo(&format!(
+        "url = {}\nca-file = {}\nrequest-timeout = 2\n",
+        toml_str(&sim.url),
+        toml_str(sim.cert_pem_path.to_str().unwrap())
+    ))
+    .start();
     let dir = scratch();
     let data = pattern(1536 * 1024, 9);
     let src = dir.path().join("slow.bin");
@@ -726,8 +683,8 @@ fn greeted_from(source: &str, to: SocketAddr) -> (Control, String) {
         .bind(&local.into())
         .unwrap_or_else(|e| panic!("bind the source address {source}: {e}"));
     socket.connect(&to.into()).expect("connect");
-    let mut c = control_from(socket.into());
-    let greeting = c.reply();
+    let mut c = Control::from_stream(socket.into());
+    let greeting = c.reply_lenient();
     (c, greeting)
 }
 
@@ -735,10 +692,10 @@ fn greeted_from(source: &str, to: SocketAddr) -> (Control, String) {
 fn login_from(source: &str, to: SocketAddr, (user, password): (&str, &str)) -> (String, Duration) {
     let (mut c, greeting) = greeted_from(source, to);
     assert!(greeting.starts_with("220"), "from {source}: {greeting}");
-    let reply = c.cmd(&format!("USER {user}"));
+    let reply = c.cmd_lenient(&format!("USER {user}"));
     assert!(reply.starts_with("331"), "from {source}: {reply}");
     let started = Instant::now();
-    let reply = c.cmd(&format!("PASS {password}"));
+    let reply = c.cmd_lenient(&format!("PASS {password}"));
     (reply, started.elapsed())
 }
 
@@ -804,9 +761,9 @@ fn simultaneous_guesses_from_one_address_reach_the_cluster_at_most_max_per_addre
             std::thread::spawn(move || {
                 let (mut c, greeting) = greeted_from("127.0.0.5", addr);
                 assert!(greeting.starts_with("220"), "{greeting}");
-                assert!(c.cmd("USER alice").starts_with("331"));
+                assert!(c.cmd_lenient("USER alice").starts_with("331"));
                 barrier.wait();
-                c.cmd(&format!("PASS guess{i}"))
+                c.cmd_lenient(&format!("PASS guess{i}"))
             })
         })
         .collect();
@@ -875,14 +832,14 @@ fn successful_and_unchecked_logins_are_not_counted_and_the_address_ban_still_wor
     let (_, greeting) = greeted_from("127.0.0.6", addr);
     assert!(greeting.starts_with("421"), "banned: {greeting}");
     // A connection opened before the ban cannot log in either, even with the password.
-    assert!(before_the_ban.cmd("USER alice").starts_with("331"));
-    let reply = before_the_ban.cmd("PASS alicepw");
+    assert!(before_the_ban.cmd_lenient("USER alice").starts_with("331"));
+    let reply = before_the_ban.cmd_lenient("PASS alicepw");
     assert!(
         reply.starts_with("421") && reply.contains("failed logins from your address"),
         "{reply}"
     );
     assert_eq!(
-        before_the_ban.reply(),
+        before_the_ban.reply_lenient(),
         "",
         "the connection is closed after 421"
     );
@@ -904,9 +861,9 @@ fn ipv6_clients_are_capped_per_64_and_ipv4_mapped_ones_per_address() {
     if std::env::var_os(IN_NETNS).is_none() {
         // Several addresses of one /64 need a network of their own: the same test runs
         // again in a new user and network namespace, where it may add them to lo.
-        common::ftp::require_client("unshare", "util-linux");
-        common::ftp::require_client("ip", "iproute2");
-        let out = std::process::Command::new("unshare")
+        common::require_tool("unshare", "util-linux");
+        common::require_tool("ip", "iproute2");
+        let out = std::process::Command::new(common::require_tool("unshare", "util-linux"))
             .args(["--user", "--map-root-user", "--net", "--"])
             .arg(std::env::current_exe().unwrap())
             .args([
@@ -937,7 +894,7 @@ fn ipv6_clients_are_capped_per_64_and_ipv4_mapped_ones_per_address() {
         return;
     }
     let ip = |args: &str| {
-        let status = std::process::Command::new("ip")
+        let status = std::process::Command::new(common::require_tool("ip", "iproute2"))
             .args(args.split_whitespace())
             .status()
             .expect("run ip");
@@ -953,7 +910,10 @@ fn ipv6_clients_are_capped_per_64_and_ipv4_mapped_ones_per_address() {
         ip(&format!("-6 addr add {address}/64 dev lo nodad"));
     }
     let sim = start_sim();
-    let gw = Gateway::start_listening(&sim, "[::]:0", "max-connections-per-ip = 2\n");
+    let gw = Gateway::builder(&sim)
+        .listen("[::]:0")
+        .ftp("max-connections-per-ip = 2\n")
+        .start();
     let to = |host: &str| SocketAddr::new(host.parse().unwrap(), gw.port());
     let server = to("2001:db8:1:2::1");
     // Two connections from one /64 take its slots, whichever addresses they come from.
@@ -992,10 +952,10 @@ fn ipv6_clients_are_capped_per_64_and_ipv4_mapped_ones_per_address() {
 /// A client from `source` that sends `AUTH TLS`, reads the 234 and then says nothing: the TLS
 /// handshake never starts.
 fn stall_in_auth_tls(source: &str, addr: SocketAddr) -> Control {
-    let mut c = control_from(bind_from(source, addr));
-    let greeting = c.reply();
+    let mut c = Control::from_stream(bind_from(source, addr));
+    let greeting = c.reply_lenient();
     assert!(greeting.starts_with("220"), "{source}: {greeting}");
-    let reply = c.cmd("AUTH TLS");
+    let reply = c.cmd_lenient("AUTH TLS");
     assert!(reply.starts_with("234"), "{source}: {reply}");
     c
 }
@@ -1019,7 +979,7 @@ fn stalled_tls_handshakes_do_not_hold_the_connection_slots() {
         .map(|i| stall_in_auth_tls(&format!("127.0.0.{}", 2 + i % 5), gw.addr))
         .collect();
     let all_held = started.elapsed();
-    let reply = control_from(bind_from("127.0.0.7", gw.addr)).reply();
+    let reply = Control::from_stream(bind_from("127.0.0.7", gw.addr)).reply_lenient();
     assert!(
         reply.starts_with("421") && reply.contains("Too many connections"),
         "with every slot held: {reply}"
@@ -1029,8 +989,8 @@ fn stalled_tls_handshakes_do_not_hold_the_connection_slots() {
     // back long before the idle timeout would matter.
     let deadline = started + all_held + Duration::from_secs(10);
     let mut fresh = loop {
-        let mut c = control_from(bind_from("127.0.0.7", gw.addr));
-        if c.reply().starts_with("220") {
+        let mut c = Control::from_stream(bind_from("127.0.0.7", gw.addr));
+        if c.reply_lenient().starts_with("220") {
             break c;
         }
         assert!(
@@ -1044,11 +1004,19 @@ fn stalled_tls_handshakes_do_not_hold_the_connection_slots() {
     eprintln!(
         "100 stalled AUTH TLS: all slots held after {all_held:?}, a slot free after {freed:?}"
     );
-    assert!(fresh.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
-    assert!(fresh.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+    assert!(
+        fresh
+            .cmd_lenient(&format!("USER {}", ALICE.0))
+            .starts_with("331")
+    );
+    assert!(
+        fresh
+            .cmd_lenient(&format!("PASS {}", ALICE.1))
+            .starts_with("230")
+    );
     for c in &mut stalled {
         assert_eq!(
-            c.reply(),
+            c.reply_lenient(),
             "",
             "a stalled connection got a reply instead of being closed"
         );
@@ -1074,25 +1042,21 @@ fn keep_sending(
 ) -> Option<(String, Duration, bool)> {
     let started = Instant::now();
     while started.elapsed() < within {
-        c.writer
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
+        c.set_read_timeout(Duration::from_secs(1));
         let mut unasked = String::new();
-        let waited = c.reader.read_line(&mut unasked);
-        c.writer
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
+        let waited = c.stream.read_line(&mut unasked);
+        c.set_read_timeout(Duration::from_secs(30));
         let reply = match waited {
             Ok(0) => return Some((String::new(), started.elapsed(), true)),
             Ok(_) => unasked,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                c.cmd(line)
+                c.cmd_lenient(line)
             }
             Err(e) => panic!("reading the control connection: {e}"),
         };
         if !expect.iter().any(|code| reply.starts_with(code)) {
             let when = started.elapsed();
-            return Some((reply, when, c.reply().is_empty()));
+            return Some((reply, when, c.reply_lenient().is_empty()));
         }
     }
     None
@@ -1113,8 +1077,8 @@ fn connections_that_do_not_log_in_are_closed_at_the_login_deadline() {
     let addr = gw.addr;
     let talker = |line: &'static str, expect: &'static [&'static str]| {
         std::thread::spawn(move || {
-            let mut c = Control::connect(addr);
-            assert!(c.reply().starts_with("220"));
+            let mut c = Control::open(addr);
+            assert!(c.reply_lenient().starts_with("220"));
             keep_sending(&mut c, line, expect, Duration::from_secs(20))
         })
     };
@@ -1124,13 +1088,19 @@ fn connections_that_do_not_log_in_are_closed_at_the_login_deadline() {
     let silent_tls = std::thread::spawn(move || {
         let mut c = stall_in_auth_tls("127.0.0.1", addr);
         let started = Instant::now();
-        (c.reply(), started.elapsed())
+        (c.reply_lenient(), started.elapsed())
     });
     let logged_in = std::thread::spawn(move || {
-        let mut c = Control::connect(addr);
-        assert!(c.reply().starts_with("220"));
-        assert!(c.cmd(&format!("USER {}", ALICE.0)).starts_with("331"));
-        assert!(c.cmd(&format!("PASS {}", ALICE.1)).starts_with("230"));
+        let mut c = Control::open(addr);
+        assert!(c.reply_lenient().starts_with("220"));
+        assert!(
+            c.cmd_lenient(&format!("USER {}", ALICE.0))
+                .starts_with("331")
+        );
+        assert!(
+            c.cmd_lenient(&format!("PASS {}", ALICE.1))
+                .starts_with("230")
+        );
         keep_sending(&mut c, "NOOP", &["200"], Duration::from_secs(6))
     });
 
@@ -1183,7 +1153,7 @@ fn required_ftps_cannot_be_downgraded_with_prot_c() {
             tls_lines(&cert, &key, true)
         ),
     );
-    let mut c = raw::Control::connect(gw.addr);
+    let mut c = Control::connect(gw.addr);
     c.auth_tls();
     c.user_pass(ALICE);
     // Without PROT P a transfer command is refused as such, even without a data connection.
@@ -1197,7 +1167,7 @@ fn required_ftps_cannot_be_downgraded_with_prot_c() {
     // The attack: PROT P, PASV, PROT C, then RETR over a plain TCP data connection.
     let addr = c.pasv();
     c.cmd("PROT C").assert_code(534);
-    let mut data = raw::connect_data(addr);
+    let mut data = connect_data(addr);
     let started = Instant::now();
     let mut replies = vec![c.cmd("RETR /home/alice/secret.bin")];
     let mut received = Vec::new();
@@ -1288,7 +1258,7 @@ fn data_connections_must_resume_their_own_control_connections_tls_session() {
 
         // ftplib: a fresh TLS session on the data connection, the control connection's, and
         // another FTP session's.
-        let out = Command::new("python3")
+        let out = Command::new(common::require_tool("python3", "python3"))
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ftps_reuse.py"))
             .args([
                 &gw.addr.ip().to_string(),
@@ -1405,8 +1375,8 @@ fn a_client_that_never_reads_its_replies_is_closed_at_the_login_deadline() {
     // The one slot is held until the connection is closed; then a new client gets its 220.
     let deadline = started + Duration::from_secs(30);
     loop {
-        let mut c = control_from(TcpStream::connect(gw.addr).unwrap());
-        let reply = c.reply();
+        let mut c = Control::from_stream(TcpStream::connect(gw.addr).unwrap());
+        let reply = c.reply_lenient();
         if reply.starts_with("220") {
             break;
         }

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::Sim;
-use common::ftp::{Gateway, op};
+use common::{Gateway, PassivePorts, op};
 use serde_json::Value;
 
 /// Concurrent sessions.
@@ -209,7 +209,7 @@ fn soak_secs() -> u64 {
 fn spawn_script(gw: &Gateway, secs: u64, report: &Path) -> Child {
     let users: Vec<String> = USERS.iter().map(|(u, p)| format!("{u}:{p}")).collect();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/soak.py");
-    Command::new("python3")
+    Command::new(common::require_tool("python3", "python3"))
         .arg(script)
         .args(["--host", "127.0.0.1", "--port", &gw.port().to_string()])
         .args(["--sessions", &SESSIONS.to_string()])
@@ -275,11 +275,10 @@ fn start() -> (Sim, Gateway) {
     let mut users = vec![("admin", "adminpw")];
     users.extend(USERS);
     let sim = Sim::start(&users, Some("admin"), &sim_args);
-    let gw = Gateway::start_with_ports(
-        &sim,
-        PASSIVE_PORTS,
-        "max-connections = 1000\nmax-connections-per-ip = 1000\n",
-    );
+    let gw = Gateway::builder(&sim)
+        .ports(PassivePorts::fixed(PASSIVE_PORTS))
+        .ftp("max-connections = 1000\nmax-connections-per-ip = 1000\n")
+        .start();
     (sim, gw)
 }
 

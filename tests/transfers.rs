@@ -15,15 +15,9 @@ use std::time::Duration;
 
 use common::Sim;
 use common::control::{Control, READ_TIMEOUT, Reply, connect_data};
-use common::ftp::{Gateway, ftps_config, sha256_file, wait_with_deadline};
+use common::{Gateway, ftps_config, sha256_file, start, wait_with_deadline};
 
 const ADMIN: (&str, &str) = ("admin", "adminpw");
-
-fn start() -> (Sim, Gateway) {
-    let sim = Sim::start_default();
-    let gw = Gateway::start(&sim, "");
-    (sim, gw)
-}
 
 /// `count` bytes of a pattern that differs with `seed`.
 fn pattern(count: usize, seed: u8) -> Vec<u8> {
@@ -63,7 +57,7 @@ fn download(c: &mut Control, cmd: &str) -> Vec<u8> {
 
 #[test]
 fn transfers_that_cannot_start_are_refused_without_a_150() {
-    let (sim, gw) = start();
+    let (sim, gw) = start("");
     std::fs::create_dir_all(sim.disk_path("/t/dir")).unwrap();
     let file = pattern(300_000, 1);
     std::fs::write(sim.disk_path("/t/f.bin"), &file).unwrap();
@@ -114,7 +108,7 @@ fn transfers_that_cannot_start_are_refused_without_a_150() {
 /// the close is a reset, and nothing arrives on the cluster.
 #[test]
 fn a_refused_upload_reads_none_of_its_data() {
-    let (sim, gw) = start();
+    let (sim, gw) = start("");
     std::fs::create_dir_all(sim.disk_path("/t")).unwrap();
     let mut c = Control::login(gw.addr, ADMIN);
     c.cmd("TYPE I").assert_code(200);
@@ -135,7 +129,7 @@ fn a_refused_upload_reads_none_of_its_data() {
 
 #[test]
 fn stou_names_its_file_in_the_150() {
-    let (sim, gw) = start();
+    let (sim, gw) = start("");
     std::fs::create_dir_all(sim.disk_path("/t")).unwrap();
     let mut c = Control::login(gw.addr, ADMIN);
     c.cmd("CWD /t").assert_code(250);
@@ -195,7 +189,7 @@ fn ftps_uploads_arrive_whole_and_every_data_connection_ends_with_close_notify() 
     std::fs::write(&local, &data).unwrap();
     let count = 6;
     for version in ["1.2", "1.3"] {
-        let mut child = Command::new("python3")
+        let mut child = Command::new(common::require_tool("python3", "python3"))
             .args(["-c", FTPS_CLIENT, "127.0.0.1"])
             .arg(gw.port().to_string())
             .args([ADMIN.0, ADMIN.1, version])

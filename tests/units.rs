@@ -13,12 +13,14 @@
 //! logs "…, ignoring"), so the tests assert on stderr as well as on the exit status, and two
 //! control tests check that a planted typo and a missing binary are indeed reported.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -49,7 +51,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut cmd = Command::new("systemd-analyze");
+    let mut cmd = Command::new(common::require_tool("systemd-analyze", "systemd"));
     cmd.args(args)
         .env_remove("SYSTEMD_LOG_LEVEL")
         .env_remove("SYSTEMD_LOG_TARGET")
@@ -57,13 +59,8 @@ where
         .env("SYSTEMD_COLORS", "0")
         .env("SYSTEMD_PAGER", "")
         .stdin(Stdio::null());
-    match cmd.output() {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "systemd-analyze is not installed: these tests need it (Debian: apt-get install systemd)"
-        ),
-        Err(e) => panic!("cannot run systemd-analyze: {e}"),
-    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run systemd-analyze: {e}"))
 }
 
 fn show(out: &Output) -> String {
@@ -208,7 +205,7 @@ fn make_root(spec: &RootSpec) -> TempDir {
     if spec.commands {
         for command in exec_commands(spec.service) {
             let target = if command == BINARY {
-                PathBuf::from(env!("CARGO_BIN_EXE_qftpd"))
+                common::process::qftpd_path()
             } else {
                 let host = PathBuf::from(&command);
                 let runnable = fs::metadata(&host)
@@ -429,31 +426,17 @@ fn exec_start_arguments_are_accepted_by_the_binary() {
             }
         })
         .collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qftpd"))
-        .args(&args)
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDNAMES")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("qftpd {args:?} did not exit within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let mut child = common::Process::spawn_plain(
+        Command::new(common::process::qftpd_path())
+            .args(&args)
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("NOTIFY_SOCKET"),
+        "qftpd",
+    );
+    let status = child.wait_exit(Duration::from_secs(30));
+    let stderr = child.stderr_log();
     assert_eq!(
         status.code(),
         Some(i32::from(qftpd::exit::CONFIG)),

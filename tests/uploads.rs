@@ -16,23 +16,14 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Sim;
 use common::control::{Control, connect_data};
-use common::ftp::{
-    Gateway, OpResult, curl, curl_ok, op, pattern, read, scratch, wait_with_deadline,
-};
+use common::{Gateway, curl, curl_ok, op, pattern, read, scratch, start, wait_with_deadline};
+use common::{Sim, assert_code, wait_until};
 
 const ALICE: (&str, &str) = ("alice", "alicepw");
 
 /// How long the gateway may take to notice a broken upload and clean up after it.
 const CLEANUP_DEADLINE: Duration = Duration::from_secs(30);
-
-/// A simulator with the standard cast (admin, alice, bob) and a gateway in front of it.
-fn start(extra_ftp: &str) -> (Sim, Gateway) {
-    let sim = Sim::start_default();
-    let gw = Gateway::start(&sim, extra_ftp);
-    (sim, gw)
-}
 
 /// Permission bits of a file in the simulator's data directory.
 fn mode(sim: &Sim, api_path: &str) -> u32 {
@@ -64,15 +55,6 @@ fn debris(sim: &Sim, api_dir: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Polls `done` until it holds, failing with `what` after `deadline`.
-fn wait_until(deadline: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + deadline;
-    while !done() {
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Waits for the gateway to remove every temporary upload file of `/`.
 fn assert_no_debris_soon(sim: &Sim, gw: &Gateway) {
     let until = Instant::now() + CLEANUP_DEADLINE;
@@ -88,16 +70,6 @@ fn assert_no_debris_soon(sim: &Sim, gw: &Gateway) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Asserts the reply starts with `code` (e.g. "226").
-fn assert_code(r: &OpResult, code: &str) {
-    assert!(
-        r.reply().starts_with(code),
-        "ftplib {}: expected a {code} reply, got {:#}",
-        r.op,
-        r.raw
-    );
 }
 
 /// Asserts each line of `out` starts with the code at its place in `codes`.
@@ -262,7 +234,7 @@ fn spawn_rogue(
     local: &Path,
     stdin: Stdio,
 ) -> Child {
-    Command::new("python3")
+    Command::new(common::require_tool("python3", "python3"))
         .arg("-c")
         .arg(ROGUE_CLIENT)
         .args([
@@ -368,7 +340,7 @@ fn client_killed_mid_stor_leaves_the_previous_file_intact() {
     std::fs::write(&big, pattern(64 << 20, 4)).unwrap();
 
     let url = format!("{}/victim.bin", gw.ftp_url(ALICE.0, ALICE.1));
-    let mut curl = Command::new("curl")
+    let mut curl = Command::new(common::require_tool("curl", "curl"))
         .args([
             "-sS",
             "--limit-rate",

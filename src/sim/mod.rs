@@ -91,6 +91,24 @@ pub struct SimConfig {
     pub path_symlinks: store::PathSymlinks,
 }
 
+impl SimConfig {
+    /// A simulator for `users` on 127.0.0.1, port 0, over HTTPS with a generated certificate,
+    /// its files in `data_dir`: no faults, the default token lifetime, symlinks followed. Tests
+    /// start from this and change the fields they care about.
+    pub fn loopback(data_dir: impl Into<PathBuf>, users: Vec<UserSpec>) -> SimConfig {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            users,
+            transport: Transport::GeneratedTls,
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            faults: FaultSettings::default(),
+            cluster_name: "test-cluster".into(),
+            path_symlinks: Default::default(),
+        }
+    }
+}
+
 /// Errors starting the simulator.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {

@@ -1,5 +1,13 @@
-//! A raw FTP control connection that reads replies strictly, for reply codes and texts that
-//! client libraries hide.
+//! The one raw FTP control client of the tests, for reply codes and texts that client
+//! libraries hide. It reads in two ways:
+//!
+//! - strictly ([`Control::reply`], [`Control::cmd`]): exactly one complete reply by RFC 959
+//!   (every line ends with CRLF and holds no other CR, a reply starts with three digits and a
+//!   space or a dash, a multi-line reply ends at the first line starting with its code and a
+//!   space), and anything else fails the test;
+//! - leniently ([`Control::reply_lenient`], [`Control::cmd_lenient`]): whatever text the
+//!   server sends up to the end of a reply, or "" when it closed the connection, for tests of
+//!   hostile clients and of servers that hang up.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -132,14 +140,65 @@ impl ServerCertVerifier for AnyCertificate {
 impl Control {
     /// Connects and reads the 220 greeting.
     pub fn connect(addr: SocketAddr) -> Control {
-        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT).expect("connect");
-        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
-        let mut control = Control {
-            stream: BufReader::new(Conn::Plain(stream)),
-        };
+        let mut control = Control::open(addr);
         control.reply().assert_code(220);
         control
+    }
+
+    /// Connects without reading anything (the greeting is the first reply to read).
+    pub fn open(addr: SocketAddr) -> Control {
+        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT).expect("connect");
+        Control::from_stream(stream)
+    }
+
+    /// A control client on a connection made by the test (e.g. from a chosen source address);
+    /// reads nothing yet.
+    pub fn from_stream(stream: TcpStream) -> Control {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+        Control {
+            stream: BufReader::new(Conn::Plain(stream)),
+        }
+    }
+
+    /// Waits up to `timeout` (instead of [`READ_TIMEOUT`]) for each read.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        match self.stream.get_ref() {
+            Conn::Plain(s) => s.set_read_timeout(Some(timeout)),
+            Conn::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
+        }
+        .expect("set the read timeout");
+    }
+
+    /// Reads the next reply leniently: its text as received (line ends included), up to and
+    /// including the first line that starts with three digits and a space; what was read when
+    /// the server closes the connection first ("" if nothing). A connection reset counts as
+    /// closed; any other read error (a timeout) fails the test.
+    pub fn reply_lenient(&mut self) -> String {
+        let mut text = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            match self.stream.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!(
+                    "reading a reply: {e} (so far {:?})",
+                    String::from_utf8_lossy(&text)
+                ),
+            }
+            text.extend_from_slice(&line);
+            if line.len() >= 4 && line[..3].iter().all(u8::is_ascii_digit) && line[3] == b' ' {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// Sends `line` and CRLF; reads the reply leniently (see [`Control::reply_lenient`]).
+    pub fn cmd_lenient(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply_lenient()
     }
 
     /// Connects and logs in.
@@ -183,6 +242,7 @@ impl Control {
         self.stream = BufReader::new(Conn::Tls(Box::new(StreamOwned::new(conn, tcp))));
     }
 
+    /// Sends `bytes` as they are.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream
             .get_mut()
@@ -190,6 +250,7 @@ impl Control {
             .expect("write to the control connection");
     }
 
+    /// Reads one reply line strictly (CRLF-terminated, no other CR); returns it without CRLF.
     pub fn line(&mut self) -> String {
         let mut buf = Vec::new();
         let n = self
