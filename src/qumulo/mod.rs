@@ -16,6 +16,7 @@ mod client;
 mod error;
 mod http;
 mod nodes;
+mod pages;
 mod retry;
 mod session;
 mod tls;
@@ -27,5 +28,6 @@ pub use api::{
 };
 pub use client::{Client, ClientConfig};
 pub use error::{Error, ErrorKind};
-pub use session::{Pages, Session};
+pub use pages::Pages;
+pub use session::Session;
 pub use transfer::Download;

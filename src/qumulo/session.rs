@@ -4,7 +4,6 @@
 //! 401 there is returned (the calls before a write refresh the token). Which failures are
 //! tried again, and on which node, is decided in `retry`.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
@@ -19,6 +18,7 @@ use super::api::{Acl, ApiUser, AttrPatch, ClusterSettings, FileAttr, Identity, P
 use super::client::Client;
 use super::error::Error;
 use super::http;
+use super::pages::Pages;
 use super::retry::{self, Call};
 use super::transfer::{self, Download};
 
@@ -366,96 +366,5 @@ fn patch_body(patch: &AttrPatch) -> Value {
     Value::Object(body)
 }
 
-/// A directory listing read one page at a time, following `paging.next` (a listing that
-/// sends the same next page twice is refused rather than followed forever).
-#[derive(Debug)]
-pub struct Pages {
-    dir: String,
-    size: usize,
-    /// The next page's URI; `None` before the first page and after the last.
-    next: Option<String>,
-    seen: HashSet<String>,
-    done: bool,
-    /// The canonical path of the directory, as its first page gave it.
-    path: Option<String>,
-}
-
-impl Pages {
-    /// The listing of `dir`, `size` entries a page.
-    pub fn new(dir: &str, size: usize) -> Self {
-        Self {
-            dir: dir.to_string(),
-            size,
-            next: None,
-            seen: HashSet::new(),
-            done: false,
-            path: None,
-        }
-    }
-
-    /// The canonical path of the directory listed (ending in `/`), as the cluster reported it
-    /// with the first page; `None` before the first page, or when the cluster did not say.
-    pub fn path(&self) -> Option<&str> {
-        self.path.as_deref()
-    }
-
-    /// The next page's entries, `None` after the last page.
-    pub async fn next(&mut self, session: &Session) -> Result<Option<Vec<FileAttr>>, Error> {
-        if self.done {
-            return Ok(None);
-        }
-        let page = session
-            .list_page(&self.dir, self.next.as_deref(), self.size)
-            .await?;
-        if self.next.is_none() {
-            self.path = page.path;
-        }
-        match page.next {
-            None => self.done = true,
-            Some(n) if !self.seen.insert(n.clone()) => {
-                self.done = true;
-                return Err(Error::Decode(format!(
-                    "listing {}: the cluster sent the next page {n:?} twice",
-                    self.dir
-                )));
-            }
-            Some(n) => self.next = Some(n),
-        }
-        Ok(Some(page.files))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::{TimeZone, Utc};
-
-    #[test]
-    fn attr_patch_sends_only_set_fields_in_qumulo_forms() {
-        let t = Utc.timestamp_opt(1_425_520_918, 498_584_694).unwrap();
-        let all = AttrPatch {
-            mode: Some(0o755),
-            group: Some(513),
-            size: Some(5),
-            modification_time: Some(t),
-        };
-        assert_eq!(
-            patch_body(&all),
-            json!({"mode": "0755", "group": "513", "size": "5", "modification_time": "2015-03-05T02:01:58.498584694Z"})
-        );
-        let whole_second = AttrPatch {
-            modification_time: Some(Utc.timestamp_opt(0, 0).unwrap()),
-            ..Default::default()
-        };
-        assert_eq!(
-            patch_body(&whole_second),
-            json!({"modification_time": "1970-01-01T00:00:00.000000000Z"})
-        );
-        let mode = AttrPatch {
-            mode: Some(0o4700),
-            ..Default::default()
-        };
-        assert_eq!(patch_body(&mode), json!({"mode": "4700"}));
-        assert_eq!(patch_body(&AttrPatch::default()), json!({}));
-    }
-}
+mod tests;

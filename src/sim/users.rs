@@ -14,10 +14,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult, ErrorClass};
+
+mod access;
+
+use access::AccessTokens;
+pub use access::{ACCESS_TOKEN_PREFIX, AccessTokenChange};
 
 /// Auth id of the local group every user is in.
 pub const USERS_GROUP: u64 = 513;
@@ -109,39 +113,6 @@ pub struct Directory {
     logins: [AtomicU64; 2],
 }
 
-/// The access tokens and the id of the next one.
-#[derive(Debug, Default)]
-struct AccessTokens {
-    last_id: u64,
-    tokens: Vec<AccessToken>,
-}
-
-/// A long-lived access token.
-#[derive(Debug, Clone)]
-struct AccessToken {
-    id: u64,
-    bearer: String,
-    /// The user it acts as.
-    user: u64,
-    /// The administrator who made it.
-    creator: u64,
-    created: DateTime<Utc>,
-    expires: Option<DateTime<Utc>>,
-    enabled: bool,
-}
-
-/// The prefix of every access token's bearer string.
-pub const ACCESS_TOKEN_PREFIX: &str = "access-v1:";
-
-/// A change to an access token (`PATCH /v1/auth/access-tokens/{id}`).
-#[derive(Debug, Default)]
-pub struct AccessTokenChange {
-    /// New expiration time.
-    pub expires: Option<DateTime<Utc>>,
-    /// Enable or disable it.
-    pub enabled: Option<bool>,
-}
-
 impl Directory {
     /// A directory of `users` (ids already assigned) whose tokens live `token_lifetime`.
     pub fn new(users: Vec<User>, token_lifetime: Duration) -> Self {
@@ -215,138 +186,6 @@ impl Directory {
         }
     }
 
-    fn authenticate_access(&self, bearer: &str) -> ApiResult<&User> {
-        let refused = |why: &str| ApiError::new(ErrorClass::Unauthorized, why.to_string());
-        let access = self.access.lock().unwrap_or_else(|p| p.into_inner());
-        let token = access
-            .tokens
-            .iter()
-            .find(|t| t.bearer == bearer)
-            .ok_or_else(|| refused("Invalid bearer token"))?;
-        if !token.enabled {
-            return Err(refused("Access token is disabled"));
-        }
-        if token.expires.is_some_and(|e| e <= Utc::now()) {
-            return Err(refused("Access token expired"));
-        }
-        self.by_id(token.user)
-            .ok_or_else(|| refused("Unknown user"))
-    }
-
-    /// Makes a long-lived access token for the user `identity` names (an `api_identity`),
-    /// on behalf of `creator`; returns `{"id", "bearer_token"}`.
-    pub fn create_access_token(
-        &self,
-        creator: &User,
-        identity: &Value,
-        expires: Option<DateTime<Utc>>,
-    ) -> ApiResult<Value> {
-        let user = self.user_of(identity)?;
-        let mut access = self.access.lock().unwrap_or_else(|p| p.into_inner());
-        access.last_id += 1;
-        let token = AccessToken {
-            id: access.last_id,
-            bearer: format!("{ACCESS_TOKEN_PREFIX}{}{}", random_token(), random_token()),
-            user,
-            creator: creator.id,
-            created: Utc::now(),
-            expires,
-            enabled: true,
-        };
-        let reply = json!({"id": token.id.to_string(), "bearer_token": token.bearer});
-        access.tokens.push(token);
-        Ok(reply)
-    }
-
-    /// The metadata of access token `id`.
-    pub fn access_token(&self, id: &str) -> ApiResult<Value> {
-        let access = self.access.lock().unwrap_or_else(|p| p.into_inner());
-        let token = find_access(&access.tokens, id)?;
-        Ok(self.access_json(token))
-    }
-
-    /// Up to `limit` access tokens with ids above `after`, of the user `identity` names when
-    /// given; and whether more follow.
-    pub fn access_tokens(
-        &self,
-        identity: Option<&Value>,
-        after: u64,
-        limit: usize,
-    ) -> ApiResult<(Vec<Value>, Option<u64>)> {
-        let user = identity.map(|i| self.user_of(i)).transpose()?;
-        let access = self.access.lock().unwrap_or_else(|p| p.into_inner());
-        let mut matching = access
-            .tokens
-            .iter()
-            .filter(|t| t.id > after && user.is_none_or(|u| t.user == u));
-        let page: Vec<&AccessToken> = matching.by_ref().take(limit.max(1)).collect();
-        let more = matching.next().is_some();
-        let last = page.last().map(|t| t.id);
-        let entries = page.into_iter().map(|t| self.access_json(t)).collect();
-        Ok((entries, last.filter(|_| more)))
-    }
-
-    /// Changes access token `id`; returns its metadata.
-    pub fn modify_access_token(&self, id: &str, change: &AccessTokenChange) -> ApiResult<Value> {
-        let mut access = self.access.lock().unwrap_or_else(|p| p.into_inner());
-        let wanted = parse_access_id(id)?;
-        let token = access
-            .tokens
-            .iter_mut()
-            .find(|t| t.id == wanted)
-            .ok_or_else(|| no_access_token(id))?;
-        if let Some(e) = change.expires {
-            token.expires = Some(e);
-        }
-        if let Some(enabled) = change.enabled {
-            token.enabled = enabled;
-        }
-        let token = token.clone();
-        Ok(self.access_json(&token))
-    }
-
-    /// Deletes access token `id`: its bearer string is refused from now on.
-    pub fn delete_access_token(&self, id: &str) -> ApiResult<()> {
-        let mut access = self.access.lock().unwrap_or_else(|p| p.into_inner());
-        let wanted = parse_access_id(id)?;
-        let before = access.tokens.len();
-        access.tokens.retain(|t| t.id != wanted);
-        if access.tokens.len() == before {
-            return Err(no_access_token(id));
-        }
-        Ok(())
-    }
-
-    /// The auth id of the local user an `api_identity` names (access tokens are for users,
-    /// not groups).
-    fn user_of(&self, identity: &Value) -> ApiResult<u64> {
-        let found = self.find_identity(identity)?;
-        found["auth_id"]
-            .as_str()
-            .and_then(|a| a.parse::<u64>().ok())
-            .filter(|id| self.by_id(*id).is_some())
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorClass::Decode,
-                    format!("{identity} is not a user: access tokens are only for users"),
-                )
-            })
-    }
-
-    /// Qumulo's `AccessTokenMetadata`.
-    fn access_json(&self, token: &AccessToken) -> Value {
-        let identity = |id: u64| self.by_id(id).map_or(Value::Null, User::identity);
-        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Nanos, true);
-        json!({
-            "id": token.id.to_string(),
-            "user": identity(token.user),
-            "creator": identity(token.creator),
-            "creation_time": time(token.created),
-            "expiration_time": token.expires.map(time),
-            "enabled": token.enabled,
-        })
-    }
-
     /// Ends every session at once, as if all tokens had reached their lifetime.
     pub fn expire_all(&self) -> usize {
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
@@ -389,25 +228,6 @@ impl Directory {
     }
 }
 
-fn parse_access_id(id: &str) -> ApiResult<u64> {
-    id.parse().map_err(|_| no_access_token(id))
-}
-
-fn no_access_token(id: &str) -> ApiError {
-    ApiError::new(
-        ErrorClass::NotFound,
-        format!("No access token with id {id}"),
-    )
-}
-
-fn find_access<'a>(tokens: &'a [AccessToken], id: &str) -> ApiResult<&'a AccessToken> {
-    let wanted = parse_access_id(id)?;
-    tokens
-        .iter()
-        .find(|t| t.id == wanted)
-        .ok_or_else(|| no_access_token(id))
-}
-
 /// 32 random hex digits from the OS-seeded generator. Tokens guard a test simulator on
 /// loopback; they need to be unguessable in practice, not cryptographically strong.
 fn random_token() -> String {
@@ -416,73 +236,4 @@ fn random_token() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dir(lifetime: Duration) -> Directory {
-        let user = |id, name: &str, admin| User {
-            id,
-            name: name.into(),
-            password: format!("{name}pw"),
-            admin,
-            home: None,
-        };
-        Directory::new(
-            vec![user(500, "admin", true), user(501, "alice", false)],
-            lifetime,
-        )
-    }
-
-    #[test]
-    fn login_checks_password_and_token_authenticates() {
-        let d = dir(Duration::from_secs(60));
-        assert_eq!(
-            d.login("alice", "wrong").unwrap_err().class,
-            ErrorClass::LoginFailed
-        );
-        assert_eq!(
-            d.login("nobody", "x").unwrap_err().class,
-            ErrorClass::LoginFailed
-        );
-        let t = d.login("alice", "alicepw").unwrap();
-        assert!(t.starts_with("1:"));
-        assert_eq!(
-            d.login_counts(),
-            (1, 2),
-            "accepted and refused logins are counted"
-        );
-        assert_eq!(d.authenticate(&t).unwrap().name, "alice");
-        assert_eq!(d.expire_all(), 1);
-        assert_eq!(
-            d.authenticate(&t).unwrap_err().class,
-            ErrorClass::Unauthorized
-        );
-    }
-
-    #[test]
-    fn zero_lifetime_tokens_are_expired() {
-        let d = dir(Duration::ZERO);
-        let t = d.login("admin", "adminpw").unwrap();
-        assert_eq!(
-            d.authenticate(&t).unwrap_err().class,
-            ErrorClass::Unauthorized
-        );
-    }
-
-    #[test]
-    fn identity_find_by_name_sid_and_id() {
-        let d = dir(Duration::from_secs(60));
-        let alice = d.find_identity(&json!({"name": "alice"})).unwrap();
-        assert_eq!(alice["auth_id"], "501");
-        let by_sid = d.find_identity(&json!({"sid": alice["sid"]})).unwrap();
-        assert_eq!(by_sid["name"], "alice");
-        assert_eq!(
-            d.find_identity(&json!({"auth_id": 513})).unwrap()["name"],
-            "Users"
-        );
-        assert_eq!(
-            d.find_identity(&json!({"name": "zed"})).unwrap_err().class,
-            ErrorClass::NoSuchIdentity
-        );
-    }
-}
+mod tests;

@@ -22,6 +22,7 @@
 mod acl;
 mod attrs;
 mod ops;
+mod patch;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
@@ -30,7 +31,8 @@ use std::sync::{Arc, Mutex};
 
 pub use acl::{Ace, Acl};
 pub use attrs::Obj;
-pub use ops::{AttrPatch, CreateRequest, ReadPlan};
+pub use ops::{CreateRequest, ReadPlan};
+pub use patch::AttrPatch;
 
 use super::error::{ApiError, ApiResult, ErrorClass};
 use super::users::{Directory, FIRST_USER_ID, USERS_GROUP, User};
