@@ -49,6 +49,11 @@ impl Failure {
     }
 }
 
+/// The text of a failure, for the log: the back-end's description when it gave one.
+pub(super) fn reason(e: &FtpError) -> String {
+    std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)
+}
+
 /// A cluster failure on `path` as libunftp's storage error: the FTP path and the text of
 /// [`reply`]; for a failure of an unexpected kind, the cluster's error class (never its
 /// description), so that the reply still says something an administrator can look up.

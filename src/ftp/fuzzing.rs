@@ -34,7 +34,7 @@ pub fn split(path: &str) -> Option<(&str, &str)> {
 
 /// A name as LIST, NLST and MLSD show it.
 pub fn display_name(name: &str) -> String {
-    super::storage::display_name(name)
+    super::listing::display_name(name)
 }
 
 /// One directory entry, named and rendered as the storage back-end does.

@@ -4,9 +4,11 @@
 //!   accepted connection (libunftp cannot take a listening socket, so the accept loop in
 //!   [`crate::server`] is ours).
 //! - `auth`: FTP login as a Qumulo login; `user`: the logged-in user.
-//! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts; `path`: FTP to
-//!   cluster paths; `confine`: `chroot-users` against symlinks that lead out of the home;
-//!   `errors`: cluster failures to FTP replies; `site`: SITE CHMOD and SITE UTIME.
+//! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts, and the listing
+//!   streamed page by page; `upload`: uploads; `stall`: the data timeout; `xferlog`: the
+//!   transfer log; `path`: FTP to cluster paths; `confine`: `chroot-users` against symlinks
+//!   that lead out of the home; `errors`: cluster failures to FTP replies; `site`: SITE CHMOD
+//!   and SITE UTIME.
 
 mod auth;
 mod confine;
@@ -23,6 +25,7 @@ mod storage;
 pub mod tls;
 mod upload;
 mod user;
+mod xferlog;
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;

@@ -49,7 +49,7 @@ impl SiteCommandHandler<QumuloStorage, User> for Chmod {
         let path = match super::confine::existing(user, &ftp_path).await {
             Ok(p) => p,
             Err(e) => {
-                let text = super::storage::reason(&e).replace(['\r', '\n'], " ");
+                let text = super::errors::reason(&e).replace(['\r', '\n'], " ");
                 return Reply::new_with_string(ReplyCode::FileError, text);
             }
         };
@@ -116,7 +116,7 @@ impl SiteCommandHandler<QumuloStorage, User> for Utime {
             ),
             Err(e) => Reply::new_with_string(
                 ReplyCode::FileError,
-                super::storage::reason(&e).replace(['\r', '\n'], " "),
+                super::errors::reason(&e).replace(['\r', '\n'], " "),
             ),
         }
     }

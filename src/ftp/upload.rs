@@ -24,10 +24,10 @@ use tokio::io::AsyncRead;
 use tokio_io_timeout::TimeoutReader;
 use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp, Result};
 
-use super::errors::{Abort, Failure, abort_kind, aborted, cluster, failure, reply};
+use super::errors::{Abort, Failure, abort_kind, aborted, cluster, failure, reason, reply};
 use super::stall::Tally;
 pub(super) use super::stall::Watched;
-use super::storage::{QumuloStorage, dir_and_name, reason};
+use super::storage::{QumuloStorage, dir_and_name};
 use super::user::User;
 use crate::qumulo::{Acl, AttrPatch, ErrorKind, FileAttr, Session};
 

@@ -1,5 +1,6 @@
 //! Directory entries as FTP shows them: `ls -l` lines for LIST (owner and group names, the
 //! Unix six-month date rule, the configured time zone), and RFC 3659 facts for MLSD/MLST (UTC).
+//! `stream` reads listings from the cluster and sends them in these lines.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,6 +12,10 @@ use chrono_tz::Tz;
 use unftp_core::storage::{Metadata, Permissions, Result as FtpResult};
 
 use crate::qumulo::{FileAttr, FileType, IdDetails, Session};
+
+mod stream;
+
+pub(super) use stream::entry;
 
 /// One entry with its owner and group already named.
 #[derive(Debug, Clone)]
@@ -252,6 +257,11 @@ pub fn shown_name(raw: &str) -> String {
     } else {
         name.replace(';', "_")
     }
+}
+
+/// A name as listed: CR and LF could inject lines into a listing, so they show as `?`.
+pub(crate) fn display_name(name: &str) -> String {
+    name.replace(['\r', '\n'], "?")
 }
 
 /// Names owners and groups: local names and NFS ids as they are, SMB SIDs resolved through
