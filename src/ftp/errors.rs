@@ -34,15 +34,15 @@ pub fn reply(kind: Q) -> (Ftp, &'static str) {
     }
 }
 
-/// The text of a failed operation: the FTP path and what the cluster said.
+/// The reply text of a failed operation: the FTP path and what the cluster said.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
-pub struct Failure {
+pub struct ReplyText {
     path: String,
     message: String,
 }
 
-impl Failure {
+impl ReplyText {
     /// What went wrong, without the path.
     pub fn message(&self) -> &str {
         &self.message
@@ -76,7 +76,7 @@ pub fn cluster(path: &Path, err: &Error) -> FtpError {
 pub fn failure(kind: Ftp, path: &Path, message: impl Into<String>) -> FtpError {
     FtpError::new(
         kind,
-        Failure {
+        ReplyText {
             path: shown(path),
             message: message.into(),
         },

@@ -24,7 +24,7 @@ use super::confine;
 use super::errors::{Abort, aborted, bad_path, cluster, failure};
 use super::listing::{Entry, FACT_NAMES, FactSelection, Facts, NameCache, display_name, entry};
 use super::path::{split, to_cluster};
-use super::stall::Watched;
+use super::stall::DataConnection;
 use super::upload::upload;
 use super::user::User;
 use super::xferlog::Transfer;
@@ -226,7 +226,7 @@ impl StorageBackend<User> for QumuloStorage {
             // The body's chunks go to the data connection as they arrive, without a copy.
             let mut reader = open(user, path, start_pos).await?;
             let timeout = self.shared.data_timeout;
-            let (mut output, tally) = Watched::writer(output, timeout);
+            let (mut output, tally) = DataConnection::writer(output, timeout);
             match tokio::io::copy_buf(&mut reader, &mut output).await {
                 Ok(bytes) => Ok(bytes),
                 Err(_) if tally.failure.get().map(|f| f.0) == Some(io::ErrorKind::TimedOut) => {

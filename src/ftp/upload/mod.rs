@@ -24,7 +24,7 @@ use tokio_io_timeout::TimeoutReader;
 use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp, Result};
 
 use super::errors::{Abort, abort_kind, aborted, cluster, failure, reply};
-use super::stall::{Tally, Watched};
+use super::stall::{DataConnection, Tally};
 use super::storage::{QumuloStorage, dir_and_name};
 use super::user::User;
 use crate::qumulo::{Acl, AttrPatch, ErrorKind, FileAttr};
@@ -58,7 +58,7 @@ pub(super) async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
 ) -> Result<u64> {
     // Under chroot, the target's directory as the cluster names it, checked to be in the home.
     let cp = super::confine::target(user, path).await?;
-    let (input, tally) = Watched::reader(input, storage.shared.data_timeout);
+    let (input, tally) = DataConnection::reader(input, storage.shared.data_timeout);
     let upload = Upload {
         storage,
         user,
@@ -128,7 +128,7 @@ fn not_a_file(path: &Path) -> FtpError {
 }
 
 /// An upload's data connection as the cluster reads it.
-type Input<R> = Watched<TimeoutReader<R>>;
+type Input<R> = DataConnection<TimeoutReader<R>>;
 
 /// One upload in progress.
 struct Upload<'a> {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp};
 
 use super::Upload;
-use crate::ftp::errors::{Failure, reason};
+use crate::ftp::errors::{ReplyText, reason};
 use crate::ftp::stall::Tally;
 use crate::qumulo::{ErrorKind, FileAttr, Session};
 
@@ -201,7 +201,7 @@ fn temp_name(name: &str) -> String {
 /// Why an upload failed, without the path the log line names already.
 fn why(e: &FtpError) -> String {
     std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<Failure>())
+        .and_then(|s| s.downcast_ref::<ReplyText>())
         .map_or_else(|| reason(e), |f| f.message().to_string())
 }
 
