@@ -14,6 +14,7 @@ mod auth;
 mod confine;
 mod control;
 mod errors;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod guard;

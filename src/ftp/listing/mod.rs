@@ -13,7 +13,7 @@ use unftp_core::storage::{Metadata, Permissions, Result as FtpResult};
 
 use crate::qumulo::{FileAttr, FileType, IdDetails, Session};
 
-mod stream;
+pub(super) mod stream;
 
 pub(super) use stream::entry;
 

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use glob::{MatchOptions, Pattern};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -130,15 +131,7 @@ impl QumuloStorage {
         // MLSD lists a directory (RFC 3659 7.2.1); LIST and NLST expand wildcards.
         let mlsd = format == ListingFormat::Mlsd;
         let start = self.start_listing(user, path, !mlsd).await?;
-        // NLST names are given as the client can pass them back: `NLST dir` lists `dir/name`,
-        // `NLST dir/*.txt` and `NLST dir/f` `dir/f`, an NLST without an argument bare names.
-        let given = argument.filter(|arg| format == ListingFormat::Nlst && *arg != ".");
-        let prefix = match (&start, given) {
-            (_, None) => String::new(),
-            (Start::Dir { .. }, Some(arg)) if arg.ends_with('/') => arg.to_string(),
-            (Start::Dir { .. }, Some(arg)) => format!("{arg}/"),
-            (_, Some(arg)) => arg.rfind('/').map_or("", |i| &arg[..=i]).to_string(),
-        };
+        let prefix = nlst_prefix(format, matches!(start, Start::Dir { .. }), argument);
         match &start {
             Start::One(_) if mlsd => {
                 return Err(failure(
@@ -161,10 +154,13 @@ impl QumuloStorage {
             shared: self.shared.clone(),
             session: user.session.clone(),
             uid: user.uid,
-            format,
-            now: Utc::now(),
-            facts: self.facts.get(),
-            prefix,
+            form: LineFormat {
+                format,
+                now: Utc::now(),
+                timezone: self.shared.timezone,
+                facts: self.facts.get(),
+                prefix,
+            },
         };
         let (tx, rx) = mpsc::channel(PAGES_AHEAD);
         let shown = path.display().to_string();
@@ -282,47 +278,85 @@ fn without_temp(mut attrs: Vec<FileAttr>) -> Vec<FileAttr> {
     attrs
 }
 
+/// What NLST shows before each name: names are given as the client can pass them back.
+/// `NLST dir` lists `dir/name`, `NLST dir/*.txt` and `NLST dir/f` `dir/f`, an NLST without an
+/// argument (or with `.`) bare names. `dir`: whether the listing is a directory's (not a file
+/// listed as itself, nor the matches of a pattern). Other formats show bare names.
+pub(in crate::ftp) fn nlst_prefix(
+    format: ListingFormat,
+    dir: bool,
+    argument: Option<&str>,
+) -> String {
+    let given = argument.filter(|arg| format == ListingFormat::Nlst && *arg != ".");
+    match (dir, given) {
+        (_, None) => String::new(),
+        (true, Some(arg)) if arg.ends_with('/') => arg.to_string(),
+        (true, Some(arg)) => format!("{arg}/"),
+        (false, Some(arg)) => arg.rfind('/').map_or("", |i| &arg[..=i]).to_string(),
+    }
+}
+
+/// How the lines of one listing look.
+#[derive(Debug)]
+pub(in crate::ftp) struct LineFormat {
+    pub(in crate::ftp) format: ListingFormat,
+    /// The time LIST dates are shown against (the six-month rule).
+    pub(in crate::ftp) now: DateTime<Utc>,
+    /// The time zone of LIST dates.
+    pub(in crate::ftp) timezone: Tz,
+    /// The facts MLSD shows.
+    pub(in crate::ftp) facts: Facts,
+    /// What NLST shows before each name (see [`nlst_prefix`]).
+    pub(in crate::ftp) prefix: String,
+}
+
+impl LineFormat {
+    /// Appends the line of the entry called `name`, ending in CRLF, to `out`. LIST and MLSD
+    /// show its `entry`; NLST, the name only, needs none (and is given none, so that its
+    /// owner and group are not looked up).
+    pub(in crate::ftp) fn push(&self, out: &mut String, name: &str, entry: Option<&Entry>) {
+        let name = display_name(name);
+        match (self.format, entry) {
+            (ListingFormat::List, Some(e)) => {
+                out.push_str(&list_line(e, &name, self.now, self.timezone));
+            }
+            (ListingFormat::Mlsd, Some(e)) => {
+                out.push_str(&facts(e, self.facts));
+                out.push(' ');
+                out.push_str(&name);
+            }
+            _ => {
+                out.push_str(&display_name(&self.prefix));
+                out.push_str(&name);
+            }
+        }
+        out.push_str("\r\n");
+    }
+}
+
 /// Formats the pages of a streamed listing.
 struct Lines {
     shared: Arc<Shared>,
     session: Arc<Session>,
     uid: u64,
-    format: ListingFormat,
-    /// The time LIST dates are shown against (the six-month rule).
-    now: chrono::DateTime<Utc>,
-    /// The facts MLSD shows.
-    facts: Facts,
-    /// What NLST shows before each name (the directory as the client named it).
-    prefix: String,
+    form: LineFormat,
 }
 
 impl Lines {
     async fn entry(&self, attr: FileAttr) -> Entry {
-        entry(&self.shared, &self.session, self.uid, attr, self.facts).await
+        entry(&self.shared, &self.session, self.uid, attr, self.form.facts).await
     }
 
     /// The lines of one page, each ending in CRLF.
     async fn page(&self, attrs: Vec<FileAttr>) -> Bytes {
         let mut out = String::with_capacity(attrs.len() * 96);
         for attr in attrs {
-            let name = display_name(&attr.name);
-            match self.format {
-                ListingFormat::Nlst => {
-                    out.push_str(&display_name(&self.prefix));
-                    out.push_str(&name);
-                }
-                ListingFormat::List => {
-                    let e = self.entry(attr).await;
-                    out.push_str(&list_line(&e, &name, self.now, self.shared.timezone));
-                }
-                ListingFormat::Mlsd => {
-                    let e = self.entry(attr).await;
-                    out.push_str(&facts(&e, self.facts));
-                    out.push(' ');
-                    out.push_str(&name);
-                }
+            if self.form.format == ListingFormat::Nlst {
+                self.form.push(&mut out, &attr.name, None);
+            } else {
+                let e = self.entry(attr).await;
+                self.form.push(&mut out, &e.attr.name, Some(&e));
             }
-            out.push_str("\r\n");
         }
         Bytes::from(out)
     }
