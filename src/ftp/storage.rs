@@ -21,7 +21,7 @@ use unftp_core::storage::{
 };
 
 use super::confine;
-use super::errors::{Abort, aborted, bad_path, cluster, failure};
+use super::errors::{Abort, aborted, bad_path, cluster, failure, refusal};
 use super::listing::{Entry, FACT_NAMES, FactSelection, Facts, NameCache, display_name, entry};
 use super::path::{split, to_cluster};
 use super::stall::DataConnection;
@@ -97,10 +97,7 @@ async fn open(user: &User, path: &Path, offset: u64) -> Result<Download> {
             return Err(failure(
                 Ftp::InvalidRestParameter,
                 path,
-                format!(
-                    "the restart offset {offset} is past the end of the file ({} bytes)",
-                    attr.size
-                ),
+                refusal::restart_past_end(offset, attr.size),
             ));
         }
     }
@@ -137,7 +134,7 @@ pub(super) fn dir_and_name<'a>(
         _ => Err(failure(
             Ftp::PermissionDenied,
             path,
-            "the root directory cannot be changed",
+            refusal::ROOT_UNCHANGEABLE,
         )),
     }
 }
@@ -271,7 +268,7 @@ impl StorageBackend<User> for QumuloStorage {
             return Err(failure(
                 Ftp::PermanentFileNotAvailable,
                 path,
-                "is a directory (use RMD)",
+                refusal::DELETE_A_DIRECTORY,
             ));
         }
         user.session
@@ -323,7 +320,7 @@ impl StorageBackend<User> for QumuloStorage {
             return Err(failure(
                 Ftp::PermanentDirectoryNotAvailable,
                 path,
-                "not a directory",
+                refusal::NOT_A_DIRECTORY,
             ));
         }
         user.session
@@ -344,7 +341,7 @@ impl StorageBackend<User> for QumuloStorage {
             Err(e) if e.kind() == ErrorKind::NotADirectory => Err(failure(
                 Ftp::PermanentDirectoryNotAvailable,
                 path,
-                "not a directory",
+                refusal::NOT_A_DIRECTORY,
             )),
             Err(e) => Err(cluster(path, &e)),
         }

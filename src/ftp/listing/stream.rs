@@ -19,7 +19,7 @@ use unftp_core::storage::{ErrorKind as Ftp, Listing, ListingFormat, Result};
 
 use super::{Entry, Facts, display_name, facts, list_line, perm_fact};
 use crate::ftp::confine;
-use crate::ftp::errors::{cluster, failure};
+use crate::ftp::errors::{cluster, failure, refusal};
 use crate::ftp::storage::{QumuloStorage, Shared, cluster_path};
 use crate::ftp::upload::is_temp_name;
 use crate::ftp::user::User;
@@ -137,14 +137,14 @@ impl QumuloStorage {
                 return Err(failure(
                     Ftp::ArgumentNotAllowed,
                     path,
-                    "not a directory (MLSD lists directories; MLST describes a file)",
+                    refusal::MLSD_OF_A_FILE,
                 ));
             }
             Start::Matches { first, .. } if first.is_empty() && format == ListingFormat::Nlst => {
                 return Err(failure(
                     Ftp::PermanentFileNotAvailable,
                     path,
-                    "no such file or directory",
+                    refusal::NO_MATCH,
                 ));
             }
             _ => {}
@@ -179,7 +179,7 @@ impl QumuloStorage {
                         // The reply says what failed in the gateway's words: the cluster's
                         // description names the real cluster path.
                         let what = crate::ftp::errors::reply(e.kind()).1;
-                        let msg = format!("{shown}: listing failed midway: {what}");
+                        let msg = refusal::listing_failed_midway(&shown, what);
                         tracing::warn!(path = shown, error = %e, "listing failed midway");
                         let _ = tx.send(Err(io::Error::other(msg))).await;
                     }

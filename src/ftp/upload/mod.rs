@@ -23,7 +23,7 @@ use tokio::io::AsyncRead;
 use tokio_io_timeout::TimeoutReader;
 use unftp_core::storage::{Error as FtpError, ErrorKind as Ftp, Result};
 
-use super::errors::{Abort, abort_kind, aborted, cluster, failure, reply};
+use super::errors::{Abort, abort_kind, aborted, cluster, failure, refusal, reply};
 use super::stall::{DataConnection, Tally};
 use super::storage::{QumuloStorage, dir_and_name};
 use super::user::User;
@@ -178,7 +178,7 @@ impl Upload<'_> {
                     Err(failure(
                         Ftp::PermanentFileNotAvailable,
                         self.path,
-                        "is a directory",
+                        refusal::IS_A_DIRECTORY,
                     ))
                 } else {
                     Ok(Target::Other)
@@ -323,7 +323,7 @@ impl Upload<'_> {
             Some((_, cause)) => failure(
                 abort_kind(Abort::DataFailed),
                 self.path,
-                format!("{} ({cause})", Abort::DataFailed),
+                refusal::data_failed(cause),
             ),
             None if matches!(err, crate::qumulo::Error::Aborted(_)) => {
                 aborted(self.path, Abort::DataFailed)
