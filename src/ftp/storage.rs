@@ -67,11 +67,13 @@ impl QumuloStorage {
         }
     }
 
+    /// The listing entry of `attr` as `user` sees it, with the facts the session shows.
     pub(super) async fn entry(&self, user: &User, attr: FileAttr) -> Entry {
         let shown = self.facts.get();
         entry(&self.shared, &user.session, user.uid, attr, shown).await
     }
 
+    /// The attributes of the entry at FTP `path` (see [`attr_of`]).
     pub(super) async fn attr(&self, user: &User, path: &Path) -> Result<FileAttr> {
         Ok(attr_of(user, path).await?.0)
     }
