@@ -2,7 +2,7 @@
 //! they come, wildcards in LIST and NLST arguments, and the whole listing at once for STAT.
 //! The lines themselves are formatted by [`super`].
 //!
-//! Used by [`crate::ftp::storage`] only.
+//! Used by [`crate::ftp::storage`] (and the fuzzing entry points, for the lines).
 
 use std::io;
 use std::path::Path;
