@@ -43,10 +43,10 @@ fuzz_target!(|data: &[u8]| {
         check_stable(&root, cp);
         check_split(&root, cp);
     }
-    if let Ok(text) = std::str::from_utf8(path) {
-        if let Some((dir, name)) = split(text) {
-            assert!(!dir.is_empty() && !name.is_empty() && !name.contains('/'));
-        }
+    if let Ok(text) = std::str::from_utf8(path)
+        && let Some((dir, name)) = split(text)
+    {
+        assert!(!dir.is_empty() && !name.is_empty() && !name.contains('/'));
     }
 });
 

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use unftp_core::storage::{ErrorKind as Ftp, Result};
 
-use super::errors::{cluster, failure};
+use super::errors::{cluster, failure, refusal};
 use super::path::{inside, split, trimmed};
 use super::storage::{cluster_path, dir_and_name};
 use super::user::User;
@@ -55,11 +55,7 @@ fn outside(user: &User, path: &Path, reached: &str) -> unftp_core::storage::Erro
         user = %user.name, client = %user.client, path = %path.display(), cluster_path = reached,
         "refused: the path leads outside the home directory through a symbolic link"
     );
-    failure(
-        Ftp::PermissionDenied,
-        path,
-        "permission denied: a symbolic link leads outside the home directory",
-    )
+    failure(Ftp::PermissionDenied, path, refusal::OUTSIDE_THE_HOME)
 }
 
 /// Checks that `attr`, read from the cluster path `cp` (the FTP `path`), is in the user's home;
@@ -178,7 +174,7 @@ async fn parent_attr(user: &User, path: &Path) -> Result<(String, Option<FileAtt
         return Err(failure(
             Ftp::PermanentDirectoryNotAvailable,
             parent,
-            "not a directory",
+            refusal::NOT_A_DIRECTORY,
         ));
     }
     Ok((dir, Some(attr), name))

@@ -34,19 +34,103 @@ pub fn reply(kind: Q) -> (Ftp, &'static str) {
     }
 }
 
-/// The text of a failed operation: the FTP path and what the cluster said.
+/// Refusals the gateway decides itself, each after the path (see [`failure`]); the reply
+/// code is in the comment.
+pub(super) mod refusal {
+    /// A directory operation (CWD, RMD, or STOR's directory) on something else (550).
+    pub const NOT_A_DIRECTORY: &str = "not a directory";
+    /// STOR, APPE or REST+STOR on a directory (550).
+    pub const IS_A_DIRECTORY: &str = "is a directory";
+    /// DELE on a directory (550).
+    pub const DELETE_A_DIRECTORY: &str = "is a directory (use RMD)";
+    /// RMD, RNFR or RNTO of the user's root (550).
+    pub const ROOT_UNCHANGEABLE: &str = "the root directory cannot be changed";
+    /// MLSD of a file (501).
+    pub const MLSD_OF_A_FILE: &str =
+        "not a directory (MLSD lists directories; MLST describes a file)";
+    /// NLST of a pattern that matches nothing (550).
+    pub const NO_MATCH: &str = "no such file or directory";
+    /// A confined user's path that leads out of the home through a symlink (550).
+    pub const OUTSIDE_THE_HOME: &str =
+        "permission denied: a symbolic link leads outside the home directory";
+
+    /// REST past the end of the file, then RETR (554).
+    pub fn restart_past_end(offset: u64, size: u64) -> String {
+        format!("the restart offset {offset} is past the end of the file ({size} bytes)")
+    }
+
+    /// The data connection of an upload failed with `cause` (426).
+    pub fn data_failed(cause: &str) -> String {
+        format!("{} ({cause})", super::Abort::DataFailed)
+    }
+
+    /// A listing of `path` whose cluster failed after its first page, as `what` says (451,
+    /// the whole line: the data connection's read error).
+    pub fn listing_failed_midway(path: &str, what: &str) -> String {
+        format!("{path}: listing failed midway: {what}")
+    }
+}
+
+/// The texts of the SITE commands' replies.
+pub(super) mod site {
+    use chrono::{DateTime, Utc};
+
+    /// A SITE command before login (530).
+    pub const NOT_LOGGED_IN: &str = "Please log in first";
+    /// SITE CHMOD without its arguments (501).
+    pub const CHMOD_USAGE: &str = "Usage: SITE CHMOD <octal mode> <path>";
+    /// SITE UTIME without its arguments (501).
+    pub const UTIME_USAGE: &str = "Usage: SITE UTIME YYYYMMDDhhmm[ss] <path>, \
+                                   SITE UTIME <path> YYYYMMDDhhmm[ss] or \
+                                   SITE UTIME ATIME MTIME CTIME <path> UTC";
+
+    /// SITE CHMOD with a `mode` that is not one (501).
+    pub fn not_an_octal_mode(mode: &str) -> String {
+        format!("{mode:?} is not an octal mode")
+    }
+
+    /// SITE CHMOD or UTIME of a `target` path that cannot be mapped to the cluster (553).
+    pub fn bad_path(target: &str, err: &super::PathError) -> String {
+        format!("{target}: {err}")
+    }
+
+    /// SITE CHMOD done (200).
+    pub fn chmod_done(mode: u32, target: &str) -> String {
+        format!("SITE CHMOD {mode:04o} {target}: done")
+    }
+
+    /// SITE UTIME with a `time` that is not one (501).
+    pub fn not_a_valid_time(time: &str) -> String {
+        format!("{time:?} is not a valid time (YYYYMMDDhhmm[ss], UTC)")
+    }
+
+    /// SITE UTIME done (200).
+    pub fn utime_done(target: &str, mtime: DateTime<Utc>) -> String {
+        format!(
+            "SITE UTIME {target}: modification time set to {}",
+            mtime.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
+}
+
+/// The reply text of a failed operation: the FTP path and what the cluster said.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
-pub struct Failure {
+pub struct ReplyText {
     path: String,
     message: String,
 }
 
-impl Failure {
+impl ReplyText {
     /// What went wrong, without the path.
     pub fn message(&self) -> &str {
         &self.message
     }
+}
+
+/// The text of a failure, for the log: the back-end's description when it gave one.
+pub(super) fn reason(e: &FtpError) -> String {
+    std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)
 }
 
 /// A cluster failure on `path` as libunftp's storage error: the FTP path and the text of
@@ -71,7 +155,7 @@ pub fn cluster(path: &Path, err: &Error) -> FtpError {
 pub fn failure(kind: Ftp, path: &Path, message: impl Into<String>) -> FtpError {
     FtpError::new(
         kind,
-        Failure {
+        ReplyText {
             path: shown(path),
             message: message.into(),
         },
@@ -231,6 +315,40 @@ mod tests {
             let source = std::error::Error::source(&e).unwrap().to_string();
             assert_eq!(source, format!("/up/f.bin: {text}"));
         }
+    }
+
+    /// The texts that are built from values, as clients (and their scripts) read them.
+    #[test]
+    fn built_texts_read_as_documented() {
+        use chrono::{TimeZone, Utc};
+        assert_eq!(
+            refusal::restart_past_end(10, 4),
+            "the restart offset 10 is past the end of the file (4 bytes)"
+        );
+        assert_eq!(
+            refusal::data_failed("reset"),
+            "data connection failed; transfer aborted (reset)"
+        );
+        assert_eq!(
+            refusal::listing_failed_midway("/d", "the cluster failed"),
+            "/d: listing failed midway: the cluster failed"
+        );
+        assert_eq!(site::not_an_octal_mode("99"), "\"99\" is not an octal mode");
+        assert_eq!(site::chmod_done(0o644, "f"), "SITE CHMOD 0644 f: done");
+        assert_eq!(
+            site::not_a_valid_time("2024"),
+            "\"2024\" is not a valid time (YYYYMMDDhhmm[ss], UTC)"
+        );
+        let t = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(
+            site::utime_done("f", t),
+            "SITE UTIME f: modification time set to 2024-01-02 03:04:05 UTC"
+        );
+        assert_eq!(
+            site::UTIME_USAGE,
+            "Usage: SITE UTIME YYYYMMDDhhmm[ss] <path>, SITE UTIME <path> YYYYMMDDhhmm[ss] or \
+             SITE UTIME ATIME MTIME CTIME <path> UTC"
+        );
     }
 
     fn api(status: u16, class: &str, description: &str) -> Error {

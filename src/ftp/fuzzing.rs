@@ -1,7 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` (not a stable interface).
 //!
-//! - Thin wrappers over the private path and listing code, composed the way the storage
-//!   back-end composes them, so that a target checks what a client would receive.
+//! - Thin wrappers over the private path and listing code: the path functions themselves,
+//!   and the listing lines the storage back-end streams, so that a target checks what a
+//!   client receives.
 //! - [`ControlProbe`]: a real control connection to a gateway in front of the simulator,
 //!   for feeding arbitrary bytes to libunftp's command parser (private to libunftp).
 
@@ -16,11 +17,13 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufR
 use tokio::net::{TcpListener, TcpStream};
 use unftp_core::storage::Metadata;
 
+use super::listing::stream::{LineFormat, nlst_prefix};
 use super::listing::{self, Entry};
 pub use super::path::PathError;
 use crate::config::{Config, FtpConfig, NodeUrls, QumuloConfig};
 use crate::qumulo::FileAttr;
 use crate::sim::{self, SimConfig, SimHandle, Transport, UserSpec};
+pub use unftp_core::storage::ListingFormat;
 
 /// The cluster path of an FTP path under the user's `root` (see `path::to_cluster`).
 pub fn to_cluster(root: &str, ftp: &Path) -> Result<String, PathError> {
@@ -34,7 +37,7 @@ pub fn split(path: &str) -> Option<(&str, &str)> {
 
 /// A name as LIST, NLST and MLSD show it.
 pub fn display_name(name: &str) -> String {
-    super::storage::display_name(name)
+    super::listing::display_name(name)
 }
 
 /// One directory entry, named and rendered as the storage back-end does.
@@ -70,33 +73,42 @@ impl Listed {
         &self.0.perm
     }
 
-    /// The LIST line (without CRLF), as LIST listings and `list_vec` (STAT) send it.
+    /// The LIST line (without CRLF), as `list_vec` (STAT) sends it.
     pub fn list_line(&self, now: DateTime<Utc>, tz: Tz) -> String {
         listing::list_line(&self.0, &display_name(&self.0.attr.name), now, tz)
     }
 
-    /// The NLST line (without CRLF).
-    pub fn nlst_line(&self) -> String {
-        display_name(&self.0.attr.name)
-    }
-
-    /// The MLST/MLSD facts, through the `Metadata` implementation libunftp calls.
+    /// The MLST facts, through the `Metadata` implementation libunftp calls.
     pub fn facts(&self) -> Option<String> {
         self.0.mlst_facts()
     }
+}
 
-    /// The MLSD line (without CRLF) of this entry listed in `dir`: libunftp joins the name
-    /// `list` returns to `dir`, takes the last component, and puts the facts before it.
-    pub fn mlsd_line(&self, dir: &Path) -> String {
-        let path = dir.join(display_name(&self.0.attr.name));
-        let name = path
-            .components()
-            .next_back()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .unwrap_or("unknown".into())
-            .replace(['\r', '\n'], "?");
-        format!("{} {name}", self.facts().unwrap_or_default())
+/// The data a LIST, NLST or MLSD sends for `entries`, as the storage back-end streams it
+/// (`QumuloStorage::listing`): the lines, each ending in CRLF. `dir`: whether the listing is
+/// of a directory (`false`: a file listed as itself, or the matches of a pattern); `argument`:
+/// the path the client gave the command. Every fact is shown (no `OPTS MLST`).
+pub fn listing(
+    format: ListingFormat,
+    entries: &[Listed],
+    dir: bool,
+    argument: Option<&str>,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> String {
+    let form = LineFormat {
+        format,
+        now,
+        timezone: tz,
+        facts: listing::Facts::ALL,
+        prefix: nlst_prefix(format, dir, argument),
+    };
+    let mut out = String::new();
+    for Listed(e) in entries {
+        let entry = (format != ListingFormat::Nlst).then_some(e);
+        form.push(&mut out, &e.attr.name, entry);
     }
+    out
 }
 
 /// Name and password of the one user of the probe's simulated cluster.

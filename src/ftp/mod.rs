@@ -6,9 +6,11 @@
 //! - [`LoginMemory`]: what logins leave behind for every gateway of the process.
 //! - `auth`: FTP login as a Qumulo login; `logins`: failed-login bans and slowing; `welcome`:
 //!   the 230 text; `user`: the logged-in user.
-//! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts; `path`: FTP to
-//!   cluster paths; `confine`: `chroot-users` against symlinks that lead out of the home;
-//!   `errors`: cluster failures to FTP replies; `site`: SITE CHMOD and SITE UTIME.
+//! - `storage`: the storage back-end; `listing`: LIST lines and MLSx facts, and the listing
+//!   streamed page by page; `upload`: uploads; `stall`: the data timeout; `xferlog`: the
+//!   transfer log; `path`: FTP to cluster paths; `confine`: `chroot-users` against symlinks
+//!   that lead out of the home; `errors`: cluster failures to FTP replies and every text a
+//!   client reads; `site`: SITE CHMOD and SITE UTIME.
 //!
 //! Run-time state it shares with the accept loop is in [`crate::state`]; it never uses the
 //! accept loop itself.
@@ -17,7 +19,7 @@ mod auth;
 mod confine;
 mod control;
 mod errors;
-#[cfg(feature = "sim")]
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod listing;
@@ -30,6 +32,7 @@ pub mod tls;
 mod upload;
 mod user;
 mod welcome;
+mod xferlog;
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
@@ -143,7 +146,7 @@ impl Gateway {
             shared: Arc::new(storage::Shared {
                 timezone: config.ftp.timezone,
                 names: listing::NameCache::default(),
-                activity: stats,
+                stats,
                 atomic_uploads: config.ftp.atomic_uploads,
                 data_timeout: Duration::from_secs(config.ftp.data_timeout),
             }),

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use libunftp::options::{Reply, ReplyCode, SiteCommandContext, SiteCommandHandler};
 use unftp_core::storage::StorageBackend;
 
+use super::errors::site as text;
 use super::path::to_cluster;
 use super::storage::QumuloStorage;
 use super::user::User;
@@ -21,15 +22,12 @@ pub struct Chmod;
 impl SiteCommandHandler<QumuloStorage, User> for Chmod {
     async fn handle(&self, ctx: &SiteCommandContext<QumuloStorage, User>) -> Reply {
         let Some(user) = ctx.user.as_ref().as_ref() else {
-            return Reply::new(ReplyCode::NotLoggedIn, "Please log in first");
+            return Reply::new(ReplyCode::NotLoggedIn, text::NOT_LOGGED_IN);
         };
         let (mode, target) = match ctx.arguments.trim().split_once(' ') {
             Some((mode, target)) if !target.trim().is_empty() => (mode, target.trim()),
             _ => {
-                return Reply::new(
-                    ReplyCode::ParameterSyntaxError,
-                    "Usage: SITE CHMOD <octal mode> <path>",
-                );
+                return Reply::new(ReplyCode::ParameterSyntaxError, text::CHMOD_USAGE);
             }
         };
         let Some(mode) = u32::from_str_radix(mode, 8)
@@ -38,18 +36,18 @@ impl SiteCommandHandler<QumuloStorage, User> for Chmod {
         else {
             return Reply::new_with_string(
                 ReplyCode::ParameterSyntaxError,
-                format!("{mode:?} is not an octal mode"),
+                text::not_an_octal_mode(mode),
             );
         };
         let ftp_path = ctx.cwd.join(target);
         if let Err(e) = to_cluster(&user.root, &ftp_path) {
-            return Reply::new_with_string(ReplyCode::BadFileName, format!("{target}: {e}"));
+            return Reply::new_with_string(ReplyCode::BadFileName, text::bad_path(target, &e));
         }
         // Under chroot, the file's id once it is known to be in the home.
         let path = match super::confine::existing(user, &ftp_path).await {
             Ok(p) => p,
             Err(e) => {
-                let text = super::storage::reason(&e).replace(['\r', '\n'], " ");
+                let text = super::errors::reason(&e).replace(['\r', '\n'], " ");
                 return Reply::new_with_string(ReplyCode::FileError, text);
             }
         };
@@ -66,10 +64,7 @@ impl SiteCommandHandler<QumuloStorage, User> for Chmod {
         {
             Ok(_) => {
                 tracing::info!(user = %user.name, client = %user.client, path = %ftp_path.display(), mode = format!("{mode:04o}"), "chmod");
-                Reply::new_with_string(
-                    ReplyCode::CommandOkay,
-                    format!("SITE CHMOD {mode:04o} {target}: done"),
-                )
+                Reply::new_with_string(ReplyCode::CommandOkay, text::chmod_done(mode, target))
             }
             Err(e) => {
                 let err = super::errors::cluster(&ftp_path, &e);
@@ -85,38 +80,30 @@ impl SiteCommandHandler<QumuloStorage, User> for Chmod {
 #[derive(Debug)]
 pub struct Utime;
 
-const UTIME_USAGE: &str = "Usage: SITE UTIME YYYYMMDDhhmm[ss] <path>, \
-                           SITE UTIME <path> YYYYMMDDhhmm[ss] or \
-                           SITE UTIME ATIME MTIME CTIME <path> UTC";
-
 #[async_trait]
 impl SiteCommandHandler<QumuloStorage, User> for Utime {
     async fn handle(&self, ctx: &SiteCommandContext<QumuloStorage, User>) -> Reply {
         let Some(user) = ctx.user.as_ref().as_ref() else {
-            return Reply::new(ReplyCode::NotLoggedIn, "Please log in first");
+            return Reply::new(ReplyCode::NotLoggedIn, text::NOT_LOGGED_IN);
         };
         let Some((time, target)) = utime_arguments(&ctx.arguments) else {
-            return Reply::new(ReplyCode::ParameterSyntaxError, UTIME_USAGE);
+            return Reply::new(ReplyCode::ParameterSyntaxError, text::UTIME_USAGE);
         };
         let Some(mtime) = parse_time(time) else {
             return Reply::new_with_string(
                 ReplyCode::ParameterSyntaxError,
-                format!("{time:?} is not a valid time (YYYYMMDDhhmm[ss], UTC)"),
+                text::not_a_valid_time(time),
             );
         };
         let ftp_path = ctx.cwd.join(target);
         match ctx.storage.set_modified(user, &ftp_path, mtime).await {
             Ok(()) => Reply::new_with_string(
                 ReplyCode::CommandOkay,
-                format!(
-                    "SITE UTIME {target}: modification time set to {}",
-                    mtime.format("%Y-%m-%d %H:%M:%S UTC")
-                )
-                .replace(['\r', '\n'], " "),
+                text::utime_done(target, mtime).replace(['\r', '\n'], " "),
             ),
             Err(e) => Reply::new_with_string(
                 ReplyCode::FileError,
-                super::storage::reason(&e).replace(['\r', '\n'], " "),
+                super::errors::reason(&e).replace(['\r', '\n'], " "),
             ),
         }
     }

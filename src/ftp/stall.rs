@@ -1,6 +1,6 @@
 //! Data connections that cannot stall forever: a transfer's data connection on which no byte
-//! moves for `data_timeout` fails with `TimedOut` ([`Watched`], for uploads and downloads), and
-//! what it moved is counted ([`Tally`]).
+//! moves for `data_timeout` fails with `TimedOut` ([`DataConnection`], for uploads and
+//! downloads), and what it moved is counted ([`Tally`]).
 //!
 //! Used by [`super::upload`] and [`super::storage`]; knows nothing of libunftp or the cluster.
 
@@ -39,12 +39,12 @@ impl Tally {
 
 /// A data connection as a transfer uses it: when no byte moves for the data timeout it fails
 /// with `TimedOut`, and what it does is counted in a [`Tally`].
-pub(super) struct Watched<T> {
+pub(super) struct DataConnection<T> {
     io: Pin<Box<T>>,
     tally: Arc<Tally>,
 }
 
-impl<T> Watched<T> {
+impl<T> DataConnection<T> {
     fn new(io: T) -> (Self, Arc<Tally>) {
         let tally = Arc::new(Tally::default());
         let io = Box::pin(io);
@@ -56,7 +56,7 @@ impl<T> Watched<T> {
     }
 }
 
-impl<R: AsyncRead> Watched<TimeoutReader<R>> {
+impl<R: AsyncRead> DataConnection<TimeoutReader<R>> {
     /// An upload's data connection, failing after `timeout` without a byte.
     pub(super) fn reader(reader: R, timeout: Duration) -> (Self, Arc<Tally>) {
         let mut io = TimeoutReader::new(reader);
@@ -65,7 +65,7 @@ impl<R: AsyncRead> Watched<TimeoutReader<R>> {
     }
 }
 
-impl<W: AsyncWrite> Watched<TimeoutWriter<W>> {
+impl<W: AsyncWrite> DataConnection<TimeoutWriter<W>> {
     /// A download's data connection, failing after `timeout` without a byte taken.
     pub(super) fn writer(writer: W, timeout: Duration) -> (Self, Arc<Tally>) {
         let mut io = TimeoutWriter::new(writer);
@@ -74,7 +74,7 @@ impl<W: AsyncWrite> Watched<TimeoutWriter<W>> {
     }
 }
 
-impl<R: AsyncRead> AsyncRead for Watched<TimeoutReader<R>> {
+impl<R: AsyncRead> AsyncRead for DataConnection<TimeoutReader<R>> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -87,7 +87,7 @@ impl<R: AsyncRead> AsyncRead for Watched<TimeoutReader<R>> {
     }
 }
 
-impl<W: AsyncWrite> AsyncWrite for Watched<TimeoutWriter<W>> {
+impl<W: AsyncWrite> AsyncWrite for DataConnection<TimeoutWriter<W>> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -123,7 +123,7 @@ mod tests {
     #[tokio::test]
     async fn a_silent_data_connection_times_out_and_bytes_are_counted() {
         let (mut client, server) = tokio::io::duplex(64);
-        let (mut input, tally) = Watched::reader(server, Duration::from_millis(50));
+        let (mut input, tally) = DataConnection::reader(server, Duration::from_millis(50));
         client.write_all(b"hello").await.unwrap();
         let mut buf = [0u8; 16];
         assert_eq!(input.read(&mut buf).await.unwrap(), 5);
@@ -140,7 +140,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_reads_nothing_times_the_download_out() {
         let (client, mut server) = tokio::io::duplex(64);
-        let (mut output, tally) = Watched::writer(&mut server, Duration::from_millis(50));
+        let (mut output, tally) = DataConnection::writer(&mut server, Duration::from_millis(50));
         let err = output.write_all(&[0u8; 1000]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(tally.bytes.load(Ordering::Relaxed), 64);

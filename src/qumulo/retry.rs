@@ -136,7 +136,7 @@ impl<'a> Call<'a> {
 
 /// What a failed attempt tells about the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+enum AttemptFailure {
     /// No connection was made: nothing was sent.
     Connect,
     /// The node's certificate was refused: nothing was sent, and trying that node again is
@@ -148,16 +148,16 @@ enum Failure {
     Other,
 }
 
-impl Failure {
+impl AttemptFailure {
     fn of(e: &reqwest::Error) -> Self {
         if e.is_connect() && http::tls_error(e).is_some() {
-            Failure::Untrusted
+            AttemptFailure::Untrusted
         } else if e.is_connect() {
-            Failure::Connect
+            AttemptFailure::Connect
         } else if reset(e) {
-            Failure::Reset
+            AttemptFailure::Reset
         } else {
-            Failure::Other
+            AttemptFailure::Other
         }
     }
 }
@@ -227,9 +227,9 @@ pub(super) async fn send(
             Err(Error::Transport(e)) => e,
             Err(other) => return Err(other),
         };
-        let failure = Failure::of(&e);
+        let failure = AttemptFailure::of(&e);
         let error = http::chain(&e);
-        if failure != Failure::Other {
+        if failure != AttemptFailure::Other {
             nodes.down(node, &error);
         }
         let (method, path, node) = (&call.method, call.uri, base.as_str());
@@ -243,7 +243,7 @@ pub(super) async fn send(
                 retried += 1;
             }
             // A node going down was reported already: the failure itself is then a detail.
-            Next::GiveUp if failure != Failure::Other && nodes.all_down() => {
+            Next::GiveUp if failure != AttemptFailure::Other && nodes.all_down() => {
                 tracing::debug!(node, %method, path, error, "qumulo request failed");
                 return Err(Error::Transport(e));
             }
@@ -268,14 +268,14 @@ enum Next {
 
 /// The rule above, for an attempt of `call` that failed with `failure`; `budget` tells whether
 /// retries are left.
-fn next(failure: Failure, call: &Call<'_>, tried: &Tried, budget: bool) -> Next {
-    let unsent = matches!(failure, Failure::Connect | Failure::Untrusted);
+fn next(failure: AttemptFailure, call: &Call<'_>, tried: &Tried, budget: bool) -> Next {
+    let unsent = matches!(failure, AttemptFailure::Connect | AttemptFailure::Untrusted);
     let again = match failure {
         _ if unsent && !call.resendable() => false,
         _ if unsent && tried.any_left() => return Next::Now,
-        Failure::Connect => budget,
-        Failure::Untrusted => false,
-        Failure::Reset | Failure::Other => call.idempotent && budget,
+        AttemptFailure::Connect => budget,
+        AttemptFailure::Untrusted => false,
+        AttemptFailure::Reset | AttemptFailure::Other => call.idempotent && budget,
     };
     if again { Next::AfterWait } else { Next::GiveUp }
 }
@@ -328,7 +328,7 @@ mod tests {
         let get = Call::new(Method::GET, "/v1/x");
         let post = Call::new(Method::POST, "/v1/x").json(Some(&body));
         let upload = Call::new(Method::PUT, "/v1/x").stream(reqwest::Body::from("data"));
-        use Failure::*;
+        use AttemptFailure::*;
         use Next::*;
         let cases = [
             (Connect, &post, &one_left, false, Now),

@@ -184,11 +184,11 @@ where
         }
         Err(e) => Err(SourceFailed(e)),
     });
-    let watched = Watched {
+    let body = ProgressBody {
         inner: chunks,
         progress: progress.clone(),
     };
-    (reqwest::Body::wrap_stream(watched), sent, progress)
+    (reqwest::Body::wrap_stream(body), sent, progress)
 }
 
 /// When an upload's body last moved, and whether it is waiting for its data source: the
@@ -225,12 +225,12 @@ impl Progress {
 }
 
 /// An upload body that reports its [`Progress`].
-struct Watched<S> {
+struct ProgressBody<S> {
     inner: S,
     progress: Progress,
 }
 
-impl<S: Stream + Unpin> Stream for Watched<S> {
+impl<S: Stream + Unpin> Stream for ProgressBody<S> {
     type Item = S::Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
