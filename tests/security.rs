@@ -220,14 +220,7 @@ fn required_tls_refuses_plaintext_logins_and_unprotected_data() {
     assert!(c.reply_lenient().starts_with("220"));
     let feat = c.cmd_lenient("FEAT");
     assert!(feat.contains("AUTH TLS"), "{feat}");
-    assert!(
-        c.cmd_lenient(&format!("USER {}", ALICE.0))
-            .starts_with("331")
-    );
-    assert!(
-        c.cmd_lenient(&format!("PASS {}", ALICE.1))
-            .starts_with("230")
-    );
+    c.user_pass(ALICE);
 }
 
 #[test]
@@ -381,16 +374,7 @@ fn bind_from(source: &str, to: SocketAddr) -> TcpStream {
 fn idle_sessions_are_closed() {
     let sim = start_sim();
     let gw = Gateway::start(&sim, "idle-timeout = 1\n");
-    let mut c = Control::open(gw.addr);
-    assert!(c.reply_lenient().starts_with("220"));
-    assert!(
-        c.cmd_lenient(&format!("USER {}", ALICE.0))
-            .starts_with("331")
-    );
-    assert!(
-        c.cmd_lenient(&format!("PASS {}", ALICE.1))
-            .starts_with("230")
-    );
+    let mut c = Control::login(gw.addr, ALICE);
     let started = Instant::now();
     // The next reply comes unasked: the server closes the idle session.
     let reply = c.reply_lenient();
@@ -580,16 +564,7 @@ fn a_cluster_outage_gives_421_and_451_and_the_gateway_recovers() {
     std::fs::write(&file, &data).unwrap();
 
     // A session logged in before the outage.
-    let mut c = Control::open(gw.addr);
-    assert!(c.reply_lenient().starts_with("220"));
-    assert!(
-        c.cmd_lenient(&format!("USER {}", ALICE.0))
-            .starts_with("331")
-    );
-    assert!(
-        c.cmd_lenient(&format!("PASS {}", ALICE.1))
-            .starts_with("230")
-    );
+    let mut c = Control::login(gw.addr, ALICE);
 
     sim.set_faults(r#"{"outage": true}"#);
     let reply = c.cmd_lenient("SIZE /home/alice");
@@ -1004,16 +979,7 @@ fn stalled_tls_handshakes_do_not_hold_the_connection_slots() {
     eprintln!(
         "100 stalled AUTH TLS: all slots held after {all_held:?}, a slot free after {freed:?}"
     );
-    assert!(
-        fresh
-            .cmd_lenient(&format!("USER {}", ALICE.0))
-            .starts_with("331")
-    );
-    assert!(
-        fresh
-            .cmd_lenient(&format!("PASS {}", ALICE.1))
-            .starts_with("230")
-    );
+    fresh.user_pass(ALICE);
     for c in &mut stalled {
         assert_eq!(
             c.reply_lenient(),
@@ -1091,16 +1057,7 @@ fn connections_that_do_not_log_in_are_closed_at_the_login_deadline() {
         (c.reply_lenient(), started.elapsed())
     });
     let logged_in = std::thread::spawn(move || {
-        let mut c = Control::open(addr);
-        assert!(c.reply_lenient().starts_with("220"));
-        assert!(
-            c.cmd_lenient(&format!("USER {}", ALICE.0))
-                .starts_with("331")
-        );
-        assert!(
-            c.cmd_lenient(&format!("PASS {}", ALICE.1))
-                .starts_with("230")
-        );
+        let mut c = Control::login(addr, ALICE);
         keep_sending(&mut c, "NOOP", &["200"], Duration::from_secs(6))
     });
 
