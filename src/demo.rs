@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, FtpConfig, NodeUrls, QumuloConfig};
 use crate::ftp::Gateway;
-use crate::sim::{self, SimConfig, Transport, UserSpec, faults::FaultSettings};
+use crate::sim::{self, SimConfig, UserSpec};
 
 /// The demo's users: `(name, password, administrator)`.
 pub const USERS: [(&str, &str, bool); 2] = [("demo", "demo", true), ("alice", "alice", false)];
@@ -44,23 +44,18 @@ pub async fn run(
         DemoError::Io(format!("{what} {}: {e}", p.display()))
     };
     let fresh = std::fs::read_dir(&opts.data_dir).map_or(true, |mut d| d.next().is_none());
+    let users = USERS
+        .iter()
+        .map(|(n, p, admin)| UserSpec {
+            name: n.to_string(),
+            password: p.to_string(),
+            admin: *admin,
+            home: Some(format!("/home/{n}")),
+        })
+        .collect();
     let sim = sim::start(SimConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: opts.data_dir.clone(),
-        users: USERS
-            .iter()
-            .map(|(n, p, admin)| UserSpec {
-                name: n.to_string(),
-                password: p.to_string(),
-                admin: *admin,
-                home: Some(format!("/home/{n}")),
-            })
-            .collect(),
-        transport: Transport::GeneratedTls,
-        token_lifetime: sim::DEFAULT_TOKEN_LIFETIME,
-        faults: FaultSettings::default(),
         cluster_name: "demo-cluster".to_string(),
-        path_symlinks: Default::default(),
+        ..SimConfig::loopback(opts.data_dir.clone(), users)
     })
     .await?;
     if fresh {

@@ -148,20 +148,16 @@ impl ControlProbe {
             _ => std::fs::create_dir_all(&data_dir)?,
         }
         let (sim, listener) = runtime.block_on(async {
+            let users = vec![UserSpec {
+                name: PROBE_USER.0.to_string(),
+                password: PROBE_USER.1.to_string(),
+                admin: false,
+                home: Some(format!("/home/{}", PROBE_USER.0)),
+            }];
             let sim = sim::start(SimConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                data_dir: data_dir.clone(),
-                users: vec![UserSpec {
-                    name: PROBE_USER.0.to_string(),
-                    password: PROBE_USER.1.to_string(),
-                    admin: false,
-                    home: Some(format!("/home/{}", PROBE_USER.0)),
-                }],
                 transport: Transport::Plain,
-                token_lifetime: sim::DEFAULT_TOKEN_LIFETIME,
-                faults: Default::default(),
                 cluster_name: "probe".to_string(),
-                path_symlinks: Default::default(),
+                ..SimConfig::loopback(data_dir.clone(), users)
             })
             .await?;
             let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
