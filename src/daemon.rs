@@ -47,7 +47,7 @@ pub fn serve(config_path: Option<&Path>) -> ExitCode {
             crate::config::describe_source(config_path)
         )
     });
-    let config = match (loaded, inherited.is_some()) {
+    let config = match (loaded, !inherited.is_empty()) {
         (Ok(c), _) => Ok(c),
         (Err(e), false) => {
             eprintln!("qftpd: {e}");
@@ -106,25 +106,30 @@ struct Service {
 }
 
 /// Runs the service with `config`, or without one (an error to report) when systemd passed
-/// the socket.
+/// the sockets.
 async fn run(
     config: Result<Loaded, String>,
-    inherited: Option<std::net::TcpListener>,
+    inherited: Vec<std::net::TcpListener>,
     config_path: Option<PathBuf>,
 ) -> ExitCode {
     let defaults = crate::config::FtpConfig::default();
     let ftp = config.as_ref().map_or(&defaults, |c| &c.config.ftp);
-    let (std_listener, origin) = match inherited {
-        Some(l) => (l, Origin::Systemd),
-        None => match listener::bind(ftp.listen) {
-            Ok(l) => (l, Origin::Bound),
+    let (std_listeners, origin) = if inherited.is_empty() {
+        match listener::bind(ftp.listen) {
+            Ok(l) => (vec![l], Origin::Bound),
             Err(e) => {
                 tracing::error!(error = %e, "cannot listen");
                 return ExitCode::from(exit::OSERR);
             }
-        },
+        }
+    } else {
+        (inherited, Origin::Systemd)
     };
-    let listener = match TcpListener::from_std(std_listener) {
+    let listeners = match std_listeners
+        .into_iter()
+        .map(TcpListener::from_std)
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot use the listening socket");
@@ -132,7 +137,11 @@ async fn run(
         }
     };
     let handlers = Signals::install();
-    let addr = listener.local_addr().unwrap_or(ftp.listen);
+    let addr = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap_or(ftp.listen).to_string())
+        .collect::<Vec<_>>()
+        .join(" and ");
     let stats = Arc::new(Stats::default());
     let memory = Arc::new(LoginMemory::default());
     let current = match config.as_ref().map(|c| gateway(c, &stats, &memory)) {
@@ -184,7 +193,7 @@ async fn run(
     let watchdog =
         systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(every, stats.clone())));
     let stop = tokio::spawn(signals(service.clone(), handlers));
-    crate::accept::run(listener, service.current.clone(), stats, async move {
+    crate::accept::run(listeners, service.current.clone(), stats, async move {
         let _ = stop.await;
     })
     .await;

@@ -102,7 +102,7 @@ pub async fn run(
         "  try: curl ftp://{user}:{password}@{addr}/  or  curl -T file ftp://{user}:{password}@{addr}/home/{user}/"
     );
     let live = Arc::new(crate::state::InForce::new(gateway));
-    crate::accept::run(listener, live, stats, shutdown).await;
+    crate::accept::run(vec![listener], live, stats, shutdown).await;
     sim.shutdown().await;
     let _ = std::fs::remove_file(&cert);
     Ok(())

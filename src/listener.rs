@@ -1,5 +1,6 @@
-//! The control socket: the one systemd passes under the name `ftp` (matched by
-//! `LISTEN_FDNAMES`, never by position), or one bound from `ftp.listen`.
+//! The control sockets: every one systemd passes under the name `ftp` (matched by
+//! `LISTEN_FDNAMES`, never by position; e.g. an IPv4 and an IPv6 socket of `qftpd.socket`), or
+//! one bound from `ftp.listen`.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -25,8 +26,8 @@ pub enum ListenError {
         /// Their names.
         names: Vec<String>,
     },
-    /// The socket named `ftp` is not a listening TCP socket.
-    #[error("the socket systemd passed as \"ftp\" is not a listening TCP socket: {0}")]
+    /// A socket named `ftp` is not a listening TCP socket.
+    #[error("a socket systemd passed as \"ftp\" is not a listening TCP socket: {0}")]
     NotTcp(std::io::Error),
     /// Binding `ftp.listen` failed.
     #[error("cannot listen on {addr}: {source}")]
@@ -38,30 +39,40 @@ pub enum ListenError {
     },
 }
 
-/// Takes the socket systemd passed as `ftp`, if systemd passed any. Call it before any other
-/// thread starts: it reads and clears `LISTEN_FDS`/`LISTEN_PID` from the environment.
-pub fn from_systemd() -> Result<Option<TcpListener>, ListenError> {
+/// Takes the sockets systemd passed as `ftp` (none when systemd passed no socket). Call it
+/// before any other thread starts: it reads and clears `LISTEN_FDS`/`LISTEN_PID` from the
+/// environment.
+pub fn from_systemd() -> Result<Vec<TcpListener>, ListenError> {
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .map(|v| v.split(':').map(String::from).collect())
         .unwrap_or_default();
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let Some(index) = names.iter().position(|n| n == "ftp") else {
+    let positions: Vec<usize> = (0..fds.len())
+        .filter(|&i| names.get(i).is_some_and(|n| n == "ftp"))
+        .collect();
+    if positions.is_empty() {
         return Err(ListenError::NoFtpSocket {
             count: fds.len(),
             names,
         });
-    };
-    let listener = fds
-        .take_tcp_listener(index)
-        .map_err(ListenError::NotTcp)?
-        .ok_or_else(|| ListenError::NotTcp(std::io::Error::other("no socket at that position")))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(ListenError::NotTcp)?;
-    Ok(Some(listener))
+    }
+    let mut listeners = Vec::with_capacity(positions.len());
+    for index in positions {
+        let listener = fds
+            .take_tcp_listener(index)
+            .map_err(ListenError::NotTcp)?
+            .ok_or_else(|| {
+                ListenError::NotTcp(std::io::Error::other("no socket at that position"))
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(ListenError::NotTcp)?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// Connections the kernel queues for the accept loop (as systemd's `Backlog=` default,

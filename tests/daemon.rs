@@ -61,26 +61,33 @@ fn serve(config: &Path, env: &[(&str, &str)]) -> Command {
 /// the socket's backlog until qftpd accepts it).
 fn socket_activated(config: &Path, fdname: &str) -> (Process, SocketAddr, TcpStream) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (activator, first) = socket_activated_on(config, &[(addr, fdname)]);
+    (activator, addr, first)
+}
+
+/// As [`socket_activated`], with one socket per `(address, name)`; the first connection goes
+/// to the first socket.
+fn socket_activated_on(config: &Path, sockets: &[(SocketAddr, &str)]) -> (Process, TcpStream) {
     let mut activator = Command::new(require_tool("systemd-socket-activate", "systemd"));
+    for (addr, _) in sockets {
+        activator.args(["-l", &addr.to_string()]);
+    }
+    let names: Vec<&str> = sockets.iter().map(|(_, name)| *name).collect();
     activator
-        .args([
-            "-l",
-            &addr.to_string(),
-            &format!("--fdname={fdname}"),
-            "-E",
-            "RUST_LOG=info",
-        ])
+        .arg(format!("--fdname={}", names.join(":")))
+        .args(["-E", "RUST_LOG=info"])
         .arg(env!("CARGO_BIN_EXE_qftpd"))
         .args(["serve", "--config"])
         .arg(config);
     let activator = Process::spawn_plain(&mut activator, "systemd-socket-activate");
+    let addr = sockets[0].0;
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(first) = TcpStream::connect(addr) {
             first
                 .set_read_timeout(Some(Duration::from_secs(30)))
                 .unwrap();
-            return (activator, addr, first);
+            return (activator, first);
         }
         assert!(
             Instant::now() < until,
@@ -133,6 +140,52 @@ fn socket_activation_serves_login_listing_and_transfers() {
     assert_eq!(r[4].data(), b"hello over a passed socket");
     let log = activated_log(&mut activator);
     assert!(log.contains("socket from systemd"), "{log}");
+}
+
+/// qftpd.socket passes an IPv4 and an IPv6 socket, both named `ftp`: both are served, the
+/// IPv6 client with EPSV.
+#[test]
+fn every_socket_named_ftp_is_served_ipv4_and_ipv6() {
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        println!("skipped: no IPv6 loopback on this machine");
+        return;
+    };
+    let v6 = probe.local_addr().unwrap();
+    drop(probe);
+    let v4: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let sim = Sim::start_default();
+    std::fs::write(sim.disk_path("/both.txt"), b"over either family").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _ports) = write_config(dir.path(), &sim, "listen = \"192.0.2.1:21\"");
+    let (mut activator, first) = socket_activated_on(&config, &[(v4, "ftp"), (v6, "ftp")]);
+    drop(first);
+    for addr in [v6, v4, v6] {
+        let r = run_ftplib(
+            addr,
+            &[
+                op::connect(),
+                op::login(ADMIN.0, ADMIN.1),
+                op::stor(
+                    &format!("STOR /from-{}.txt", addr.port()),
+                    addr.to_string().as_bytes(),
+                    None,
+                ),
+                op::retr("RETR /both.txt", None),
+                op::quit(),
+            ],
+        );
+        assert!(r[2].reply().starts_with("226"), "{addr}: {:#}", r[2].raw);
+        assert_eq!(r[3].data(), b"over either family", "{addr}");
+        assert_eq!(
+            std::fs::read(sim.disk_path(&format!("/from-{}.txt", addr.port()))).unwrap(),
+            addr.to_string().as_bytes()
+        );
+    }
+    let log = activated_log(&mut activator);
+    assert!(
+        log.contains(&format!("listening on {v4} and {v6} (socket from systemd)")),
+        "{log}"
+    );
 }
 
 #[test]

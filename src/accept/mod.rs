@@ -1,7 +1,7 @@
 //! The accept loop: every accepted control connection is served by its own libunftp server,
 //! built from the gateway in force when it was accepted (a reload swaps the gateway; open
-//! sessions keep theirs). The caller injects the listener and the stop signal, so tests use
-//! port 0 and production a socket from systemd.
+//! sessions keep theirs). The caller injects the listeners and the stop signal, so tests use
+//! port 0 and production the sockets from systemd (IPv4 and IPv6).
 //!
 //! On stop the loop stops accepting and tells every session to end: idle ones get 421 at
 //! once, ones with a transfer in progress when it completes. Sessions still open after the
@@ -13,11 +13,12 @@
 mod admission;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -31,10 +32,29 @@ fn login_backstop(login: Duration) -> Duration {
     login + login.min(Duration::from_secs(10))
 }
 
-/// Serves FTP on `listener` until `shutdown` completes, then drains the sessions for at most
+/// The next connection on any of `listeners`, taking them in turn from `next` so that a busy
+/// one cannot keep the others waiting. Cancel-safe, like `TcpListener::accept`.
+async fn accept_any(
+    listeners: &[TcpListener],
+    next: &mut usize,
+) -> std::io::Result<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for i in 0..listeners.len() {
+            let index = (*next + i) % listeners.len();
+            if let std::task::Poll::Ready(accepted) = listeners[index].poll_accept(cx) {
+                *next = index + 1;
+                return std::task::Poll::Ready(accepted);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Serves FTP on `listeners` until `shutdown` completes, then drains the sessions for at most
 /// the `shutdown-grace` of the configuration in force then (a reload may have changed it).
 pub async fn run(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     live: Arc<InForce<Gateway>>,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
@@ -44,6 +64,7 @@ pub async fn run(
     let stop = CancellationToken::new();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut accept_failed: Option<Instant> = None;
+    let mut next = 0;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -53,7 +74,7 @@ pub async fn run(
                 continue;
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
+            accepted = accept_any(&listeners, &mut next) => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning, and
@@ -138,7 +159,7 @@ pub async fn run(
             drop(permit);
         });
     }
-    drop(listener);
+    drop(listeners);
     stop.cancel();
     let grace = live.get().map_or_else(
         || Duration::from_secs(crate::config::FtpConfig::default().shutdown_grace),
