@@ -350,7 +350,7 @@ fn verify_reports_a_missing_binary() {
 }
 
 #[test]
-fn socket_is_named_ftp_on_port_21() {
+fn socket_is_named_ftp_on_port_21_over_ipv4_and_ipv6() {
     let text = unit_text(SOCKET);
     assert_no_trailing_comments(SOCKET, &text);
     let socket = parse_unit(&text);
@@ -360,6 +360,12 @@ fn socket_is_named_ftp_on_port_21() {
         listen.contains(&"0.0.0.0:21"),
         "ListenStream=0.0.0.0:21 missing: {listen:?}"
     );
+    // IPv6 clients on a socket of their own, which IPv4 clients never reach.
+    assert!(
+        listen.contains(&"[::]:21"),
+        "ListenStream=[::]:21 missing: {listen:?}"
+    );
+    assert_eq!(value(&socket, "Socket", "BindIPv6Only"), "ipv6-only");
     for l in &listen {
         assert!(
             l.ends_with(":21") && l.len() > 3,

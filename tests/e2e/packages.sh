@@ -116,6 +116,8 @@ start_cluster
 configure
 X systemctl reload qftpd
 check "FTP login, LIST, STOR, RETR on port 21" smoke
+check "qftpd.socket listens on IPv6 too, an IPv6-only socket" XS 'ss -ltn | grep -q "\[::\]:21 " && test "$(systemctl show qftpd.socket -p BindIPv6Only --value)" = ipv6-only'
+check "an IPv6 client (curl, EPSV) stores and reads back a file over [::1]:21" XS 'head -c 3000000 /dev/urandom >/tmp/v6.bin && curl -sS -g -T /tmp/v6.bin "ftp://alice:alicepw@[::1]/home/alice/v6.bin" && curl -sS -g -o /tmp/v6.back "ftp://alice:alicepw@[::1]/home/alice/v6.bin" && cmp /tmp/v6.bin /tmp/v6.back && journalctl -u qftpd --no-pager -o json | grep "\"MESSAGE\":\"login\"" | grep -q "\"CLIENT\":\"::1\""'
 check "the service runs as a non-root user without capabilities" XS 'pid=$(systemctl show -p MainPID --value qftpd); test "$pid" -gt 0 && test "$(ps -o user= -p "$pid")" != root && grep -q "^CapEff:\s*0000000000000000" /proc/$pid/status && grep -q "^CapBnd:\s*0000000000000000" /proc/$pid/status'
 check "systemctl status shows the STATUS text" wait_for 'systemctl status qftpd --no-pager | grep -q "Status: \".*session(s)"' 20
 
