@@ -413,6 +413,10 @@ fn a_plain_http_cluster_url_is_warned_about() {
         stderr.contains("warning: qumulo.url: http://cluster.example:8000/ is plain HTTP"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("files cross the network to the cluster unencrypted; use https://"),
+        "one sentence, without the source's indentation: {stderr}"
+    );
     let https = check_config("valid.toml", &[]);
     assert!(!text(&https.stderr).contains("plain HTTP"));
 }

@@ -62,7 +62,9 @@ impl Config {
         let mut warnings = Vec::new();
         for url in self.qumulo.url.0.iter().filter(|u| u.scheme() == "http") {
             warnings.push(format!(
-                "qumulo.url: {url} is plain HTTP: FTP users' passwords, bearer tokens and files                  cross the network to the cluster unencrypted; use https:// (the cluster's REST                  API listens for HTTPS on port 8000)"
+                "qumulo.url: {url} is plain HTTP: FTP users' passwords, bearer tokens and files \
+                 cross the network to the cluster unencrypted; use https:// (the cluster's REST \
+                 API listens for HTTPS on port 8000)"
             ));
         }
         if let Some(warning) = self.ftp.passive_ports_warning() {
