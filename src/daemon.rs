@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::exit;
-use crate::ftp::{Gateway, LoginMemory};
+use crate::ftp::{Files, Gateway, LoginMemory};
 use crate::listener::{self, Origin};
 use crate::state::{InForce, Stats};
 use crate::systemd;
@@ -78,18 +78,18 @@ pub fn serve(config_path: Option<&Path>) -> ExitCode {
 pub struct Loaded {
     /// The configuration.
     pub config: Config,
-    /// FTPS, built from `config.ftp.tls` (once: the gateway takes it).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// FTPS and the access token, read once (the gateway takes them).
+    pub files: Files,
 }
 
 /// The configuration of `path` ([`Config::load`]), checked beyond its shape: the log filter
-/// parsed and the FTPS certificate and key read and built. What `serve` starts or reloads
+/// parsed, the FTPS certificate and key read and built, the access token read. What `serve` starts or reloads
 /// with, and what `check-config` checks; the error names the key.
 pub fn load(path: Option<&Path>) -> Result<Loaded, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     crate::logging::check_filter(&config.log.level).map_err(|e| format!("log.level: {e}"))?;
-    let tls = crate::ftp::tls::from_config(&config.ftp.tls).map_err(|e| e.to_string())?;
-    Ok(Loaded { config, tls })
+    let files = Files::read(&config).map_err(|e| e.to_string())?;
+    Ok(Loaded { config, files })
 }
 
 /// What a reload needs to know.
@@ -243,7 +243,7 @@ fn gateway(
     if let Some(short) = crate::descriptors::shortfall(limits, max) {
         tracing::warn!("{short}");
     }
-    Gateway::with_tls(config, loaded.tls.clone(), stats.clone(), memory.clone())
+    Gateway::with_files(config, loaded.files.clone(), stats.clone(), memory.clone())
 }
 
 /// The signals the service handles, installed before it says it is ready: a SIGHUP that came

@@ -80,8 +80,9 @@ impl Config {
     }
 
     /// Refuses values that are wrong alone or together, and files named that are missing or
-    /// unreadable. What only their users can tell (is the FTPS certificate usable, is
-    /// `log.level` a filter) is checked by them: see `daemon::load`.
+    /// unreadable. What only their users can tell (is the FTPS certificate usable, does the
+    /// access-token file hold a token, is `log.level` a filter) is checked by them: see
+    /// `daemon::load`.
     fn validate(&self) -> Result<(), ConfigError> {
         if self.qumulo.accept_invalid_certs && self.qumulo.ca_file.is_some() {
             return Err(ConfigError(
@@ -98,7 +99,6 @@ impl Config {
                 ca.display()
             )));
         }
-        self.qumulo.read_access_token()?;
         for url in &self.qumulo.url.0 {
             if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
                 return Err(ConfigError(format!(

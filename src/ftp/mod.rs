@@ -74,6 +74,37 @@ pub enum GatewayError {
     Tls(String),
 }
 
+/// What the files a configuration names give a gateway: the FTPS server configuration and
+/// the cluster access token. Read once per start or reload; each error names its key.
+#[derive(Clone, Default)]
+pub struct Files {
+    /// FTPS, from `[ftp.tls]` certificate and key.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The bearer string of `[qumulo] access-token`.
+    pub token: Option<String>,
+}
+
+impl Files {
+    /// Reads and builds them.
+    pub fn read(config: &Config) -> Result<Self, GatewayError> {
+        let tls = tls::from_config(&config.ftp.tls)?;
+        let token = config
+            .qumulo
+            .read_access_token()
+            .map_err(|e| crate::qumulo::Error::Config(e.to_string()))?;
+        Ok(Self { tls, token })
+    }
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files")
+            .field("tls", &self.tls.is_some())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// Everything needed to serve FTP sessions, built once per configuration.
 #[derive(Debug)]
 pub struct Gateway {
@@ -100,15 +131,14 @@ impl Gateway {
         stats: Arc<Stats>,
         memory: Arc<LoginMemory>,
     ) -> Result<Self, GatewayError> {
-        let tls = tls::from_config(&config.ftp.tls)?;
-        Self::with_tls(config, tls, stats, memory)
+        Self::with_files(config, Files::read(config)?, stats, memory)
     }
 
-    /// [`Gateway::new`] with FTPS already built from `config.ftp.tls` by [`tls::from_config`]
-    /// (the service does so while it checks a configuration, before it takes it).
-    pub fn with_tls(
+    /// [`Gateway::new`] with the configuration's files already read by [`Files::read`] (the
+    /// service does so while it checks a configuration, before it takes it).
+    pub fn with_files(
         config: &Config,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        files: Files,
         stats: Arc<Stats>,
         memory: Arc<LoginMemory>,
     ) -> Result<Self, GatewayError> {
@@ -122,11 +152,8 @@ impl Gateway {
             connect_timeout: Duration::from_secs(q.connect_timeout),
             read_timeout: Duration::from_secs(q.request_timeout),
         })?;
-        let token = q
-            .read_access_token()
-            .map_err(|e| crate::qumulo::Error::Config(e.to_string()))?;
         let name = memory.cluster_names.of(client.urls());
-        let welcome = Arc::new(welcome::Welcome::new(name, client.clone(), token));
+        let welcome = Arc::new(welcome::Welcome::new(name, client.clone(), files.token));
         // The name is read at start and at every reload; a cluster that does not answer yet
         // delays nothing (the first login tries again).
         if welcome.has_token()
@@ -151,7 +178,7 @@ impl Gateway {
                 data_timeout: Duration::from_secs(config.ftp.data_timeout),
             }),
             ftp: config.ftp.clone(),
-            tls,
+            tls: files.tls,
             welcome,
             memory,
             // libunftp wants a 'static greeting; one small string per loaded configuration.
