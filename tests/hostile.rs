@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use common::Sim;
-use common::control::{Control, READ_TIMEOUT, Reply, connect_data, split_crlf_lines};
+use common::control::{Control, READ_TIMEOUT, Reply, connect_data, connect_from, split_crlf_lines};
 use common::{Gateway, PassivePorts, start};
 use libunftp::ServerBuilder;
 use libunftp::options::ActivePassiveMode;
@@ -1124,25 +1124,6 @@ fn epsv(c: &mut Control, host: IpAddr) -> SocketAddr {
     SocketAddr::new(host, port)
 }
 
-/// A TCP connection to `addr` from the local address `source`.
-fn connect_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )
-    .expect("a socket");
-    socket
-        .bind(&SocketAddr::new(source, 0).into())
-        .expect("bind the source address");
-    socket
-        .connect_timeout(&addr.into(), READ_TIMEOUT)
-        .unwrap_or_else(|e| panic!("connect from {source} to {addr}: {e}"));
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream
-}
-
 /// The server closed `stream` without sending anything on it.
 fn assert_closed_by_server(stream: &mut TcpStream, what: &str) {
     match stream.read(&mut [0u8; 64]) {
@@ -1150,23 +1131,6 @@ fn assert_closed_by_server(stream: &mut TcpStream, what: &str) {
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
         Ok(n) => panic!("{what}: {n} bytes came instead of the close"),
         Err(e) => panic!("{what}: not closed by the server: {e}"),
-    }
-}
-
-/// The gateway's log once `wanted` holds for it (it reaches the harness through a pipe, a
-/// little after the replies); panics after 10 s with the log and `what`.
-fn log_where(gw: &Gateway, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = gw.stderr_log();
-        if wanted(&log) {
-            return log;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} not in the log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -1251,7 +1215,7 @@ fn gateway_a_stranger_on_the_passive_port_does_not_take_the_transfer() {
     // The listener was closed when it accepted the victim's connection.
     assert_refused(addr);
     victim.assert_in_step();
-    let log = log_where(&gw, "the count of refused connections", |log| {
+    let log = gw.log_where("the count of refused connections", |log| {
         log.contains("it refused 3 data connections from other addresses")
     });
     assert!(
@@ -1263,22 +1227,50 @@ fn gateway_a_stranger_on_the_passive_port_does_not_take_the_transfer() {
     assert_eq!(log.matches("refused a data connection").count(), 1, "{log}");
 }
 
-/// After a stranger's refused connection, a RETR whose own data connection never comes is
-/// answered 425 when the data timeout (counted from PASV) ends, and the session goes on.
+/// A transfer command whose data connection was refused by the address check (it came from
+/// another address than the client's, and the client's own is not there when the command
+/// comes) is answered 425 at once, not when the data timeout ends; one whose data connection
+/// never comes at all gets its 425 at the data timeout (counted from PASV). The session goes on.
 #[test]
-fn gateway_a_data_connection_that_never_comes_is_a_425_at_the_data_timeout() {
+fn gateway_a_refused_data_connection_is_a_425_at_once_a_missing_one_at_the_data_timeout() {
     let sim = Sim::start_default();
     let gw = Gateway::start(&sim, "data-timeout = 3");
     std::fs::write(sim.disk_path("/f"), b"never sent").unwrap();
     let mut c = Control::login(gw.addr, ADMIN);
     let addr = c.pasv();
-    let asked = std::time::Instant::now();
     let mut stranger = connect_from(STRANGER, addr);
     assert_closed_by_server(&mut stranger, "the stranger's data connection");
+    let asked = std::time::Instant::now();
+    c.cmd("RETR /f").assert_says(
+        425,
+        "Data connection refused: it did not come from the client's address",
+    );
+    let waited = asked.elapsed();
+    println!("425 after {waited:?} for a refused data connection (data-timeout = 3)");
+    assert!(waited < Duration::from_secs(1), "425 after {waited:?}");
+    assert_refused(addr);
+    c.assert_in_step();
+
+    // The command first, then the connection from the wrong address.
+    let addr = c.pasv();
+    c.send(b"RETR /f\r\n");
+    let asked = std::time::Instant::now();
+    let mut stranger = connect_from(STRANGER, addr);
+    assert_closed_by_server(&mut stranger, "the data connection from the wrong address");
+    c.reply().assert_code(425);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "425 after {:?}",
+        asked.elapsed()
+    );
+    c.assert_in_step();
+
+    let addr = c.pasv();
+    let asked = std::time::Instant::now();
     c.cmd("RETR /f")
         .assert_says(425, "Data connection not opened in time");
     let waited = asked.elapsed();
-    println!("425 after {waited:?} (data-timeout = 3)");
+    println!("425 after {waited:?} for a data connection that never came");
     assert!(
         waited >= Duration::from_millis(2500) && waited < Duration::from_secs(6),
         "425 after {waited:?}"
@@ -1320,7 +1312,7 @@ fn gateway_no_free_passive_port_is_a_425_at_once() {
     let names = late.listing("NLST /");
     assert!(names.is_empty(), "{names:?}");
     late.assert_in_step();
-    log_where(&gw, "a warning about the exhausted range", |log| {
+    gw.log_where("a warning about the exhausted range", |log| {
         log.lines()
             .any(|l| l.contains("no passive port free") && l.contains("3 ports"))
     });
@@ -1420,7 +1412,7 @@ fn gateway_100_sessions_transfer_at_once_over_41_passive_ports() {
         gw.stderr_log()
     );
     if refusals > 0 {
-        log_where(&gw, "a warning about the exhausted range", |log| {
+        gw.log_where("a warning about the exhausted range", |log| {
             log.contains("no passive port free, all 41 ports of the range are in use")
         });
     }

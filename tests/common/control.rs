@@ -354,6 +354,26 @@ impl Control {
     }
 }
 
+/// A TCP connection to `addr` from the local address `source` (e.g. 127.0.0.2, another
+/// loopback address), with the harness's read timeout.
+pub fn connect_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("a socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind the source address");
+    socket
+        .connect_timeout(&addr.into(), READ_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect from {source} to {addr}: {e}"));
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+}
+
 pub fn connect_data(addr: SocketAddr) -> TcpStream {
     let data = TcpStream::connect_timeout(&addr, READ_TIMEOUT).expect("open the data connection");
     data.set_read_timeout(Some(READ_TIMEOUT)).unwrap();

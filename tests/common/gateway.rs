@@ -146,6 +146,23 @@ impl Gateway {
         self.process.stderr_log()
     }
 
+    /// The gateway's log once `wanted` holds for it (it reaches the harness through a pipe, a
+    /// little after the replies); panics after 10 s with the log and `what`.
+    pub fn log_where(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.stderr_log();
+            if wanted(&log) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} not in the log:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The warnings and errors logged so far, but the one every harness gateway logs at start
     /// (its 50-port passive range is smaller than the default `max-connections`).
     pub fn loud_lines(&self) -> Vec<String> {

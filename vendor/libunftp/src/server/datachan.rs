@@ -842,8 +842,9 @@ where
             Ok(datachan_addr) => {
                 let controlchan_ip = session.source.ip();
                 // qftpd patch: an IPv4 client on a dual-stack control socket is ::ffff:a.b.c.d
-                // there, while an active-mode data connection to it is a.b.c.d.
-                if controlchan_ip.to_canonical() != datachan_addr.ip().to_canonical() {
+                // there, while an active-mode data connection to it is a.b.c.d; a passive one
+                // may come from a load balancer the embedder trusts (Server::service_for).
+                if !session.data_peers().allow(datachan_addr.ip()) {
                     if let Err(err) = socket.shutdown().await {
                         slog::error!(
                             logger,

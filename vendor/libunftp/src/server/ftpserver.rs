@@ -1056,7 +1056,23 @@ where
     ///
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
-    pub async fn service(mut self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+    pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.serve_connection(tcp_stream, None).await
+    }
+
+    /// Like [`service`](Server::service), for a connection whose client is not the socket's peer
+    /// (it comes through a load balancer that told the client's address): the session takes
+    /// `peer.client` as the client's address, and accepts passive data connections from the
+    /// addresses `peer.data_from` allows too. (qftpd patch)
+    pub async fn service_for(self, tcp_stream: tokio::net::TcpStream, peer: options::ControlPeer) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.serve_connection(tcp_stream, Some(peer)).await
+    }
+
+    async fn serve_connection(
+        mut self,
+        tcp_stream: tokio::net::TcpStream,
+        peer: Option<options::ControlPeer>,
+    ) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
@@ -1070,7 +1086,7 @@ where
             notifier.notify().await;
         });
         slog::debug!(self.logger, "Servicing control connection from");
-        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
+        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, peer, None, shutdown_listener, failed_logins.clone()).await;
         match result {
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);

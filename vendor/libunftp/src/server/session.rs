@@ -125,6 +125,8 @@ where
     pub(crate) passive_listener: Option<PassiveListener>,
     // qftpd patch: ServerBuilder::session_policy.
     pub session_policy: crate::options::SessionPolicy,
+    // qftpd patch: ControlPeer::data_from (Server::service_for).
+    pub(crate) data_from: Option<DataFrom>,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -163,6 +165,15 @@ where
             epsv_all: false,
             passive_listener: None,
             session_policy: crate::options::SessionPolicy::default(),
+            data_from: None,
+        }
+    }
+
+    // qftpd patch: which data connections are this session's (see DataPeers).
+    pub(crate) fn data_peers(&self) -> DataPeers {
+        DataPeers {
+            client: self.source,
+            data_from: self.data_from.clone(),
         }
     }
 
@@ -224,5 +235,32 @@ where
             // Decrease the sessions metrics gauge when the session goes out of scope.
             metrics::dec_session();
         }
+    }
+}
+
+// qftpd patch: the addresses a session's data connections may come from: the client's own, and
+// those ControlPeer::data_from allows (a load balancer that relays the data ports).
+#[derive(Clone, Debug)]
+pub(crate) struct DataPeers {
+    pub(crate) client: SocketAddr,
+    data_from: Option<DataFrom>,
+}
+
+// qftpd patch: ControlPeer::data_from.
+#[derive(Clone)]
+pub(crate) struct DataFrom(pub(crate) Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for DataFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataFrom(Fn(IpAddr) -> bool)")
+    }
+}
+
+impl DataPeers {
+    // Addresses are compared in canonical form: an IPv4 client on a dual-stack socket is
+    // ::ffff:a.b.c.d on one connection and a.b.c.d on another.
+    pub(crate) fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip == self.client.ip().to_canonical() || self.data_from.as_ref().is_some_and(|allowed| (allowed.0)(ip))
     }
 }

@@ -93,6 +93,8 @@ pub(crate) async fn spawn<Storage, User>(
     config: Config<Storage, User>,
     tcp_stream: TcpStream,
     control_connection: Option<SocketAddrPair>,
+    // qftpd patch: see Server::service_for.
+    peer: Option<crate::options::ControlPeer>,
     switchboard_msg_tx: Option<SwitchboardSender<Storage, User>>,
     mut shutdown: shutdown::Listener,
     failed_logins: Option<Arc<FailedLoginsCache>>,
@@ -136,7 +138,12 @@ where
     let storage_features = storage.supported_features();
     let (control_msg_tx, mut control_msg_rx): (Sender<ControlChanMsg>, Receiver<ControlChanMsg>) = channel(1);
     let local_addr = tcp_stream.local_addr()?;
-    let mut session: Session<Storage, User> = Session::new(Arc::new(storage), tcp_stream.peer_addr()?)
+    // qftpd patch: the client's address, when the embedder knows it better (Server::service_for).
+    let (client, data_from) = match peer {
+        Some(peer) => (peer.client, peer.data_from.map(crate::server::session::DataFrom)),
+        None => (tcp_stream.peer_addr()?, None),
+    };
+    let mut session: Session<Storage, User> = Session::new(Arc::new(storage), client)
         .ftps(ftps_config.clone())
         .metrics(collect_metrics)
         .control_msg_tx(control_msg_tx.clone())
@@ -148,6 +155,7 @@ where
     // qftpd patch: see ServerBuilder::data_connection_timeout.
     session.data_connection_timeout = data_connection_timeout;
     session.session_policy = session_policy;
+    session.data_from = data_from;
 
     let mut logger = logger.new(
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),

@@ -370,3 +370,28 @@ pub struct SessionPolicy {
     /// `522`. This shows that the data connection comes from the client that logged in.
     pub require_tls_session_reuse: bool,
 }
+
+/// Who is at the other end of a control connection that the embedder accepted itself and
+/// serves with [Server::service_for](crate::Server::service_for): the client's own address,
+/// when the connection comes through a relay that told it (a load balancer's PROXY protocol
+/// header), and the other addresses the client's passive data connections may come from (the
+/// relay's: it forwards the data ports too). The session uses `client` wherever it uses the
+/// client's address: logins, the failed-logins policy, `STAT`, logs, active mode, and the check
+/// of data connections. (qftpd patch)
+#[derive(Clone)]
+pub struct ControlPeer {
+    /// The client's address.
+    pub client: std::net::SocketAddr,
+    /// Whether a passive data connection from this address (in canonical form, IPv4-mapped
+    /// IPv6 addresses as IPv4) is accepted as well as one from `client`'s address.
+    pub data_from: Option<Arc<dyn Fn(IpAddr) -> bool + Send + Sync>>,
+}
+
+impl Debug for ControlPeer {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlPeer")
+            .field("client", &self.client)
+            .field("data_from", &self.data_from.as_ref().map(|_| "Fn(IpAddr) -> bool"))
+            .finish()
+    }
+}

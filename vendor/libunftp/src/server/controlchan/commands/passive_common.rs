@@ -7,7 +7,7 @@ use crate::{
         chancomms::{DataChanCmd, PortAllocationError, SwitchboardMessage, SwitchboardSender},
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
         datachan,
-        session::SharedSession,
+        session::{DataPeers, SharedSession},
     },
     storage::{Metadata, StorageBackend},
 };
@@ -166,7 +166,7 @@ where
             Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await.and_then(|s| s.listen(1024)),
             _ => try_port_range(args.local_addr, args.passive_ports.clone()),
         };
-        (listener, session.source)
+        (listener, session.data_peers())
     };
     // qftpd patch: a socket that cannot listen is answered 425 too; it closed the control
     // connection without a reply. A range without a free port is answered at once, and the
@@ -203,11 +203,15 @@ where
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
         let task = tokio::spawn(async move {
-            let socket = accept_from(listener, control_peer, port, wait).await;
+            let socket = accept_from(listener, &control_peer, port, wait, cmd_tx.as_ref()).await;
             let Some(session) = weak_session.upgrade() else { return };
             match socket {
-                Some(socket) => datachan::spawn_processing(logger, session, socket).await,
-                None => abandon_data_connection(&session, &tx_control_chan, cmd_tx).await,
+                Accepted::Socket(socket) => datachan::spawn_processing(logger, session, socket).await,
+                Accepted::Refused => {
+                    let reason = "Data connection refused: it did not come from the client's address";
+                    abandon_data_connection(&session, &tx_control_chan, cmd_tx, reason).await
+                }
+                Accepted::None => abandon_data_connection(&session, &tx_control_chan, cmd_tx, "Data connection not opened in time").await,
             }
         });
         session.passive_listener = Some(PassiveListener { task: Some(task) });
@@ -216,40 +220,59 @@ where
     Ok(reply)
 }
 
-// qftpd patch: waits (at most `wait`) for the data connection of the client at `control_peer` on
+// qftpd patch: what came of the wait for a passive data connection.
+enum Accepted {
+    // The client's data connection.
+    Socket(TcpStream),
+    // A transfer command waits, and the only connections that came were refused by the
+    // address check: the transfer gets 425 at once rather than when the wait is over.
+    Refused,
+    // Nothing came in time, or the listener failed.
+    None,
+}
+
+// How often a listener that refused a connection looks whether a transfer command is waiting.
+const REFUSED_CHECK: Duration = Duration::from_millis(20);
+
+// qftpd patch: waits (at most `wait`) for the data connection of the client (`peers`) on
 // `listener`, and closes the listener as soon as it is accepted. A connection from another
-// address is closed and logged, and the wait goes on: it would otherwise end the wait, and the
-// rightful client's transfer would hang. `None` when the client did not connect in time (or the
-// listener failed).
-async fn accept_from(listener: TcpListener, control_peer: SocketAddr, port: u16, wait: Duration) -> Option<TcpStream> {
+// address is closed and logged, and the wait goes on while no transfer command waits (`cmd_tx`
+// is full): a stranger's connection must not end the rightful client's wait. Once a transfer
+// command waits (the client sent it after connecting, so its connection, if it is coming, is
+// in the listen queue already), the queue is read to the end, and with the client's connection
+// not in it the transfer is refused (Accepted::Refused) instead of waiting out `wait`: the
+// client's connection came from an address the check does not allow.
+async fn accept_from(listener: TcpListener, peers: &DataPeers, port: u16, wait: Duration, cmd_tx: Option<&Sender<DataChanCmd>>) -> Accepted {
     let deadline = tokio::time::Instant::now() + wait;
-    let control_ip = control_peer.ip().to_canonical();
+    let control_peer = peers.client;
+    let transfer_waits = || cmd_tx.is_some_and(|tx| tx.capacity() == 0);
     let mut refused = 0u64;
-    let socket = loop {
-        match tokio::time::timeout_at(deadline, listener.accept()).await {
-            Ok(Ok((socket, peer))) if peer.ip().to_canonical() == control_ip => break Some(socket),
+    let mut check = tokio::time::interval(REFUSED_CHECK);
+    let accepted = loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, listener.accept()) => next,
+            _ = check.tick(), if refused > 0 => {
+                if transfer_waits() {
+                    break take_queued(&listener, peers, port, &mut refused);
+                }
+                continue;
+            }
+        };
+        match next {
+            Ok(Ok((socket, peer))) if peers.allow(peer.ip()) => break Accepted::Socket(socket),
             Ok(Ok((socket, peer))) => {
                 refused += 1;
-                // The first one of the listener is a warning, and the count when it closes; a
-                // flood of them is not.
-                if refused == 1 {
-                    tracing::warn!(
-                        target: LOG_TARGET,
-                        port,
-                        data_peer = %peer,
-                        control_peer = %control_peer,
-                        "refused a data connection from another address than the control connection's"
-                    );
-                } else {
-                    tracing::debug!(target: LOG_TARGET, port, data_peer = %peer, control_peer = %control_peer, "refused a data connection");
-                }
+                log_refused(port, peer, control_peer, refused);
                 drop(socket);
+                if transfer_waits() {
+                    break take_queued(&listener, peers, port, &mut refused);
+                }
             }
             // The client reset a connection before it was accepted: not the listener's fault.
             Ok(Err(e)) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) => continue,
             Ok(Err(e)) => {
                 tracing::warn!(target: LOG_TARGET, port, control_peer = %control_peer, error = %e, "cannot accept the passive data connection");
-                break None;
+                break Accepted::None;
             }
             Err(_) => {
                 tracing::warn!(
@@ -259,7 +282,7 @@ async fn accept_from(listener: TcpListener, control_peer: SocketAddr, port: u16,
                     "the client did not open its passive data connection within {} s",
                     wait.as_secs_f64()
                 );
-                break None;
+                break Accepted::None;
             }
         }
     };
@@ -273,13 +296,52 @@ async fn accept_from(listener: TcpListener, control_peer: SocketAddr, port: u16,
             "passive port closed; it refused {refused} data connections from other addresses"
         );
     }
-    socket
+    accepted
+}
+
+// The connections already in `listener`'s queue: the client's, if it is there (the others are
+// refused), else Accepted::Refused.
+fn take_queued(listener: &TcpListener, peers: &DataPeers, port: u16, refused: &mut u64) -> Accepted {
+    use futures_util::FutureExt;
+    while let Some(next) = listener.accept().now_or_never() {
+        match next {
+            Ok((socket, peer)) if peers.allow(peer.ip()) => return Accepted::Socket(socket),
+            Ok((_refused, peer)) => {
+                *refused += 1;
+                log_refused(port, peer, peers.client, *refused);
+            }
+            Err(_) => continue,
+        }
+    }
+    tracing::warn!(
+        target: LOG_TARGET,
+        port,
+        control_peer = %peers.client,
+        "a transfer command was answered 425: its data connection came from an address that is not the client's"
+    );
+    Accepted::Refused
+}
+
+// The first connection a listener refuses is a warning (and their number when it closes); a
+// flood of them is not.
+fn log_refused(port: u16, peer: SocketAddr, control_peer: SocketAddr, refused: u64) {
+    if refused == 1 {
+        tracing::warn!(
+            target: LOG_TARGET,
+            port,
+            data_peer = %peer,
+            control_peer = %control_peer,
+            "refused a data connection from another address than the control connection's"
+        );
+    } else {
+        tracing::debug!(target: LOG_TARGET, port, data_peer = %peer, control_peer = %control_peer, "refused a data connection");
+    }
 }
 
 // qftpd patch: the client did not open the passive data connection (`ours` is the command
 // channel set up for it). A transfer command already queued for it (not yet answered) gets 425
 // instead of nothing; one sent later gets 425 at once instead of 150 and a hang.
-async fn abandon_data_connection<S, U>(session: &SharedSession<S, U>, tx_control_chan: &Sender<ControlChanMsg>, ours: Option<Sender<DataChanCmd>>)
+async fn abandon_data_connection<S, U>(session: &SharedSession<S, U>, tx_control_chan: &Sender<ControlChanMsg>, ours: Option<Sender<DataChanCmd>>, reason: &str)
 where
     U: UserDetail + 'static,
     S: StorageBackend<U> + 'static,
@@ -287,7 +349,7 @@ where
 {
     let Some(ours) = ours else { return };
     if ours.capacity() == 0 {
-        let reply = Reply::new(ReplyCode::CantOpenDataConnection, "Data connection not opened in time");
+        let reply = Reply::new(ReplyCode::CantOpenDataConnection, reason);
         let _ = tx_control_chan.send(ControlChanMsg::CommandChannelReply(reply)).await;
         return;
     }
