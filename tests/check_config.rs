@@ -399,6 +399,40 @@ fn the_packaged_file_documents_every_key() {
     }
 }
 
+/// PROXY protocol sources without `passive-host`: valid, but PASV would name the gateway's own
+/// address to clients that reach it through the balancer.
+#[test]
+fn proxy_protocol_without_passive_host_is_warned_about() {
+    let out = check_config(
+        "valid.toml",
+        &[("QFTPD_FTP__PROXY_PROTOCOL_FROM", "[\"10.0.0.0/24\"]")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("warning: ftp.proxy-protocol-from is set but ftp.passive-host is not"),
+        "{stderr}"
+    );
+    let out = check_config(
+        "valid.toml",
+        &[
+            ("QFTPD_FTP__PROXY_PROTOCOL_FROM", "[\"10.0.0.0/24\"]"),
+            ("QFTPD_FTP__PASSIVE_HOST", "192.0.2.100"),
+        ],
+    );
+    assert!(out.stderr.is_empty(), "stderr:\n{}", text(&out.stderr));
+    let out = check_config(
+        "valid.toml",
+        &[("QFTPD_FTP__PROXY_PROTOCOL_FROM", "[\"10.0.0.1/24\"]")],
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("QFTPD_FTP__PROXY_PROTOCOL_FROM"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// A plain-HTTP cluster URL is valid (a lab cluster behind a TLS proxy) but worth a warning:
 /// passwords and files would cross the network in clear.
 #[test]

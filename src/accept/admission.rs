@@ -98,6 +98,8 @@ pub enum Refusal {
     Banned,
     /// The service has no valid configuration.
     Unconfigured,
+    /// From a load balancer (`ftp.proxy-protocol-from`), without a valid PROXY protocol header.
+    NoProxyHeader,
 }
 
 impl Refusal {
@@ -109,6 +111,9 @@ impl Refusal {
                 b"421 Too many connections from your address; try again later\r\n"
             }
             Refusal::Banned => b"421 Too many failed logins from your address; try again later\r\n",
+            Refusal::NoProxyHeader => {
+                b"421 Connection refused: the load balancer sent no valid PROXY protocol header (see the journal)\r\n"
+            }
             Refusal::Unconfigured => {
                 b"421 qftpd is not configured: the administrator must fix its configuration (see the journal)\r\n"
             }
@@ -119,16 +124,17 @@ impl Refusal {
 /// Sends `refusal`'s reply and closes the connection (in the background: a client that does
 /// not read cannot hold the accept loop).
 pub fn turn_away(sessions: &mut JoinSet<()>, stream: tokio::net::TcpStream, refusal: Refusal) {
-    let reply = refusal.reply();
-    sessions.spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = stream;
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            let _ = stream.write_all(reply).await;
-            let _ = stream.shutdown().await;
-        })
-        .await;
-    });
+    sessions.spawn(refuse(stream, refusal));
+}
+
+/// Sends `refusal`'s reply and closes the connection, in 5 s at most.
+pub async fn refuse(mut stream: tokio::net::TcpStream, refusal: Refusal) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(refusal.reply()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -11,6 +11,13 @@
 //! uses it, never `ftp`.
 
 mod admission;
+mod proxy;
+
+/// Entry points for the fuzz target `proxy_header` (not a stable interface).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use super::proxy::{HeaderError, Origin, parse, read_header};
+}
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ftp::Gateway;
 use crate::state::{HEARTBEAT, InForce, Stats};
-use admission::{Admission, Refusal, turn_away};
+use admission::{Admission, Permit, Refusal, refuse, turn_away};
+use proxy::{HeaderError, Origin};
 
 /// When the accept loop shuts down a connection that has not logged in: a little after the
 /// session's own login deadline (`login`), which a session answers itself unless it is stuck.
@@ -98,66 +106,44 @@ pub async fn run(
             turn_away(&mut sessions, stream, Refusal::Unconfigured);
             continue;
         };
-        let ip = peer.ip().to_canonical();
-        let (max, per_ip) = gateway.connection_limits();
-        let permit = if gateway.address_banned(ip) {
-            Err(Refusal::Banned)
-        } else {
-            admission.admit(ip, max, per_ip)
-        };
-        let permit = match permit {
-            Ok(permit) => permit,
-            Err(refusal) => {
-                // The ban itself was logged when it began: a banned client's every new
-                // connection is not worth a line each.
-                if matches!(refusal, Refusal::Banned) {
-                    tracing::debug!(%peer, ?refusal, "connection refused");
-                } else {
-                    tracing::warn!(%peer, ?refusal, "connection refused");
-                }
-                turn_away(&mut sessions, stream, refusal);
-                continue;
-            }
-        };
-        let control = crate::ftp::ControlLink::new(&stream)
-            .inspect_err(
-                |e| tracing::warn!(%peer, error = %e, "cannot watch the control connection"),
-            )
-            .ok();
-        let (server, logged_in) =
-            match gateway.session_server(stop.clone().cancelled_owned(), control.clone()) {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::error!(error = %e, %peer, "cannot serve the connection");
-                    continue;
-                }
-            };
-        tracing::debug!(%peer, "connection");
-        let backstop = login_backstop(gateway.login_timeout());
-        sessions.spawn(async move {
-            let serve = server.service(stream);
-            tokio::pin!(serve);
-            let served = tokio::select! {
-                served = &mut serve => served,
-                () = tokio::time::sleep(backstop) => {
-                    // The session enforces the login deadline itself (421, then close), unless
-                    // it is stuck writing replies its client does not read: shut the connection
-                    // down under it.
-                    if !logged_in.get() && let Some(control) = &control {
-                        tracing::info!(%peer, "closing a connection that did not log in in time and does not read its replies");
-                        control.close();
+        if gateway.relays(peer.ip()) {
+            // The balancer's header names the client; it is read in the session's own task, so
+            // that a slow one holds up no other connection.
+            let (admission, stop) = (admission.clone(), stop.clone());
+            sessions.spawn(async move {
+                let mut stream = stream;
+                let client = match proxy::read_header(&mut stream).await {
+                    Ok(Origin::Client(client)) => client,
+                    Ok(Origin::Balancer) => peer,
+                    Err(HeaderError::Closed) => {
+                        tracing::debug!(balancer = %peer, "connection closed before its PROXY protocol header (a health check)");
+                        return;
                     }
-                    serve.await
+                    Err(e) => {
+                        tracing::warn!(balancer = %peer, error = %e, "connection refused");
+                        refuse(stream, Refusal::NoProxyHeader).await;
+                        return;
+                    }
+                };
+                let connection = Connection { stream, client, balancer: Some(peer) };
+                match admit(&admission, &gateway, &connection) {
+                    Ok(permit) => serve(connection, gateway, permit, stop).await,
+                    Err(refusal) => refuse(connection.stream, refusal).await,
                 }
-            };
-            if let Err(e) = served {
-                tracing::warn!(%peer, error = %e, "session ended with an error");
+            });
+            continue;
+        }
+        let connection = Connection {
+            stream,
+            client: peer,
+            balancer: None,
+        };
+        match admit(&admission, &gateway, &connection) {
+            Ok(permit) => {
+                sessions.spawn(serve(connection, gateway, permit, stop.clone()));
             }
-            if let Some(control) = control {
-                control.close();
-            }
-            drop(permit);
-        });
+            Err(refusal) => turn_away(&mut sessions, connection.stream, refusal),
+        }
     }
     drop(listeners);
     stop.cancel();
@@ -191,4 +177,89 @@ pub async fn run(
         );
         sessions.shutdown().await;
     }
+}
+
+/// An accepted control connection, and who it is from.
+struct Connection {
+    stream: TcpStream,
+    /// The client's address: the socket's peer, or the one a load balancer's PROXY protocol
+    /// header named.
+    client: SocketAddr,
+    /// The load balancer that relayed the connection, if one did.
+    balancer: Option<SocketAddr>,
+}
+
+/// Admits a connection from its client's address (or says why not): not banned, and within the
+/// caps of the gateway in force.
+fn admit(
+    admission: &Arc<Admission>,
+    gateway: &Gateway,
+    connection: &Connection,
+) -> Result<Permit, Refusal> {
+    let (client, balancer) = (connection.client, connection.balancer);
+    let ip = client.ip().to_canonical();
+    let (max, per_ip) = gateway.connection_limits();
+    let admitted = if gateway.address_banned(ip) {
+        Err(Refusal::Banned)
+    } else {
+        admission.admit(ip, max, per_ip)
+    };
+    match admitted {
+        // The ban itself was logged when it began: a banned client's every new connection is
+        // not worth a line each.
+        Err(refusal @ Refusal::Banned) => {
+            tracing::debug!(peer = %client, ?balancer, ?refusal, "connection refused");
+        }
+        Err(refusal) => tracing::warn!(peer = %client, ?balancer, ?refusal, "connection refused"),
+        Ok(_) => {}
+    }
+    admitted
+}
+
+/// Serves an admitted connection until its session ends.
+async fn serve(
+    connection: Connection,
+    gateway: Arc<Gateway>,
+    permit: Permit,
+    stop: CancellationToken,
+) {
+    let Connection {
+        stream,
+        client: peer,
+        balancer,
+    } = connection;
+    let control = crate::ftp::ControlLink::new(&stream)
+        .inspect_err(|e| tracing::warn!(%peer, error = %e, "cannot watch the control connection"))
+        .ok();
+    let (server, logged_in) = match gateway.session_server(stop.cancelled_owned(), control.clone())
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::error!(error = %e, %peer, "cannot serve the connection");
+            return;
+        }
+    };
+    tracing::debug!(%peer, ?balancer, "connection");
+    let backstop = login_backstop(gateway.login_timeout());
+    let serve = gateway.serve(server, stream, balancer.map(|_| peer));
+    tokio::pin!(serve);
+    let served = tokio::select! {
+        served = &mut serve => served,
+        () = tokio::time::sleep(backstop) => {
+            // The session enforces the login deadline itself (421, then close), unless it is
+            // stuck writing replies its client does not read: shut the connection down under it.
+            if !logged_in.get() && let Some(control) = &control {
+                tracing::info!(%peer, "closing a connection that did not log in in time and does not read its replies");
+                control.close();
+            }
+            serve.await
+        }
+    };
+    if let Err(e) = served {
+        tracing::warn!(%peer, error = %e, "session ended with an error");
+    }
+    if let Some(control) = control {
+        control.close();
+    }
+    drop(permit);
 }

@@ -70,6 +70,16 @@ impl Config {
         if let Some(warning) = self.ftp.passive_ports_warning() {
             warnings.push(warning);
         }
+        if !self.ftp.proxy_protocol_from.is_empty() && self.ftp.passive_host.is_none() {
+            warnings.push(
+                "ftp.proxy-protocol-from is set but ftp.passive-host is not: PASV replies name \
+                 the gateway's own address, which clients behind the load balancer cannot reach \
+                 (curl, Python's ftplib and every EPSV client connect to the balancer's address \
+                 anyway); set passive-host to the address clients connect to, and have the \
+                 balancer forward this gateway's passive ports"
+                    .to_string(),
+            );
+        }
         if self.qumulo.accept_invalid_certs {
             warnings.push(format!(
                 "qumulo.accept-invalid-certs is on: the certificate of {} is not verified",

@@ -111,6 +111,13 @@ pub struct FtpConfig {
     pub max_connections: usize,
     /// Open control connections at most from one client address.
     pub max_connections_per_ip: usize,
+    /// Load balancers (addresses or CIDRs, e.g. `["10.0.0.0/24", "192.0.2.7"]`) whose
+    /// connections begin with a PROXY protocol header (v1 or v2) naming the client. From these
+    /// addresses the header is required, and passive data connections are accepted as coming
+    /// from the client (the balancer forwards the passive ports too); from any other address
+    /// none is expected, and a client cannot pass one. Empty: the PROXY protocol is off.
+    #[serde(with = "types::networks")]
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
     /// FTPS.
     pub tls: TlsConfig,
     /// Limits on failed logins.
@@ -188,6 +195,7 @@ impl Default for FtpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 21)),
             passive_ports: 50000..=50999,
             passive_host: None,
+            proxy_protocol_from: Vec::new(),
             greeting: "qftpd ready".to_string(),
             timezone: chrono_tz::UTC,
             chroot_users: false,

@@ -265,3 +265,69 @@ fn ftps_files_must_exist_but_are_not_read() {
         Ok(())
     });
 }
+
+#[test]
+fn proxy_protocol_sources_are_addresses_or_networks() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "q.toml",
+            r#"
+            [ftp]
+            proxy-protocol-from = ["10.1.0.0/16", "192.0.2.7", "2001:db8::/64", "::1"]
+            passive-host = "192.0.2.100"
+            [qumulo]
+            url = "https://cluster:8000"
+            "#,
+        )?;
+        let c = Config::load(Some(Path::new("q.toml"))).unwrap();
+        let nets: Vec<String> = c
+            .ftp
+            .proxy_protocol_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            nets,
+            ["10.1.0.0/16", "192.0.2.7/32", "2001:db8::/64", "::1/128"]
+        );
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        assert!(
+            FtpConfig::default().proxy_protocol_from.is_empty(),
+            "off by default"
+        );
+
+        jail.set_env("QFTPD_FTP__PROXY_PROTOCOL_FROM", "[\"10.2.0.0/24\"]");
+        let c = Config::load(Some(Path::new("q.toml"))).unwrap();
+        assert_eq!(
+            c.ftp.proxy_protocol_from,
+            ["10.2.0.0/24".parse::<ipnet::IpNet>().unwrap()]
+        );
+        jail.clear_env();
+
+        for (value, needle) in [
+            (
+                "[\"10.0.0.1/8\"]",
+                "has host bits set: write the network (10.0.0.0/8) or the address alone (10.0.0.1)",
+            ),
+            (
+                "[\"balancer\"]",
+                "\"balancer\" is neither an IP address nor a CIDR",
+            ),
+            ("[\"10.0.0.0/33\"]", "neither an IP address nor a CIDR"),
+            ("\"10.0.0.0/8\"", "ftp.proxy-protocol-from"),
+        ] {
+            jail.create_file(
+                "bad.toml",
+                &format!("[ftp]\nproxy-protocol-from = {value}\n[qumulo]\nurl = \"https://c\"\n"),
+            )?;
+            let err = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(needle) && err.contains("proxy-protocol-from"),
+                "{value}: {err}"
+            );
+        }
+        Ok(())
+    });
+}

@@ -1,5 +1,5 @@
 //! The configuration's own value types and their TOML forms: node URLs, certificate
-//! fingerprints, TLS versions, time zones and port ranges.
+//! fingerprints, TLS versions, time zones, port ranges and networks.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
@@ -147,5 +147,44 @@ pub(super) mod port_range {
             return Err(bad());
         }
         Ok(lo..=hi)
+    }
+}
+
+/// A list of networks: each an address (`192.0.2.7`, `2001:db8::1`: that address alone) or a
+/// CIDR (`10.0.0.0/8`). A CIDR with host bits set (`10.0.0.1/8`) is refused: it is a typo for
+/// either the address or the network.
+pub mod networks {
+    use ipnet::IpNet;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses one network, with the reason when it is not one.
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+            return Ok(IpNet::from(ip));
+        }
+        let net: IpNet = text.parse().map_err(|_| {
+            format!("{text:?} is neither an IP address nor a CIDR such as 10.0.0.0/8")
+        })?;
+        if net.trunc() != net {
+            return Err(format!(
+                "{text:?} has host bits set: write the network ({}) or the address alone ({})",
+                net.trunc(),
+                net.addr()
+            ));
+        }
+        Ok(net)
+    }
+
+    /// Serializes as the list of strings.
+    pub fn serialize<S: Serializer>(nets: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(nets.iter().map(ToString::to_string))
+    }
+
+    /// Deserializes from a list of strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| parse(text).map_err(serde::de::Error::custom))
+            .collect()
     }
 }

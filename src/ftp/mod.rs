@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost, SessionPolicy};
+use libunftp::options::{ActivePassiveMode, ControlPeer, FtpsRequired, PassiveHost, SessionPolicy};
 use libunftp::{Server, ServerBuilder, ServerError};
 
 pub use auth::LoggedIn;
@@ -202,6 +202,43 @@ impl Gateway {
     /// Whether connections from `ip` are refused outright (banned after failed logins).
     pub fn address_banned(&self, ip: std::net::IpAddr) -> bool {
         self.memory.failed.address_banned(ip)
+    }
+
+    /// Whether connections from `ip` come from a load balancer that begins them with a PROXY
+    /// protocol header (`ftp.proxy-protocol-from`).
+    pub fn relays(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.ftp
+            .proxy_protocol_from
+            .iter()
+            .any(|net| net.contains(&ip))
+    }
+
+    /// Serves the control connection `stream` with `server` (from [`Self::session_server`])
+    /// until the session ends. `relayed_client` is the client's address when a load balancer
+    /// relays the connection (its PROXY header named the client): the session then takes it for
+    /// the client's address (logins, bans, STAT, the log), and accepts passive data connections
+    /// from the balancers as the client's, since they forward the passive ports too.
+    pub async fn serve(
+        &self,
+        server: Server<QumuloStorage, User>,
+        stream: tokio::net::TcpStream,
+        relayed_client: Option<std::net::SocketAddr>,
+    ) -> Result<(), String> {
+        let served = match relayed_client {
+            None => server.service(stream).await,
+            Some(client) => {
+                let balancers = self.ftp.proxy_protocol_from.clone();
+                let data_from =
+                    move |ip: std::net::IpAddr| balancers.iter().any(|net| net.contains(&ip));
+                let peer = ControlPeer {
+                    client,
+                    data_from: Some(Arc::new(data_from)),
+                };
+                server.service_for(stream, peer).await
+            }
+        };
+        served.map_err(|e| e.to_string())
     }
 
     /// How long running transfers may take to finish when the service stops.
