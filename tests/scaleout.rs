@@ -417,14 +417,15 @@ impl Topology {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Starts a download of `path` from client A at 1 MB/s into `target`, and returns it with
-    /// the index of the gateway it landed on (HAProxy's one open session), once bytes flow.
-    fn throttled_download(&self, path: &str, target: &Path) -> (Process, usize) {
+    /// Starts a download of `path` from client A at `rate` bytes/s into `target`, and returns
+    /// it with the index of the gateway it landed on (HAProxy's one open session), once bytes
+    /// flow.
+    fn throttled_download(&self, path: &str, target: &Path, rate: u32) -> (Process, usize) {
         let mut cmd = command_in(&self.client, require_tool("python3", "python3"));
         cmd.arg(raw_sessions())
             .args(["download", VIP, CLIENT_A, USER, PASSWORD, path])
             .arg(target)
-            .arg("1000000");
+            .arg(rate.to_string());
         let download = Process::spawn_plain(&mut cmd, "throttled ftplib download");
         self.wait_for("the download to start", |_| {
             std::fs::metadata(target).is_ok_and(|m| m.len() > 0)
@@ -772,12 +773,14 @@ fn a_draining_gateway_turns_unready_and_finishes_its_download() {
     let Some(mut t) = Topology::start("drain") else {
         return;
     };
-    let data = pattern(8 << 20, 16);
+    // More than the socket buffers on the way hold, so the gateway is still sending when it
+    // is told to stop.
+    let data = pattern(24 << 20, 16);
     std::fs::write(t.sim.disk_path("/drain.bin"), &data).expect("write file");
     let target = t.dir.path().join("drain.out");
 
-    phases.next("a download at 1 MB/s starts");
-    let (mut download, x) = t.throttled_download("/drain.bin", &target);
+    phases.next("a download at 2 MB/s starts");
+    let (mut download, x) = t.throttled_download("/drain.bin", &target, 2_000_000);
     let y = 1 - x;
     let (xname, yname) = (GATEWAYS[x].0, GATEWAYS[y].0);
     let download_started = Instant::now();
@@ -839,7 +842,7 @@ fn sessions_go_to_the_other_gateway_when_one_is_killed() {
     let target = t.dir.path().join("kill.out");
 
     phases.next("a download at 1 MB/s starts");
-    let (mut download, x) = t.throttled_download("/kill.bin", &target);
+    let (mut download, x) = t.throttled_download("/kill.bin", &target, 1_000_000);
     let y = 1 - x;
     let (xname, yname) = (GATEWAYS[x].0, GATEWAYS[y].0);
 
