@@ -695,3 +695,152 @@ fn journald_target_without_journald_falls_back_to_stderr() {
         "the warning comes first, as a warning:\n{stderr}"
     );
 }
+
+/// The fail2ban filter shipped in packaging/fail2ban, run by `fail2ban-regex` on the journal of
+/// a real gateway (its `systemd` backend, as a jail reads it): it finds the one failed login
+/// with the client's address, and neither the good logins nor the other warnings (libunftp's
+/// own failed-login warning among them). The entries are matched by `SYSLOG_IDENTIFIER`, as
+/// the test's gateway is no systemd unit; the filter's `_SYSTEMD_UNIT` match is checked as text.
+#[test]
+fn the_fail2ban_filter_finds_failed_logins_and_nothing_else() {
+    if let Some(why) = missing_prerequisite() {
+        println!("skipped: fail2ban filter test: {why}");
+        return;
+    }
+    require_tool("fail2ban-regex", "fail2ban");
+    let python = std::fs::read_to_string(require_tool("fail2ban-regex", "fail2ban"))
+        .ok()
+        .and_then(|s| s.lines().next()?.strip_prefix("#!").map(str::to_owned))
+        .unwrap_or_else(|| "python3".into());
+    let has_journal = Command::new(python.trim())
+        .args(["-c", "import systemd.journal"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_journal,
+        "fail2ban's systemd backend needs python3-systemd: ./run-tests installs it (or apt-get \
+         install python3-systemd)"
+    );
+    let filter =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/fail2ban/filter.d/qftpd.conf");
+    let filter_text = std::fs::read_to_string(&filter).expect("read the fail2ban filter");
+    assert!(
+        filter_text
+            .lines()
+            .any(|l| l.trim() == "journalmatch = _SYSTEMD_UNIT=qftpd.service"),
+        "the filter reads qftpd.service's entries"
+    );
+
+    let sim = Sim::start(&[(USER, PASSWORD)], None, &[]);
+    let dir = tempfile::Builder::new()
+        .prefix("qftpd-fail2ban-")
+        .tempdir()
+        .expect("temp dir");
+    let mut children = Children::default();
+    let ns_pid = match start_journald(&mut children, dir.path()) {
+        Ok(pid) => pid,
+        Err(why) => {
+            println!("skipped: fail2ban filter test: {why}");
+            return;
+        }
+    };
+    let port = free_port();
+    let qumulo = format!(
+        "url = \"{}\"\nca-file = \"{}\"",
+        sim.url,
+        sim.cert_pem_path.display()
+    );
+    let config = write_config(
+        dir.path(),
+        "qftpd.toml",
+        &format!("127.0.0.1:{port}"),
+        &qumulo,
+        "journald",
+    );
+    let stderr_path = dir.path().join("qftpd.stderr");
+    let ns = ns_pid.to_string();
+    let pid = spawn_gateway(
+        &mut children,
+        &nsenter(&ns),
+        &config,
+        &[],
+        File::create(&stderr_path).expect("gateway stderr"),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for(
+        "the gateway's FTP port",
+        || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok(),
+        || read_lossy(&stderr_path),
+    );
+    ftp_traffic(port, dir.path(), "fail2ban.bin");
+    wait_for(
+        "the failed login and the transfers in the journal",
+        || {
+            let all = journal(ns_pid);
+            let mine = entries_of(&all, pid);
+            (mine
+                .iter()
+                .filter(|e| field(e, "DIRECTION").is_some())
+                .count()
+                == 2)
+                .then_some(())
+        },
+        || show(&entries_of(&journal(ns_pid), pid)),
+    );
+    let all = journal(ns_pid);
+    let mine = entries_of(&all, pid);
+    let failed = only(&mine, "failed login", |e| {
+        field(e, "MESSAGE").is_some_and(|m| m.starts_with("login failed"))
+    });
+    assert_eq!(
+        field(failed, "MESSAGE").as_deref(),
+        Some("login failed: wrong user name or password from 127.0.0.1"),
+        "the address is in the message, where fail2ban looks"
+    );
+
+    // The filter as installed: filter.d/ with fail2ban's common.conf beside it.
+    let conf = dir.path().join("fail2ban");
+    std::fs::create_dir_all(conf.join("filter.d")).expect("create fail2ban dir");
+    std::fs::write(conf.join("filter.d/qftpd.conf"), &filter_text).expect("copy filter");
+    std::fs::copy(
+        "/etc/fail2ban/filter.d/common.conf",
+        conf.join("filter.d/common.conf"),
+    )
+    .expect("copy fail2ban's common.conf (Debian package fail2ban)");
+    let run = |extra: &[&str]| {
+        let out = Command::new("nsenter")
+            .args(["-t", &ns, "-m", "--", "fail2ban-regex", "-c"])
+            .arg(&conf)
+            .args(["-m", &format!("SYSLOG_IDENTIFIER=qftpd _PID={pid}")])
+            .args(extra)
+            .args(["systemd-journal", "qftpd"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run fail2ban-regex");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "fail2ban-regex failed ({}): {text}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let ips = run(&["-o", "ip"]);
+    assert_eq!(
+        ips.lines().collect::<Vec<_>>(),
+        ["127.0.0.1"],
+        "one failure, from the client; qftpd's entries:\n{}",
+        show(&mine)
+    );
+    let summary = run(&[]);
+    let lines = summary
+        .lines()
+        .find(|l| l.starts_with("Lines: "))
+        .unwrap_or_else(|| panic!("no summary from fail2ban-regex:\n{summary}"));
+    assert!(
+        lines.contains(&format!("{} lines, 0 ignored, 1 matched", mine.len())),
+        "fail2ban-regex read every entry of the gateway and matched one: {lines}\n{}",
+        show(&mine)
+    );
+}

@@ -98,9 +98,10 @@ impl Authenticator for QumuloAuthenticator {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::BadCredentials => {
                 let penalty = attempt.failed();
-                tracing::warn!(user = username, client = %client_ip, "login failed: wrong user name or password");
+                // The address is in the text too: fail2ban's filters read the message alone.
+                tracing::warn!(user = username, client = %client_ip, "login failed: wrong user name or password from {client_ip}");
                 if penalty.banned {
-                    tracing::warn!(user = username, client = %client_ip, ban_secs = self.limits.ban_time, "address banned after too many failed logins");
+                    tracing::warn!(user = username, client = %client_ip, ban_secs = self.limits.ban_time, "address banned after too many failed logins from {client_ip}");
                 }
                 if penalty.user_slowed {
                     tracing::warn!(

@@ -161,6 +161,16 @@ pub fn run_ftplib(addr: SocketAddr, ops: &[Value]) -> Vec<OpResult> {
 /// Runs `ops` with ftplib against `addr`, with `options` such as `{"source": "127.0.0.2"}` or
 /// `{"tls": {"cafile": PATH, "max": "1.2"}}` (see tests/clients/ftp_ops.py).
 pub fn run_ftplib_with(addr: SocketAddr, options: Value, ops: &[Value]) -> Vec<OpResult> {
+    run_ftplib_in(None, addr, options, ops)
+}
+
+/// [`run_ftplib_with`] inside the network namespace `ns` when given (see [`super::netns`]).
+pub fn run_ftplib_in(
+    ns: Option<&str>,
+    addr: SocketAddr,
+    options: Value,
+    ops: &[Value],
+) -> Vec<OpResult> {
     let mut spec = json!({
         "host": addr.ip().to_string(),
         "port": addr.port(),
@@ -170,7 +180,12 @@ pub fn run_ftplib_with(addr: SocketAddr, options: Value, ops: &[Value]) -> Vec<O
     if let (Some(spec), Some(options)) = (spec.as_object_mut(), options.as_object()) {
         spec.extend(options.clone());
     }
-    let mut child = Command::new(require_tool("python3", "python3"))
+    let python = require_tool("python3", "python3");
+    let mut cmd = match ns {
+        Some(ns) => super::netns::command_in(ns, python),
+        None => Command::new(python),
+    };
+    let mut child = cmd
         .arg(ftp_ops_script())
         .env("PYTHONIOENCODING", "utf-8")
         .stdin(Stdio::piped())

@@ -10,7 +10,8 @@
 //! - [`control`]: the one raw FTP control client, with strict and lenient reads;
 //! - [`clients`]: ftplib (`tests/clients/ftp_ops.py`), lftp and curl as FTP clients;
 //! - [`qq`]: the real `qq` CLI against a simulator;
-//! - [`data`]: deterministic test data and digests.
+//! - [`data`]: deterministic test data and digests;
+//! - [`netns`]: networks of network namespaces (root only), for tests of several hosts.
 //!
 //! Every test starts its own simulator and gateway, so tests run in parallel without sharing
 //! state: no fixed ports, no sleeps for readiness.
@@ -24,6 +25,7 @@ pub mod clients;
 pub mod control;
 pub mod data;
 pub mod gateway;
+pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod qq;

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
-use super::process::{Process, Stream, qftpd_command, require_tool};
+use super::process::{Process, Stream, qftpd_command, qftpd_path, require_tool, without_qftpd_env};
 use super::qq::Qq;
 
 /// The standard cast: `admin` (500, administrator), `alice` (501) and `bob` (502).
@@ -42,6 +42,8 @@ pub struct SimBuilder {
     admin: Option<String>,
     args: Vec<String>,
     nodes: usize,
+    listen: String,
+    namespace: Option<String>,
 }
 
 impl SimBuilder {
@@ -80,6 +82,19 @@ impl SimBuilder {
         self
     }
 
+    /// Node 0 listens on `listen` (e.g. `10.0.0.3:0`) instead of `127.0.0.1:0`; its
+    /// certificate names that address.
+    pub fn listen(mut self, listen: &str) -> Self {
+        self.listen = listen.to_owned();
+        self
+    }
+
+    /// Runs the simulator inside the network namespace `ns` (see [`super::netns`]).
+    pub fn namespace(mut self, ns: &str) -> Self {
+        self.namespace = Some(ns.to_owned());
+        self
+    }
+
     /// Starts `qftpd sim`; returns once every node accepts connections.
     pub fn start(self) -> Sim {
         let data_dir = tempfile::Builder::new()
@@ -92,10 +107,14 @@ impl SimBuilder {
             .expect("create cert dir");
         let cert_pem_path = cert_dir.path().join("cert.pem");
 
-        let mut cmd = qftpd_command();
+        let mut cmd = match &self.namespace {
+            Some(ns) => super::netns::command_in(ns, qftpd_path()),
+            None => qftpd_command(),
+        };
+        without_qftpd_env(&mut cmd);
         cmd.arg("sim")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .arg("--data-dir")
             .arg(data_dir.path())
             .arg("--cert-out")
@@ -135,6 +154,8 @@ impl Sim {
             admin: None,
             args: Vec::new(),
             nodes: 1,
+            listen: "127.0.0.1:0".to_owned(),
+            namespace: None,
         }
         .users(&CAST)
         .admin("admin")

@@ -103,6 +103,7 @@ check "apt-get install" X env DEBIAN_FRONTEND=noninteractive apt-get install -y 
 check "qftpd.socket is enabled and listening on port 21" XS 'systemctl is-enabled qftpd.socket && systemctl is-active qftpd.socket && ss -ltn | grep -q ":21 "'
 check "/etc/qftpd/qftpd.toml is a conffile" XS 'dpkg-query -W -f="\${Conffiles}" qftpd | grep -q /etc/qftpd/qftpd.toml'
 check "man page qftpd(8) is installed" XS 'test -s /usr/share/man/man8/qftpd.8.gz'
+check "the fail2ban filter and jail are there as examples" XS 'test -s /usr/share/doc/qftpd/examples/fail2ban/filter.d/qftpd.conf && test -s /usr/share/doc/qftpd/examples/fail2ban/jail.d/qftpd.conf'
 
 step "no cluster configured: one clear journal line, no restart loop"
 check "a client is told 421" XS 'python3 -c "import socket; s=socket.create_connection((\"127.0.0.1\",21),5); s.settimeout(10); r=s.recv(200); print(r); assert r.startswith(b\"421\")"'
