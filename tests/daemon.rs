@@ -406,6 +406,49 @@ fn a_download_outlives_sigterm_and_idle_sessions_get_421() {
     assert!(log.contains("stopping: no new sessions"), "{log}");
 }
 
+/// A session whose download a stop waits for gets the download's 226, then its QUIT is
+/// answered 221 (Python's ftplib raised on an unsolicited 421 read as QUIT's reply); another
+/// command after the transfer gets 421 and the connection is closed.
+#[test]
+fn after_a_drained_download_quit_gets_221_and_other_commands_421() {
+    const SIZE: u64 = 32 * 1024 * 1024;
+    let sim = Sim::start_default();
+    BigPattern::write_file(&sim.disk_path("/big.bin"), SIZE);
+    let mut gw = Gateway::start(&sim, "shutdown-grace = 120");
+    let mut sessions: Vec<(Control, TcpStream)> = (0..2)
+        .map(|_| {
+            let mut c = Control::login(gw.addr, ADMIN);
+            let data = common::control::connect_data(c.pasv());
+            c.cmd("RETR /big.bin").assert_code(150);
+            (c, data)
+        })
+        .collect();
+    // Both transfers are in progress (the files are larger than the socket buffers).
+    let mut first = vec![0u8; 1 << 20];
+    for (_, data) in &mut sessions {
+        data.read_exact(&mut first).unwrap();
+    }
+    gw.signal("TERM");
+    for (i, (c, data)) in sessions.iter_mut().enumerate() {
+        let mut rest = Vec::new();
+        data.read_to_end(&mut rest).unwrap();
+        assert_eq!(
+            rest.len() as u64 + (1 << 20),
+            SIZE,
+            "session {i}: the whole file"
+        );
+        c.reply().assert_code(226);
+    }
+    let [(quitting, _), (other, _)] = &mut sessions[..] else {
+        unreachable!()
+    };
+    quitting.cmd("QUIT").assert_code(221);
+    other.cmd("NOOP").assert_says(421, "Service shutting down");
+    assert!(other.replies_until_closed().is_empty());
+    let status = gw.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn sighup_reloads_for_new_sessions_and_keeps_open_ones_and_refuses_bad_configs() {
     let sim = Sim::start_default();

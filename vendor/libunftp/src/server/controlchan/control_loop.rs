@@ -87,6 +87,10 @@ where
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
 }
 
+// qftpd patch: how long a session whose transfer a stop waited for may take to send QUIT after
+// the transfer's reply (clients send it at once), before it gets 421.
+const DRAIN_QUIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Does TCP processing when an FTP client connects
 #[tracing_attributes::instrument]
 pub(crate) async fn spawn<Storage, User>(
@@ -228,6 +232,10 @@ where
         // qftpd patch: after the shutdown signal, a session with a data transfer in progress
         // lets it finish; the session then (or at once, when idle) gets 421 and is closed.
         let mut draining = false;
+        // qftpd patch: when the transfer a stop waited for had ended and its reply gone out: the
+        // client then has DRAIN_QUIT_WAIT to send QUIT (answered 221), any other command or
+        // silence gets 421.
+        let mut drained_at: Option<tokio::time::Instant> = None;
         // qftpd patch: a QUIT that waits for the data transfer in progress to end (RFC 959:
         // the transfer's reply, then 221). No command is read meanwhile.
         let mut quit: Option<Event> = None;
@@ -283,6 +291,10 @@ where
                             incoming = None;
                         } else { match (draining, busy) {
                             (_, true) => incoming = None,
+                            // qftpd patch: the transfer's reply (226, 426, 451), sent by the data
+                            // task before it ended, goes out before the 421.
+                            (true, false) if !control_msg_rx.is_empty() => incoming = None,
+                            (true, false) if drained_at.get_or_insert_with(tokio::time::Instant::now).elapsed() < DRAIN_QUIT_WAIT => incoming = None,
                             (true, false) => {
                                 let _ = reply_sink.send(Reply::new(ReplyCode::ServiceNotAvailable, "Service shutting down, closing the control connection")).await;
                                 let _ = reply_sink.flush().await;
@@ -302,7 +314,9 @@ where
                     },
                     _ = shutdown.listen(), if !draining => {
                         draining = true;
-                        if shared_session.lock().await.data_busy {
+                        // qftpd patch: a transfer that has just ended may still have its reply
+                        // in the queue: it goes out first, then the 421 (above).
+                        if shared_session.lock().await.data_busy || !control_msg_rx.is_empty() {
                             slog::info!(logger, "Shutdown signal: letting the data transfer in progress finish");
                         } else {
                             slog::info!(logger, "Closing open control connection because of shutdown signal");
@@ -313,6 +327,15 @@ where
                     }
                 }
                 incoming
+            };
+            // qftpd patch: a command after the transfer a stop waited for (but QUIT) gets 421.
+            let incoming = match incoming {
+                Some(Ok(Event::Command(ref command))) if draining && !matches!(command, Command::Quit) && !shared_session.lock().await.data_busy => {
+                    let _ = reply_sink.send(Reply::new(ReplyCode::ServiceNotAvailable, "Service shutting down, closing the control connection")).await;
+                    let _ = reply_sink.flush().await;
+                    Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
+                }
+                other => other,
             };
             match incoming {
                 None => {} // Loop again
