@@ -93,6 +93,12 @@ async fn read_bytes<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Hea
             String::from_utf8_lossy(&header)
         )));
     }
+    if header.windows(2).any(|pair| pair == b"\r\n") {
+        return Err(HeaderError::Invalid(format!(
+            "a v1 header shorter than the shortest there is: {:?}",
+            String::from_utf8_lossy(&header)
+        )));
+    }
     while !header.ends_with(b"\r\n") {
         if header.len() == V1_MAX {
             return Err(HeaderError::Invalid(format!(

@@ -83,6 +83,14 @@ async fn what_is_not_a_header_is_refused_without_reading_past_it() {
     );
     assert_eq!(rest.len(), long.len() - 107);
 
+    // A line that ends within the first 12 bytes: nothing after it is read.
+    let (origin, rest) = read(b"PROXY X\r\nUSER a\r\n").await;
+    assert!(
+        matches!(origin, Err(HeaderError::Invalid(ref e)) if e.contains("shorter")),
+        "{origin:?}"
+    );
+    assert_eq!(rest, b"R a\r\n");
+
     let (origin, _) = read(b"PROXY TCP4 300.0.0.1 10.0.0.2 1 21\r\n").await;
     assert!(matches!(origin, Err(HeaderError::Invalid(_))), "{origin:?}");
 
