@@ -57,11 +57,20 @@ fuzz_target!(|data: &[u8]| {
             // The first 12 bytes are read whatever they are: no valid header is shorter (15).
             if let Some(length) = framed_length(data) {
                 let most = length.max(12);
-                assert!(consumed <= most, "{consumed} bytes read of a {length}-byte header");
+                assert!(
+                    consumed <= most,
+                    "{consumed} bytes read of a {length}-byte header"
+                );
             } else if data.starts_with(V2_SIGNATURE) {
-                assert!(consumed <= 16, "{consumed} bytes read of a v2 header's 16-byte start");
+                assert!(
+                    consumed <= 16,
+                    "{consumed} bytes read of a v2 header's 16-byte start"
+                );
             } else if data.starts_with(b"PROXY ") {
-                assert!(consumed <= 107, "{consumed} bytes of a v1 header without CRLF");
+                assert!(
+                    consumed <= 107,
+                    "{consumed} bytes of a v1 header without CRLF"
+                );
             } else {
                 assert!(consumed <= 12, "{consumed} bytes read of no header");
             }
