@@ -159,6 +159,7 @@ pub async fn run(
             drop(permit);
         });
     }
+    stats.draining.store(true, Ordering::Relaxed);
     drop(listeners);
     stop.cancel();
     let grace = live.get().map_or_else(

@@ -30,6 +30,26 @@ pub enum ErrorKind {
     Other,
 }
 
+impl ErrorKind {
+    /// Its name in snake case, e.g. `not_found` (the `class` label of the metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Exists => "exists",
+            ErrorKind::Denied => "denied",
+            ErrorKind::NotEmpty => "not_empty",
+            ErrorKind::NotADirectory => "not_a_directory",
+            ErrorKind::NotAFile => "not_a_file",
+            ErrorKind::InvalidName => "invalid_name",
+            ErrorKind::NoSpace => "no_space",
+            ErrorKind::BadCredentials => "bad_credentials",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
 /// A failure of a Qumulo API call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
