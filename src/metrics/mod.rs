@@ -135,7 +135,8 @@ impl Metrics {
         );
         registry.register(
             "cluster_errors",
-            "Calls to the cluster that failed, by class (unavailable: unreachable or 5xx)",
+            "Calls to the cluster that failed, by class: unavailable (unreachable, 5xx) is the \
+             cluster failing; not_found, denied, exists and the like answer what users asked",
             cluster.errors.clone(),
         );
         let node_up = Family::default();

@@ -10,7 +10,8 @@
 //! - [`control`]: the one raw FTP control client, with strict and lenient reads;
 //! - [`clients`]: ftplib (`tests/clients/ftp_ops.py`), lftp and curl as FTP clients;
 //! - [`qq`]: the real `qq` CLI against a simulator;
-//! - [`data`]: deterministic test data and digests.
+//! - [`data`]: deterministic test data and digests;
+//! - [`http`]: a raw HTTP client for the health and metrics listener.
 //!
 //! Every test starts its own simulator and gateway, so tests run in parallel without sharing
 //! state: no fixed ports, no sleeps for readiness.
@@ -24,6 +25,7 @@ pub mod clients;
 pub mod control;
 pub mod data;
 pub mod gateway;
+pub mod http;
 pub mod ports;
 pub mod process;
 pub mod qq;
@@ -34,6 +36,7 @@ pub use clients::{
 };
 pub use data::{BIG_BLOCK, BigPattern, PatternVerifier, hex, pattern, sha256_file, unhex};
 pub use gateway::{Gateway, GatewayBuilder, ftps_config, qumulo_table};
+pub use http::{HttpReply, http};
 pub use ports::{PassivePorts, free_port};
 pub use process::{Process, require_tool, run_with_input, wait_with_deadline};
 pub use qq::{Qq, json_values, qq_path};
