@@ -390,6 +390,7 @@ fn the_packaged_file_documents_every_key() {
             ("QFTPD_QUMULO__URL", "https://c:8000"),
             ("QFTPD_QUMULO__CA_FILE", "/etc/hostname"),
             ("QFTPD_FTP__PASSIVE_HOST", "ftp.example.com"),
+            ("QFTPD_METRICS__LISTEN", "127.0.0.1:9121"),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
