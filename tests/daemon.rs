@@ -223,6 +223,26 @@ fn a_socket_named_metrics_serves_health_ready_and_metrics() {
     );
 }
 
+/// Started by its sockets without a valid configuration, the service is alive but not ready.
+#[test]
+fn without_a_valid_configuration_ready_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(&config, "[ftp]\ngreeting = \"x\"\n").unwrap();
+    let ftp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_activator, first) = socket_activated_on(&config, &[(ftp, "ftp"), (metrics, "metrics")]);
+    drop(first);
+    assert_eq!(common::http(metrics, "GET", "/health").status, 200);
+    let ready = common::http(metrics, "GET", "/ready");
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (503, "not ready: no valid configuration\n")
+    );
+    let scraped = common::http(metrics, "GET", "/metrics").body;
+    assert!(!scraped.contains("qftpd_cluster_node_up{"), "{scraped}");
+}
+
 #[test]
 fn a_socket_not_named_ftp_is_refused() {
     let sim = Sim::start_default();

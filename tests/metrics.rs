@@ -235,3 +235,59 @@ fn ready_says_draining_while_a_download_finishes_then_the_process_exits() {
         "the listener outlived the process"
     );
 }
+
+#[test]
+fn a_changed_metrics_listen_waits_for_a_restart() {
+    let (_sim, mut gw, metrics) = start("");
+    let text = std::fs::read_to_string(&gw.config_path).unwrap();
+    let moved = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&gw.config_path, text.replace(&metrics.to_string(), &moved)).unwrap();
+    gw.signal("HUP");
+    wait_until(Duration::from_secs(10), "the reload", || {
+        gw.stderr_log().contains("configuration reloaded")
+    });
+    let log = gw.stderr_log();
+    assert!(
+        log.contains("metrics.listen changed: it takes effect at the next restart"),
+        "{log}"
+    );
+    assert_eq!(http(metrics, "GET", "/health").status, 200);
+    let log = gw.stop();
+    assert!(!log.contains(" ERROR "), "{log}");
+}
+
+/// Connections that send nothing hold the listener's few places for a few seconds at most,
+/// and never the FTP side's.
+#[test]
+fn idle_connections_cannot_hold_the_listener() {
+    let (_sim, gw, metrics) = start("");
+    let idle: Vec<std::net::TcpStream> = (0..16)
+        .map(|_| std::net::TcpStream::connect(metrics).unwrap())
+        .collect();
+    // One more is closed at once, without an answer.
+    wait_until(Duration::from_secs(10), "a 17th connection closed", || {
+        let mut extra = std::net::TcpStream::connect(metrics).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        closed(&mut extra)
+    });
+    Control::login(gw.addr, ALICE).cmd("QUIT").assert_code(221);
+    // The head timeout closes the idle ones; the listener answers again.
+    for mut stream in idle {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        assert!(closed(&mut stream), "an idle connection stayed open");
+    }
+    assert_eq!(http(metrics, "GET", "/health").status, 200);
+}
+
+/// Whether the peer closed `stream` (end of stream or reset) before its read timeout.
+fn closed(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::{ErrorKind, Read};
+    match stream.read(&mut [0; 16]) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == ErrorKind::ConnectionReset,
+    }
+}
