@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::exit;
 use crate::ftp::{Files, Gateway, LoginMemory};
 use crate::listener::{self, Origin, Passed};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Running};
 use crate::state::{InForce, Stats};
 use crate::systemd;
 
@@ -104,12 +104,8 @@ struct Service {
     origin: Origin,
     /// The logging set up at start (it cannot change while running).
     log: crate::config::LogConfig,
-    /// The metrics; every gateway's cluster client reports to them.
-    metrics: Arc<Metrics>,
-    /// The address of the metrics listener when qftpd bound it from `metrics.listen`.
-    metrics_listen: Option<std::net::SocketAddr>,
-    /// Where the metrics listener came from, if there is one.
-    metrics_origin: Option<Origin>,
+    /// The metrics and their listener.
+    metrics: Running,
 }
 
 /// Runs the service with `config`, or without one (an error to report) when systemd passed
@@ -196,19 +192,9 @@ async fn run(
         Err(_) => tracing::info!("listening on {addr} ({socket}), not configured"),
     }
     let current = Arc::new(current);
-    let metrics = Arc::new(Metrics::new(stats.clone(), memory.clone(), current.clone()));
-    if let Some(gateway) = current.get() {
-        gateway.client().observe(metrics.observer());
-    }
-    let metrics_origin = metrics_listener.as_ref().map(|(_, origin)| *origin);
-    if let Some((listener, origin)) = metrics_listener {
-        let from_systemd = origin == Origin::Systemd;
-        tokio::spawn(crate::metrics::serve(
-            listener,
-            from_systemd,
-            metrics.clone(),
-        ));
-    }
+    let metrics = Metrics::new(stats.clone(), memory.clone(), current.clone());
+    let metrics_listener = metrics_listener.map(|(l, origin)| (l, origin == Origin::Systemd));
+    let metrics = Running::start(metrics, metrics_listener, metrics_listen);
     let service = Arc::new(Service {
         config_path,
         current,
@@ -221,8 +207,6 @@ async fn run(
             .map(|c| c.config.log.clone())
             .unwrap_or_default(),
         metrics,
-        metrics_listen,
-        metrics_origin,
     });
     if service.current.get().is_some() {
         systemd::ready(&format!("accepting on {addr}"));
@@ -350,16 +334,7 @@ fn reload(service: &Service) {
             if service.origin == Origin::Bound && config.ftp.listen != service.listen {
                 tracing::warn!(listen = %config.ftp.listen, "ftp.listen changed: it takes effect at the next restart");
             }
-            if service.metrics_origin != Some(Origin::Systemd)
-                && config.metrics.listen != service.metrics_listen
-            {
-                let listen = config.metrics.listen.map(|a| a.to_string());
-                tracing::warn!(
-                    listen,
-                    "metrics.listen changed: it takes effect at the next restart"
-                );
-            }
-            gateway.client().observe(service.metrics.observer());
+            service.metrics.reloaded(&config, &gateway);
             if config.log != service.log {
                 tracing::warn!("[log] changed: it takes effect at the next restart");
             }

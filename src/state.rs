@@ -72,10 +72,10 @@ pub enum LoginResult {
     Success,
     /// The cluster refused them.
     Failure,
-    /// The cluster could not be asked (down, failing).
+    /// The cluster could not check it (down, failing).
     Unavailable,
-    /// Refused without asking the cluster: the address is banned or has too many logins at
-    /// once, or the user name is under attack.
+    /// Refused by the gateway: the address is banned or has too many logins at once, the user
+    /// name is under attack, or the user has no home directory to be confined to.
     Refused,
 }
 

@@ -128,8 +128,17 @@ impl Authenticator for QumuloAuthenticator {
             }
         };
         attempt.succeeded();
+        let user = self
+            .user(username, session, client_ip)
+            .await
+            .inspect_err(|e| {
+                let result = match e {
+                    AuthenticationError::Unavailable(_) => LoginResult::Unavailable,
+                    _ => LoginResult::Refused,
+                };
+                self.stats.tally.login(result);
+            })?;
         self.stats.tally.login(LoginResult::Success);
-        let user = self.user(username, session, client_ip).await?;
         tracing::info!(user = username, client = %client_ip, root = %user.root, "login");
         *self.handoff.lock().unwrap_or_else(|p| p.into_inner()) = Some(user);
         self.logged_in

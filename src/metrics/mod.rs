@@ -10,6 +10,7 @@
 
 mod http;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::config::Config;
 use crate::ftp::{Gateway, LoginMemory};
 use crate::qumulo::{ErrorKind, Observer};
 use crate::state::{InForce, Label, Stats};
@@ -32,6 +34,53 @@ pub use http::serve;
 const FRESH: Duration = Duration::from_secs(2);
 /// How long a probe of a node may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The metrics as the service runs them, and what a reload must know of their listener.
+#[derive(Debug)]
+pub struct Running {
+    metrics: Arc<Metrics>,
+    /// `metrics.listen` at start.
+    listen: Option<SocketAddr>,
+    /// Whether the listener is a socket systemd passed (then `metrics.listen` does not apply).
+    from_systemd: bool,
+}
+
+impl Running {
+    /// Serves `listener` (passed by systemd when its flag is set), if there is one; the gateway
+    /// in force reports to the metrics. `listen` is `metrics.listen` at start.
+    pub fn start(
+        metrics: Metrics,
+        listener: Option<(tokio::net::TcpListener, bool)>,
+        listen: Option<SocketAddr>,
+    ) -> Self {
+        let metrics = Arc::new(metrics);
+        if let Some(gateway) = metrics.live.get() {
+            gateway.client().observe(metrics.observer());
+        }
+        let from_systemd = listener.as_ref().is_some_and(|(_, systemd)| *systemd);
+        if let Some((listener, systemd)) = listener {
+            tokio::spawn(serve(listener, systemd, metrics.clone()));
+        }
+        Self {
+            metrics,
+            listen,
+            from_systemd,
+        }
+    }
+
+    /// A reload built `gateway` from `config`: its cluster client reports to the metrics; a
+    /// changed `metrics.listen` is said to wait for a restart.
+    pub fn reloaded(&self, config: &Config, gateway: &Gateway) {
+        gateway.client().observe(self.metrics.observer());
+        if !self.from_systemd && config.metrics.listen != self.listen {
+            let listen = config.metrics.listen.map(|a| a.to_string());
+            tracing::warn!(
+                listen,
+                "metrics.listen changed: it takes effect at the next restart"
+            );
+        }
+    }
+}
 
 /// The metrics of the process and where their values come from.
 #[derive(Debug)]
@@ -101,7 +150,8 @@ impl Metrics {
         registry.register(
             "logins",
             "FTP logins by result: success, failure (wrong user name or password), unavailable \
-             (the cluster could not check it), refused (banned address, too many at once)",
+             (the cluster could not check it), refused (by the gateway: banned address, too many at \
+             once, no home directory)",
             tally.logins.clone(),
         );
         let bans = Gauge::default();
