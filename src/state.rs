@@ -116,12 +116,22 @@ pub struct Tally {
 }
 
 impl Default for Tally {
+    /// Every series at zero, so that each one exists from the start.
     fn default() -> Self {
-        Self {
+        let tally = Self {
             logins: Family::default(),
             bytes: Family::default(),
             transfer_seconds: Family::new_with_constructor(transfer_buckets),
+        };
+        for result in ["success", "failure", "unavailable", "refused"] {
+            drop(tally.logins.get_or_create(&[("result", result)]));
         }
+        for direction in [Direction::Download, Direction::Upload] {
+            let label = [("direction", direction.label())];
+            drop(tally.bytes.get_or_create(&label));
+            drop(tally.transfer_seconds.get_or_create(&label));
+        }
+        tally
     }
 }
 

@@ -71,11 +71,19 @@ fn metrics_count_logins_transfers_bytes_errors_and_bans() {
     assert_eq!(http(metrics, "POST", "/metrics").status, 405);
     assert_eq!(http(metrics, "DELETE", "/ready").status, 405);
 
+    // Every series exists from the start, at zero.
     let before = scrape(metrics);
-    assert_eq!(
-        value(&before, "qftpd_logins_total{result=\"success\"}"),
-        0.0
-    );
+    for series in [
+        "qftpd_logins_total{result=\"success\"}",
+        "qftpd_logins_total{result=\"refused\"}",
+        "qftpd_transfer_bytes_total{direction=\"upload\"}",
+        "qftpd_transfer_duration_seconds_count{direction=\"download\"}",
+        "qftpd_cluster_errors_total{class=\"unavailable\"}",
+        "qftpd_cluster_errors_total{class=\"no_space\"}",
+        "qftpd_bans",
+    ] {
+        assert_eq!(before.get(series), Some(&0.0), "{series}: {before:#?}");
+    }
     for node in [&sim.urls[0], &sim.urls[1]] {
         let series = format!("qftpd_cluster_node_up{{node=\"{node}\"}}");
         assert_eq!(before.get(&series), Some(&1.0), "{series}: {before:?}");

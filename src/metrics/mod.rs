@@ -177,6 +177,10 @@ impl Metrics {
             request_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             errors: Family::default(),
         });
+        // Every class at zero from the start.
+        for kind in ErrorKind::ALL {
+            drop(cluster.errors.get_or_create(&[("class", kind.name())]));
+        }
         registry.register_with_unit(
             "cluster_request_duration",
             "Time of each request to the cluster until its answer's head (or its failure)",

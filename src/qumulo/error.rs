@@ -31,6 +31,22 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::NotFound,
+        ErrorKind::Exists,
+        ErrorKind::Denied,
+        ErrorKind::NotEmpty,
+        ErrorKind::NotADirectory,
+        ErrorKind::NotAFile,
+        ErrorKind::InvalidName,
+        ErrorKind::NoSpace,
+        ErrorKind::BadCredentials,
+        ErrorKind::Unauthorized,
+        ErrorKind::Unavailable,
+        ErrorKind::Other,
+    ];
+
     /// Its name in snake case, e.g. `not_found` (the `class` label of the metrics).
     pub fn name(self) -> &'static str {
         match self {
