@@ -17,7 +17,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::config::Config;
 use crate::exit;
 use crate::ftp::{Files, Gateway, LoginMemory};
-use crate::listener::{self, Origin};
+use crate::listener::{self, Origin, Passed};
+use crate::metrics::{Metrics, Running};
 use crate::state::{InForce, Stats};
 use crate::systemd;
 
@@ -47,7 +48,7 @@ pub fn serve(config_path: Option<&Path>) -> ExitCode {
             crate::config::describe_source(config_path)
         )
     });
-    let config = match (loaded, !inherited.is_empty()) {
+    let config = match (loaded, !inherited.ftp.is_empty()) {
         (Ok(c), _) => Ok(c),
         (Err(e), false) => {
             eprintln!("qftpd: {e}");
@@ -103,15 +104,21 @@ struct Service {
     origin: Origin,
     /// The logging set up at start (it cannot change while running).
     log: crate::config::LogConfig,
+    /// The metrics and their listener.
+    metrics: Running,
 }
 
 /// Runs the service with `config`, or without one (an error to report) when systemd passed
 /// the sockets.
 async fn run(
     config: Result<Loaded, String>,
-    inherited: Vec<std::net::TcpListener>,
+    inherited: Passed,
     config_path: Option<PathBuf>,
 ) -> ExitCode {
+    let Passed {
+        ftp: inherited,
+        metrics: inherited_metrics,
+    } = inherited;
     let defaults = crate::config::FtpConfig::default();
     let ftp = config.as_ref().map_or(&defaults, |c| &c.config.ftp);
     let (std_listeners, origin) = if inherited.is_empty() {
@@ -134,6 +141,18 @@ async fn run(
         Err(e) => {
             tracing::error!(error = %e, "cannot use the listening socket");
             return ExitCode::from(exit::OSERR);
+        }
+    };
+    let metrics_listen = config.as_ref().ok().and_then(|c| c.config.metrics.listen);
+    let metrics_listener = match listener::metrics(inherited_metrics, metrics_listen) {
+        Ok(l) => l,
+        Err(e) if origin == Origin::Bound => {
+            tracing::error!(error = %e, "cannot listen for metrics");
+            return ExitCode::from(exit::OSERR);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for metrics; serving FTP without them");
+            None
         }
     };
     let handlers = Signals::install();
@@ -172,9 +191,13 @@ async fn run(
         ),
         Err(_) => tracing::info!("listening on {addr} ({socket}), not configured"),
     }
+    let current = Arc::new(current);
+    let metrics = Metrics::new(stats.clone(), memory.clone(), current.clone());
+    let metrics_listener = metrics_listener.map(|(l, origin)| (l, origin == Origin::Systemd));
+    let metrics = Running::start(metrics, metrics_listener, metrics_listen);
     let service = Arc::new(Service {
         config_path,
-        current: Arc::new(current),
+        current,
         stats: stats.clone(),
         memory,
         listen: ftp.listen,
@@ -183,6 +206,7 @@ async fn run(
             .as_ref()
             .map(|c| c.config.log.clone())
             .unwrap_or_default(),
+        metrics,
     });
     if service.current.get().is_some() {
         systemd::ready(&format!("accepting on {addr}"));
@@ -310,6 +334,7 @@ fn reload(service: &Service) {
             if service.origin == Origin::Bound && config.ftp.listen != service.listen {
                 tracing::warn!(listen = %config.ftp.listen, "ftp.listen changed: it takes effect at the next restart");
             }
+            service.metrics.reloaded(&config, &gateway);
             if config.log != service.log {
                 tracing::warn!("[log] changed: it takes effect at the next restart");
             }

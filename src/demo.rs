@@ -73,6 +73,7 @@ pub async fn run(
             ..FtpConfig::default()
         },
         log: crate::config::LogConfig::default(),
+        metrics: Default::default(),
         qumulo: QumuloConfig {
             ca_file: Some(cert.clone()),
             ..QumuloConfig::new(NodeUrls::one(

@@ -5,6 +5,7 @@
 //!
 //! # Architecture
 //! Dependencies point one way, `cli → daemon → {accept, ftp} → {qumulo, state}`, with
+//! `daemon → metrics → {ftp, qumulo, state}` (only `daemon` imports `metrics`), with
 //! `config` and `exit` leaves that any module may import, the daemon's helpers (`listener`,
 //! `systemd`, `logging`, `descriptors`) importing only leaves, and `sim` a leaf behind the
 //! default feature `sim` (with `demo`, which runs it with the gateway); `tests/layering.rs`
@@ -17,6 +18,7 @@
 //! - [`ftp`]: the libunftp storage back-end and authenticator over the Qumulo client.
 //! - [`accept`]: the accept loop, one libunftp server per connection; who is let in.
 //! - [`state`]: run-time state shared by the accept loop, the sessions and the lifecycle.
+//! - [`metrics`]: the opt-in HTTP listener of `/health`, `/ready` and `/metrics`.
 //! - [`descriptors`]: the open-file limit against `max-connections`.
 //! - [`demo`]: `qftpd demo`, the simulator and the gateway together on loopback (feature
 //!   `sim`).
@@ -39,6 +41,7 @@ pub mod exit;
 pub mod ftp;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod qumulo;
 #[cfg(feature = "sim")]
 pub mod sim;

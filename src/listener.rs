@@ -1,6 +1,7 @@
 //! The control sockets: every one systemd passes under the name `ftp` (matched by
 //! `LISTEN_FDNAMES`, never by position; e.g. an IPv4 and an IPv6 socket of `qftpd.socket`), or
-//! one bound from `ftp.listen`.
+//! one bound from `ftp.listen`. Likewise the health and metrics listener: a socket systemd
+//! passes as `metrics` (`qftpd-metrics.socket`), or one bound from `metrics.listen`.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -26,8 +27,8 @@ pub enum ListenError {
         /// Their names.
         names: Vec<String>,
     },
-    /// A socket named `ftp` is not a listening TCP socket.
-    #[error("a socket systemd passed as \"ftp\" is not a listening TCP socket: {0}")]
+    /// A socket named `ftp` or `metrics` is not a listening TCP socket.
+    #[error("a socket systemd passed as \"ftp\" or \"metrics\" is not a listening TCP socket: {0}")]
     NotTcp(std::io::Error),
     /// Binding `ftp.listen` failed.
     #[error("cannot listen on {addr}: {source}")]
@@ -39,16 +40,24 @@ pub enum ListenError {
     },
 }
 
-/// Takes the sockets systemd passed as `ftp` (none when systemd passed no socket). Call it
-/// before any other thread starts: it reads and clears `LISTEN_FDS`/`LISTEN_PID` from the
-/// environment.
-pub fn from_systemd() -> Result<Vec<TcpListener>, ListenError> {
+/// The sockets systemd passed.
+#[derive(Debug, Default)]
+pub struct Passed {
+    /// Those named `ftp` (none when systemd passed no socket).
+    pub ftp: Vec<TcpListener>,
+    /// The first one named `metrics`, if any.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Takes the sockets systemd passed as `ftp` and `metrics`. Call it before any other thread
+/// starts: it reads and clears `LISTEN_FDS`/`LISTEN_PID` from the environment.
+pub fn from_systemd() -> Result<Passed, ListenError> {
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .map(|v| v.split(':').map(String::from).collect())
         .unwrap_or_default();
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
-        return Ok(Vec::new());
+        return Ok(Passed::default());
     }
     let positions: Vec<usize> = (0..fds.len())
         .filter(|&i| names.get(i).is_some_and(|n| n == "ftp"))
@@ -59,8 +68,7 @@ pub fn from_systemd() -> Result<Vec<TcpListener>, ListenError> {
             names,
         });
     }
-    let mut listeners = Vec::with_capacity(positions.len());
-    for index in positions {
+    let mut take = |index: usize| {
         let listener = fds
             .take_tcp_listener(index)
             .map_err(ListenError::NotTcp)?
@@ -70,9 +78,33 @@ pub fn from_systemd() -> Result<Vec<TcpListener>, ListenError> {
         listener
             .set_nonblocking(true)
             .map_err(ListenError::NotTcp)?;
-        listeners.push(listener);
-    }
-    Ok(listeners)
+        Ok::<_, ListenError>(listener)
+    };
+    let ftp = positions
+        .into_iter()
+        .map(&mut take)
+        .collect::<Result<Vec<_>, _>>()?;
+    let metrics = names
+        .iter()
+        .position(|n| n == "metrics")
+        .map(take)
+        .transpose()?;
+    Ok(Passed { ftp, metrics })
+}
+
+/// The metrics listener: the socket systemd passed as `metrics`, else one bound on `listen`
+/// when set, else none (non-blocking, ready for tokio).
+pub fn metrics(
+    passed: Option<TcpListener>,
+    listen: Option<SocketAddr>,
+) -> Result<Option<(tokio::net::TcpListener, Origin)>, ListenError> {
+    let (std, origin) = match (passed, listen) {
+        (Some(l), _) => (l, Origin::Systemd),
+        (None, Some(addr)) => (bind(addr)?, Origin::Bound),
+        (None, None) => return Ok(None),
+    };
+    let listener = tokio::net::TcpListener::from_std(std).map_err(ListenError::NotTcp)?;
+    Ok(Some((listener, origin)))
 }
 
 /// Connections the kernel queues for the accept loop (as systemd's `Backlog=` default,

@@ -2,11 +2,16 @@
 //! what the service is doing (for `STATUS=` and the watchdog), and the gateway in force.
 //!
 //! It imports nothing else from the crate: `ftp` and `accept` both use it, and it must not
-//! use them.
+//! use them. The counters of [`Tally`] are Prometheus metrics that `metrics` registers and
+//! serves; the FTP side only adds to them.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 /// How often the accept loop shows it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -18,6 +23,10 @@ pub struct Stats {
     pub sessions: AtomicUsize,
     /// Data transfers in progress.
     pub transfers: AtomicUsize,
+    /// Set when the service begins to stop: no new sessions, running transfers finish.
+    pub draining: AtomicBool,
+    /// What happened since the start (logins, bytes, transfer durations).
+    pub tally: Tally,
     /// When the accept loop last showed it runs, in milliseconds since `started`.
     heartbeat_ms: AtomicU64,
     started: Instant,
@@ -28,6 +37,8 @@ impl Default for Stats {
         Self {
             sessions: AtomicUsize::new(0),
             transfers: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            tally: Tally::default(),
             heartbeat_ms: AtomicU64::new(0),
             started: Instant::now(),
         }
@@ -45,6 +56,106 @@ impl Stats {
     pub fn since_heartbeat(&self) -> Duration {
         let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// One label, e.g. `[("result", "success")]`.
+pub type Label = [(&'static str, &'static str); 1];
+
+/// A histogram of seconds per label.
+pub type Seconds = Family<Label, Histogram, fn() -> Histogram>;
+
+/// How a login ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginResult {
+    /// The cluster took the user name and password.
+    Success,
+    /// The cluster refused them.
+    Failure,
+    /// The cluster could not check it (down, failing).
+    Unavailable,
+    /// Refused by the gateway: the address is banned or has too many logins at once, the user
+    /// name is under attack, or the user has no home directory to be confined to.
+    Refused,
+}
+
+/// The direction of a data transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// RETR.
+    Download,
+    /// STOR, APPE.
+    Upload,
+}
+
+impl Direction {
+    /// Its label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Download => "download",
+            Direction::Upload => "upload",
+        }
+    }
+}
+
+/// The bounds of the transfer-duration histogram, in seconds: 10 ms to about 3 hours.
+fn transfer_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 4.0, 10))
+}
+
+/// Counters of what happened since the start; they only grow. Shared by every gateway of the
+/// process (a reload keeps them).
+#[derive(Debug)]
+pub struct Tally {
+    /// Logins by `result`: `success`, `failure`, `unavailable`, `refused`.
+    pub logins: Family<Label, Counter>,
+    /// Bytes of the data transfers that completed, by `direction`.
+    pub bytes: Family<Label, Counter>,
+    /// How long data transfers took (whatever their outcome), by `direction`.
+    pub transfer_seconds: Seconds,
+}
+
+impl Default for Tally {
+    /// Every series at zero, so that each one exists from the start.
+    fn default() -> Self {
+        let tally = Self {
+            logins: Family::default(),
+            bytes: Family::default(),
+            transfer_seconds: Family::new_with_constructor(transfer_buckets),
+        };
+        for result in ["success", "failure", "unavailable", "refused"] {
+            drop(tally.logins.get_or_create(&[("result", result)]));
+        }
+        for direction in [Direction::Download, Direction::Upload] {
+            let label = [("direction", direction.label())];
+            drop(tally.bytes.get_or_create(&label));
+            drop(tally.transfer_seconds.get_or_create(&label));
+        }
+        tally
+    }
+}
+
+impl Tally {
+    /// Counts a login.
+    pub fn login(&self, result: LoginResult) {
+        let label = match result {
+            LoginResult::Success => "success",
+            LoginResult::Failure => "failure",
+            LoginResult::Unavailable => "unavailable",
+            LoginResult::Refused => "refused",
+        };
+        self.logins.get_or_create(&[("result", label)]).inc();
+    }
+
+    /// Counts a transfer that ended after `elapsed`, having moved `bytes` when it completed.
+    pub fn transfer(&self, direction: Direction, elapsed: Duration, bytes: Option<u64>) {
+        let label = [("direction", direction.label())];
+        self.transfer_seconds
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+        if let Some(bytes) = bytes {
+            self.bytes.get_or_create(&label).inc_by(bytes);
+        }
     }
 }
 

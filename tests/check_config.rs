@@ -123,6 +123,32 @@ fn a_passive_range_smaller_than_max_connections_is_warned_about() {
     assert!(out.stderr.is_empty(), "stderr:\n{}", text(&out.stderr));
 }
 
+/// `[metrics]` is empty by default; its address shows when set, with a warning when it is not
+/// on loopback.
+#[test]
+fn metrics_listen_shows_and_is_warned_about_off_loopback() {
+    let out = check_config("valid.toml", &[]);
+    let parsed: toml::Table = toml::from_str(&text(&out.stdout)).expect("stdout is TOML");
+    assert!(parsed["metrics"].as_table().expect("[metrics]").is_empty());
+
+    let out = check_config("valid.toml", &[("QFTPD_METRICS__LISTEN", "127.0.0.1:9121")]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "stderr:\n{}", text(&out.stderr));
+    let parsed: toml::Table = toml::from_str(&text(&out.stdout)).expect("stdout is TOML");
+    assert_eq!(parsed["metrics"]["listen"].as_str(), Some("127.0.0.1:9121"));
+
+    let out = check_config("valid.toml", &[("QFTPD_METRICS__LISTEN", "[::]:9121")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("warning: metrics.listen = [::]:9121 is not a loopback address"),
+        "{stderr}"
+    );
+
+    let out = check_config("valid.toml", &[("QFTPD_METRICS__LISTEN", "localhost:9121")]);
+    refused(&out, &["QFTPD_METRICS__LISTEN", "invalid socket address"]);
+}
+
 #[test]
 fn environment_overrides_show_in_the_output() {
     let out = check_config(
@@ -364,6 +390,7 @@ fn the_packaged_file_documents_every_key() {
             ("QFTPD_QUMULO__URL", "https://c:8000"),
             ("QFTPD_QUMULO__CA_FILE", "/etc/hostname"),
             ("QFTPD_FTP__PASSIVE_HOST", "ftp.example.com"),
+            ("QFTPD_METRICS__LISTEN", "127.0.0.1:9121"),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));

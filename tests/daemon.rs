@@ -189,6 +189,61 @@ fn every_socket_named_ftp_is_served_ipv4_and_ipv6() {
 }
 
 #[test]
+fn a_socket_named_metrics_serves_health_ready_and_metrics() {
+    let sim = Sim::start_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _ports) = write_config(dir.path(), &sim, "listen = \"192.0.2.1:21\"");
+    // An address qftpd could never bind either: the passed socket wins over the file.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[metrics]\nlisten = \"192.0.2.1:9121\"\n");
+    std::fs::write(&config, text).unwrap();
+    let ftp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (mut activator, first) =
+        socket_activated_on(&config, &[(ftp, "ftp"), (metrics, "metrics")]);
+    drop(first);
+    let health = common::http(metrics, "GET", "/health");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let ready = common::http(metrics, "GET", "/ready");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    let r = run_ftplib(
+        ftp,
+        &[op::connect(), op::login(ADMIN.0, ADMIN.1), op::quit()],
+    );
+    assert!(r[1].reply().starts_with("230"), "{:#}", r[1].raw);
+    let scraped = common::http(metrics, "GET", "/metrics").body;
+    assert!(
+        scraped.contains("qftpd_logins_total{result=\"success\"} 1\n"),
+        "{scraped}"
+    );
+    let log = activated_log(&mut activator);
+    assert!(
+        log.contains(&format!("/ready on http://{metrics} (socket from systemd)")),
+        "{log}"
+    );
+}
+
+/// Started by its sockets without a valid configuration, the service is alive but not ready.
+#[test]
+fn without_a_valid_configuration_ready_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("qftpd.toml");
+    std::fs::write(&config, "[ftp]\ngreeting = \"x\"\n").unwrap();
+    let ftp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_activator, first) = socket_activated_on(&config, &[(ftp, "ftp"), (metrics, "metrics")]);
+    drop(first);
+    assert_eq!(common::http(metrics, "GET", "/health").status, 200);
+    let ready = common::http(metrics, "GET", "/ready");
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (503, "not ready: no valid configuration\n")
+    );
+    let scraped = common::http(metrics, "GET", "/metrics").body;
+    assert!(!scraped.contains("qftpd_cluster_node_up{"), "{scraped}");
+}
+
+#[test]
 fn a_socket_not_named_ftp_is_refused() {
     let sim = Sim::start_default();
     let dir = tempfile::tempdir().unwrap();

@@ -151,7 +151,17 @@ fn the_leaves_import_nothing_else_from_the_crate() {
     }
     for (module, deps) in &graph {
         assert!(!deps.contains("cli"), "{module} imports cli: only main may");
+        assert!(
+            module == "daemon" || !deps.contains("metrics"),
+            "{module} imports metrics: only daemon may"
+        );
     }
+    let metrics = graph.get("metrics").expect("no module metrics in src/");
+    let beyond: Vec<_> = metrics
+        .iter()
+        .filter(|d| !["config", "exit", "ftp", "qumulo", "state"].contains(&d.as_str()))
+        .collect();
+    assert!(beyond.is_empty(), "metrics imports {beyond:?}");
 }
 
 /// The simulator is a leaf behind the feature `sim`: what imports it is built only with that

@@ -1,4 +1,5 @@
-//! The packaged systemd units, `systemd/qftpd.socket` and `systemd/qftpd.service`, checked with
+//! The packaged systemd units, `systemd/qftpd.socket` and `systemd/qftpd.service` (and the
+//! opt-in `systemd/qftpd-metrics.socket`), checked with
 //! the host's `systemd-analyze` (systemd need not be PID 1):
 //!
 //! - `security --offline`: the service's overall exposure stays at or below [`MAX_EXPOSURE`];
@@ -26,6 +27,7 @@ use tempfile::TempDir;
 
 const SOCKET: &str = "qftpd.socket";
 const SERVICE: &str = "qftpd.service";
+const METRICS_SOCKET: &str = "qftpd-metrics.socket";
 /// Highest acceptable "Overall exposure level" of `systemd-analyze security` (0.0–10.0).
 const MAX_EXPOSURE: f64 = 2.0;
 /// Where units live in the temporary roots (as installed by the packages).
@@ -202,6 +204,8 @@ fn make_root(spec: &RootSpec) -> TempDir {
         let _ = fs::remove_file(units.join(name));
         fs::write(units.join(name), text).unwrap();
     }
+    let _ = fs::remove_file(units.join(METRICS_SOCKET));
+    fs::write(units.join(METRICS_SOCKET), unit_text(METRICS_SOCKET)).unwrap();
     if spec.commands {
         for command in exec_commands(spec.service) {
             let target = if command == BINARY {
@@ -235,6 +239,7 @@ fn verify(root: &Path) -> Output {
         OsStr::new("verify"),
         OsStr::new(SOCKET),
         OsStr::new(SERVICE),
+        OsStr::new(METRICS_SOCKET),
     ])
 }
 
@@ -377,6 +382,28 @@ fn socket_is_named_ftp_on_port_21_over_ipv4_and_ipv6() {
         accept.iter().all(|a| matches!(*a, "no" | "false")),
         "qftpd accepts connections itself: Accept= must stay off, found {accept:?}"
     );
+}
+
+#[test]
+fn metrics_socket_is_named_metrics_on_loopback_for_the_service() {
+    let text = unit_text(METRICS_SOCKET);
+    assert_no_trailing_comments(METRICS_SOCKET, &text);
+    let socket = parse_unit(&text);
+    assert_eq!(value(&socket, "Socket", "FileDescriptorName"), "metrics");
+    assert_eq!(value(&socket, "Socket", "Service"), SERVICE);
+    assert_eq!(
+        values(&socket, "Socket", "ListenStream"),
+        ["127.0.0.1:9121"]
+    );
+    let accept = values(&socket, "Socket", "Accept");
+    assert!(
+        accept.iter().all(|a| matches!(*a, "no" | "false")),
+        "qftpd accepts connections itself: Accept= must stay off, found {accept:?}"
+    );
+    assert_eq!(value(&socket, "Install", "WantedBy"), "sockets.target");
+    // Its own unit: the FTP socket's name stays "ftp" for every socket of qftpd.socket.
+    let ftp = parse_unit(&unit_text(SOCKET));
+    assert_eq!(values(&ftp, "Socket", "FileDescriptorName"), ["ftp"]);
 }
 
 #[test]

@@ -145,6 +145,7 @@ pub async fn run(
             Err(refusal) => turn_away(&mut sessions, connection.stream, refusal),
         }
     }
+    stats.draining.store(true, Ordering::Relaxed);
     drop(listeners);
     stop.cancel();
     let grace = live.get().map_or_else(

@@ -80,6 +80,14 @@ impl Config {
                     .to_string(),
             );
         }
+        if let Some(listen) = self.metrics.listen
+            && !listen.ip().is_loopback()
+        {
+            warnings.push(format!(
+                "metrics.listen = {listen} is not a loopback address: whoever reaches it reads \
+                 the gateway's sessions, logins and cluster nodes (keep it on a management network)"
+            ));
+        }
         if self.qumulo.accept_invalid_certs {
             warnings.push(format!(
                 "qumulo.accept-invalid-certs is on: the certificate of {} is not verified",
@@ -129,6 +137,18 @@ impl Config {
                 "qumulo.connect-timeout and qumulo.request-timeout must be at least 1 second"
                     .to_string(),
             ));
+        }
+        if let Some(listen) = self.metrics.listen {
+            if listen.port() == 0 {
+                return Err(ConfigError(format!(
+                    "metrics.listen: {listen} has no port (the usual one is 9121)"
+                )));
+            }
+            if listen == self.ftp.listen {
+                return Err(ConfigError(format!(
+                    "metrics.listen: {listen} is ftp.listen too; give the HTTP listener a port of its own"
+                )));
+            }
         }
         let ftp = &self.ftp;
         if ftp.idle_timeout == 0 || ftp.data_timeout == 0 {

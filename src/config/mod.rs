@@ -38,6 +38,21 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The health and metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: an HTTP listener for `/health`, `/ready` (for load balancers) and `/metrics`
+/// (Prometheus text). Off unless `listen` is set or systemd passes a socket named `metrics`
+/// (`qftpd-metrics.socket`), which then wins over `listen`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address the listener binds, e.g. `127.0.0.1:9121`; unset: no listener. It tells
+    /// anyone who reaches it how many sessions and logins there are: keep it on loopback or a
+    /// management network.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Where log events go.

@@ -190,6 +190,50 @@ fn login_and_tls_handshake_limits() {
 }
 
 #[test]
+fn metrics_listen_is_off_by_default_and_checked() {
+    Jail::expect_with(|jail| {
+        let url = "[qumulo]\nurl = \"https://c\"\n";
+        jail.create_file("q.toml", url)?;
+        let c = Config::load(Some(Path::new("q.toml"))).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        jail.create_file(
+            "on.toml",
+            &format!("[metrics]\nlisten = \"127.0.0.1:9121\"\n{url}"),
+        )?;
+        let c = Config::load(Some(Path::new("on.toml"))).unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9121".parse().unwrap()));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        jail.set_env("QFTPD_METRICS__LISTEN", "0.0.0.0:9121");
+        let c = Config::load(Some(Path::new("on.toml"))).unwrap();
+        let warnings = c.warnings();
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains("metrics.listen = 0.0.0.0:9121 is not a loopback"),
+            "{warnings:?}"
+        );
+        jail.clear_env();
+        let cases = [
+            ("listen = \"127.0.0.1\"", "metrics.listen"),
+            (
+                "listen = \"127.0.0.1:0\"",
+                "metrics.listen: 127.0.0.1:0 has no port",
+            ),
+            ("listen = \"0.0.0.0:21\"", "is ftp.listen too"),
+            ("port = 9121", "unknown field"),
+        ];
+        for (line, needle) in cases {
+            jail.create_file("bad.toml", &format!("[metrics]\n{line}\n{url}"))?;
+            let err = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{line:?}: {err}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn key_at_names_the_dotted_key() {
     let text = "top = 1\n[ftp]\n# x = 1\ntimezone = \"x\"\nlist = [\n  1,\n  2,\n]\n\
                 [ \"log\" ]\n'level' = 3\nsub.inner = 4\n[[extra]]\n";

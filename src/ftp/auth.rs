@@ -17,6 +17,7 @@ use super::user::User;
 use super::welcome::Welcome;
 use crate::config::FailedLoginsConfig;
 use crate::qumulo::{Client, ErrorKind, Session};
+use crate::state::{LoginResult, Stats};
 
 /// Where the authenticator leaves the user it logged in for the provider to take.
 pub type Handoff = Arc<Mutex<Option<User>>>;
@@ -50,6 +51,8 @@ pub struct QumuloAuthenticator {
     pub welcome: Arc<Welcome>,
     /// Set once a login of this connection succeeded.
     pub logged_in: LoggedIn,
+    /// Where logins are counted by result.
+    pub stats: Arc<Stats>,
 }
 
 #[async_trait]
@@ -87,6 +90,7 @@ impl Authenticator for QumuloAuthenticator {
                     // client retrying is not worth a line each.
                     tracing::debug!(user = username, client = %client_ip, "login refused without asking the cluster: {reason}");
                 }
+                self.stats.tally.login(LoginResult::Refused);
                 // 421 (RFC 959: service not available, closing control connection): this
                 // connection cannot log in now, and a client may try again later.
                 return Err(AuthenticationError::Unavailable(
@@ -98,6 +102,7 @@ impl Authenticator for QumuloAuthenticator {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::BadCredentials => {
                 let penalty = attempt.failed();
+                self.stats.tally.login(LoginResult::Failure);
                 // The address is in the text too: fail2ban's filters read the message alone.
                 tracing::warn!(user = username, client = %client_ip, "login failed: wrong user name or password from {client_ip}");
                 if penalty.banned {
@@ -116,6 +121,7 @@ impl Authenticator for QumuloAuthenticator {
             Err(e) => {
                 // Not a failure: `attempt` gives its place back uncounted.
                 drop(attempt);
+                self.stats.tally.login(LoginResult::Unavailable);
                 tracing::error!(user = username, client = %client_ip, error = %e, "login could not be checked: cluster failure");
                 return Err(AuthenticationError::Unavailable(
                     LOGIN_NOT_CHECKED.to_string(),
@@ -123,7 +129,17 @@ impl Authenticator for QumuloAuthenticator {
             }
         };
         attempt.succeeded();
-        let user = self.user(username, session, client_ip).await?;
+        let user = self
+            .user(username, session, client_ip)
+            .await
+            .inspect_err(|e| {
+                let result = match e {
+                    AuthenticationError::Unavailable(_) => LoginResult::Unavailable,
+                    _ => LoginResult::Refused,
+                };
+                self.stats.tally.login(result);
+            })?;
+        self.stats.tally.login(LoginResult::Success);
         tracing::info!(user = username, client = %client_ip, root = %user.root, "login");
         *self.handoff.lock().unwrap_or_else(|p| p.into_inner()) = Some(user);
         self.logged_in

@@ -175,6 +175,7 @@ impl ControlProbe {
             ftp,
             qumulo: QumuloConfig::new(NodeUrls::one(sim.url().parse()?)),
             log: Default::default(),
+            metrics: Default::default(),
         };
         let gateway = super::Gateway::new(&config, Arc::default(), Arc::default())?;
         Ok(Self {

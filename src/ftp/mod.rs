@@ -274,6 +274,7 @@ impl Gateway {
             limits: self.ftp.failed_logins.clone(),
             welcome: self.welcome.clone(),
             logged_in: logged_in.clone(),
+            stats: self.shared.stats.clone(),
         };
         let provider = Arc::new(auth::SessionProvider { handoff });
         let mut builder = ServerBuilder::with_user_detail_provider(

@@ -51,6 +51,16 @@ impl<'a> Transfer<'a> {
         }
     }
 
+    /// Counts the transfer in the service's tally (`bytes` when it completed).
+    fn tally(&self, bytes: Option<u64>) {
+        let direction = match self.direction {
+            "upload" => crate::state::Direction::Upload,
+            _ => crate::state::Direction::Download,
+        };
+        let elapsed = self.started.elapsed();
+        self.stats.tally.transfer(direction, elapsed, bytes);
+    }
+
     fn duration_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -60,6 +70,7 @@ impl<'a> Transfer<'a> {
     /// cluster failed.
     pub(super) fn finish(mut self, result: &Result<u64>) {
         self.logged = true;
+        self.tally(result.as_ref().ok().copied());
         let duration_ms = self.duration_ms();
         let (user, client, direction, offset) =
             (self.user, self.client, self.direction, self.offset);
@@ -100,6 +111,7 @@ impl Drop for Transfer<'_> {
             .transfers
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if !self.logged {
+            self.tally(None);
             let duration_ms = self.duration_ms();
             let (user, client, direction, offset) =
                 (self.user, self.client, self.direction, self.offset);

@@ -13,6 +13,7 @@ use url::Url;
 use super::api::Version;
 use super::error::Error;
 use super::nodes::Nodes;
+use super::observe::{NodeHealth, Observer, Watch};
 use super::retry::{self, Call};
 use super::session::Session;
 use super::{http, tls};
@@ -57,6 +58,8 @@ pub struct Client {
     nodes: Arc<Nodes>,
     /// Extra attempts of a retryable call.
     retries: u32,
+    /// Who is told of requests and failures.
+    watch: Arc<Watch>,
 }
 
 /// The answer of `POST /v1/session/login`.
@@ -85,7 +88,41 @@ impl Client {
             read_timeout: cfg.read_timeout,
             nodes: Arc::new(Nodes::new(cfg.urls.clone())),
             retries: cfg.retries,
+            watch: Arc::default(),
         })
+    }
+
+    /// Reports every request attempt and failed call of this client and its clones to
+    /// `observer` from now on; `false` when an observer was set already.
+    pub fn observe(&self, observer: Arc<dyn Observer>) -> bool {
+        self.watch.set(observer)
+    }
+
+    /// Each node as last seen by a request or probe.
+    pub fn node_health(&self) -> Vec<NodeHealth> {
+        self.nodes.health_all()
+    }
+
+    /// Asks each node in turn for `GET /v1/version` (no login), at most `timeout` each, at
+    /// once: a node that answers (whatever its status) is up, one that cannot be reached is
+    /// down, as for any request.
+    pub async fn probe(&self, timeout: Duration) {
+        let probes = (0..self.nodes.urls().len()).map(|i| async move {
+            let url = http::join(self.nodes.url(i), "/v1/version")?;
+            let started = std::time::Instant::now();
+            let sent = http::send(self.http.get(url).timeout(timeout)).await;
+            let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+            self.watch.attempt(started.elapsed(), status);
+            match sent {
+                Ok(resp) => {
+                    self.nodes.up(i);
+                    http::discard(resp).await;
+                }
+                Err(e) => self.nodes.down(i, &e.to_string()),
+            }
+            Ok::<(), Error>(())
+        });
+        futures_util::future::join_all(probes).await;
     }
 
     /// The base URLs of the cluster's nodes, in configuration order.
@@ -103,7 +140,7 @@ impl Client {
         let mut call = Call::new(Method::GET, "/v1/version");
         let mut broke = 0;
         loop {
-            let resp = http::check(self.send(&mut call).await?, false).await?;
+            let resp = self.check(self.send(&mut call).await?, false).await?;
             match http::json(resp, "version").await {
                 Err(Error::Transport(e)) if broke < self.retries => {
                     retry::broke_off(broke, &e).await;
@@ -140,7 +177,7 @@ impl Client {
     ) -> Result<String, Error> {
         let body = json!({"username": username, "password": password});
         let mut call = Call::new(Method::POST, "/v1/session/login").json(Some(&body));
-        let resp = http::check(self.send(&mut call).await?, true).await?;
+        let resp = self.check(self.send(&mut call).await?, true).await?;
         let reply: LoginReply = http::json(resp, "login").await?;
         tracing::debug!(user = username, "logged in to the cluster");
         Ok(reply.bearer_token)
@@ -154,7 +191,21 @@ impl Client {
     /// Sends a call to a node, trying again as `retry` allows; returns the answer, whatever
     /// its status.
     pub(super) async fn send(&self, call: &mut Call<'_>) -> Result<Response, Error> {
-        retry::send(&self.http, &self.nodes, self.retries, call).await
+        let sent = retry::send(&self.http, &self.nodes, &self.watch, self.retries, call).await;
+        self.failed(sent)
+    }
+
+    /// The answer when it is a 2xx, else its error ([`http::check`]), reported as failed.
+    pub(super) async fn check(&self, resp: Response, login: bool) -> Result<Response, Error> {
+        self.failed(http::check(resp, login).await)
+    }
+
+    /// Reports the failure of a call, if it failed.
+    fn failed<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &result {
+            self.watch.failed(e.kind());
+        }
+        result
     }
 
     /// Sends a streamed upload whose body reports its `progress`; fails with
@@ -165,9 +216,10 @@ impl Client {
         call: &mut Call<'_>,
         progress: &super::transfer::Progress,
     ) -> Result<Response, Error> {
-        tokio::select! {
-            resp = retry::send(&self.uploads, &self.nodes, self.retries, call) => resp,
+        let sent = tokio::select! {
+            resp = retry::send(&self.uploads, &self.nodes, &self.watch, self.retries, call) => resp,
             () = progress.stalled(self.read_timeout) => Err(Error::Stalled(self.read_timeout)),
-        }
+        };
+        self.failed(sent)
     }
 }

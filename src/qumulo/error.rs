@@ -30,6 +30,42 @@ pub enum ErrorKind {
     Other,
 }
 
+impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::NotFound,
+        ErrorKind::Exists,
+        ErrorKind::Denied,
+        ErrorKind::NotEmpty,
+        ErrorKind::NotADirectory,
+        ErrorKind::NotAFile,
+        ErrorKind::InvalidName,
+        ErrorKind::NoSpace,
+        ErrorKind::BadCredentials,
+        ErrorKind::Unauthorized,
+        ErrorKind::Unavailable,
+        ErrorKind::Other,
+    ];
+
+    /// Its name in snake case, e.g. `not_found` (the `class` label of the metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Exists => "exists",
+            ErrorKind::Denied => "denied",
+            ErrorKind::NotEmpty => "not_empty",
+            ErrorKind::NotADirectory => "not_a_directory",
+            ErrorKind::NotAFile => "not_a_file",
+            ErrorKind::InvalidName => "invalid_name",
+            ErrorKind::NoSpace => "no_space",
+            ErrorKind::BadCredentials => "bad_credentials",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
 /// A failure of a Qumulo API call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

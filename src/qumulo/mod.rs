@@ -10,12 +10,14 @@
 //! - `tls`: trusting the cluster (system roots and a CA file, or a pinned fingerprint).
 //! - `transfer`: the streamed bodies of data reads (resumed when they break) and writes.
 //! - [`Error`]: every failure, classified by [`Error::kind`] in one place.
+//! - [`Observer`]: what the client reports of its requests and nodes to whoever watches.
 
 mod api;
 mod client;
 mod error;
 mod http;
 mod nodes;
+mod observe;
 mod pages;
 mod retry;
 mod session;
@@ -28,6 +30,7 @@ pub use api::{
 };
 pub use client::{Client, ClientConfig};
 pub use error::{Error, ErrorKind};
+pub use observe::{NodeHealth, Observer};
 pub use pages::Pages;
 pub use session::Session;
 pub use transfer::Download;

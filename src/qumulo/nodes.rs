@@ -31,6 +31,8 @@ pub(super) struct Nodes {
 struct Health {
     /// Set while the node is down.
     down: Option<Down>,
+    /// When the node was last found up or down.
+    seen: Option<Instant>,
 }
 
 /// A node that failed to take a connection.
@@ -133,6 +135,7 @@ impl Nodes {
             None => FIRST_BACKOFF,
         };
         let was_up = health.down.is_none();
+        health.seen = Some(Instant::now());
         health.down = Some(Down {
             retry_at: Instant::now() + backoff,
             backoff,
@@ -150,10 +153,25 @@ impl Nodes {
     /// Node `i` answered: up again if it was down (logged once).
     pub(super) fn up(&self, i: usize) {
         let mut health = self.lock(i);
+        health.seen = Some(Instant::now());
         if health.down.take().is_some() {
             drop(health);
             tracing::info!(node = self.urls[i].as_str(), "qumulo node back up");
         }
+    }
+
+    /// Each node as last seen, in configuration order.
+    pub(super) fn health_all(&self) -> Vec<super::NodeHealth> {
+        (0..self.urls.len())
+            .map(|i| {
+                let health = self.health(i);
+                super::NodeHealth {
+                    url: self.urls[i].clone(),
+                    up: health.down.is_none(),
+                    seen: health.seen.map(|at| at.elapsed()),
+                }
+            })
+            .collect()
     }
 
     /// A copy of node `i`'s health.

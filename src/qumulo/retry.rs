@@ -34,6 +34,7 @@ use serde_json::Value;
 use super::error::Error;
 use super::http;
 use super::nodes::{Nodes, Tried};
+use super::observe::Watch;
 
 /// The first wait before a new attempt.
 const FIRST_WAIT: Duration = Duration::from_millis(100);
@@ -194,10 +195,11 @@ pub(super) fn backoff(retry: u32) -> Duration {
 }
 
 /// Sends `call` under the rule above and returns the cluster's answer (any status; a
-/// retryable 5xx once the attempts are spent).
+/// retryable 5xx once the attempts are spent). Each attempt is reported to `watch`.
 pub(super) async fn send(
     client: &reqwest::Client,
     nodes: &Nodes,
+    watch: &Watch,
     retries: u32,
     call: &mut Call<'_>,
 ) -> Result<Response, Error> {
@@ -209,7 +211,11 @@ pub(super) async fn send(
         let Some(req) = call.build(client, base)? else {
             unreachable!("a streamed call is never attempted twice")
         };
-        let e = match http::send(req).await {
+        let started = std::time::Instant::now();
+        let sent = http::send(req).await;
+        let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+        watch.attempt(started.elapsed(), status);
+        let e = match sent {
             Ok(resp) if call.idempotent && retryable(resp.status()) && retried < retries => {
                 nodes.up(node);
                 let status = resp.status().as_u16();

@@ -234,7 +234,7 @@ impl Session {
         let token = self.auth.token();
         let mut call = Call::new(method, &uri).bearer(token.clone()).stream(body);
         let resp = self.auth.client.send_upload(&mut call, &progress).await?;
-        match http::check(resp, false).await {
+        match self.auth.client.check(resp, false).await {
             Ok(resp) => {
                 http::discard(resp).await;
                 Ok(sent.load(Ordering::Relaxed))
@@ -317,12 +317,14 @@ impl Auth {
         call.set_bearer(token.clone());
         let resp = self.client.send(call).await?;
         if resp.status() != StatusCode::UNAUTHORIZED || self.password.is_none() {
-            return http::check(resp, false).await;
+            return self.client.check(resp, false).await;
         }
         http::discard(resp).await;
         self.refresh(&token).await?;
         call.set_bearer(self.token());
-        http::check(self.client.send(call).await?, false).await
+        self.client
+            .check(self.client.send(call).await?, false)
+            .await
     }
 
     /// Logs in again after `failed` was refused, unless the token was replaced meanwhile (by

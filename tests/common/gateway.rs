@@ -41,6 +41,7 @@ pub struct GatewayBuilder {
     qumulo: String,
     ftp: String,
     ports: Option<PassivePorts>,
+    tables: String,
 }
 
 impl GatewayBuilder {
@@ -54,6 +55,13 @@ impl GatewayBuilder {
     /// Listens on `listen` (e.g. `[::]:0` for IPv6 and IPv4 clients) instead of `127.0.0.1:0`.
     pub fn listen(mut self, listen: &str) -> Self {
         self.listen = listen.to_owned();
+        self
+    }
+
+    /// Adds `text` after the `[qumulo]` table: whole tables, e.g. `[metrics]\nlisten = "…"`.
+    pub fn tables(mut self, text: &str) -> Self {
+        self.tables.push_str(text);
+        self.tables.push('\n');
         self
     }
 
@@ -72,8 +80,8 @@ impl GatewayBuilder {
         let ports = self.ports.unwrap_or_else(PassivePorts::block);
         let (low, high) = ports.range();
         let config = format!(
-            "[ftp]\nlisten = \"{}\"\npassive-ports = \"{low}-{high}\"\n{}\n[qumulo]\n{}\n",
-            self.listen, self.ftp, self.qumulo
+            "[ftp]\nlisten = \"{}\"\npassive-ports = \"{low}-{high}\"\n{}\n[qumulo]\n{}\n{}",
+            self.listen, self.ftp, self.qumulo, self.tables
         );
         let config_path = dir.path().join("qftpd.toml");
         std::fs::write(&config_path, &config).expect("write gateway config");
@@ -123,6 +131,7 @@ impl Gateway {
             qumulo: qumulo.to_owned(),
             ftp: String::new(),
             ports: None,
+            tables: String::new(),
         }
     }
 

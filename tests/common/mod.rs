@@ -12,6 +12,7 @@
 //! - [`qq`]: the real `qq` CLI against a simulator;
 //! - [`data`]: deterministic test data and digests;
 //! - [`netns`]: networks of network namespaces (root only), for tests of several hosts.
+//! - [`http`]: a raw HTTP client for the health and metrics listener.
 //!
 //! Every test starts its own simulator and gateway, so tests run in parallel without sharing
 //! state: no fixed ports, no sleeps for readiness.
@@ -25,6 +26,7 @@ pub mod clients;
 pub mod control;
 pub mod data;
 pub mod gateway;
+pub mod http;
 pub mod netns;
 pub mod ports;
 pub mod process;
@@ -36,6 +38,7 @@ pub use clients::{
 };
 pub use data::{BIG_BLOCK, BigPattern, PatternVerifier, hex, pattern, sha256_file, unhex};
 pub use gateway::{Gateway, GatewayBuilder, ftps_config, qumulo_table};
+pub use http::{HttpReply, http};
 pub use ports::{PassivePorts, free_port};
 pub use process::{Process, require_tool, run_with_input, wait_with_deadline};
 pub use qq::{Qq, json_values, qq_path};

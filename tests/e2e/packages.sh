@@ -119,6 +119,11 @@ X systemctl reload qftpd
 check "FTP login, LIST, STOR, RETR on port 21" smoke
 check "qftpd.socket listens on IPv6 too, an IPv6-only socket" XS 'ss -ltn | grep -q "\[::\]:21 " && test "$(systemctl show qftpd.socket -p BindIPv6Only --value)" = ipv6-only'
 check "an IPv6 client (curl, EPSV) stores and reads back a file over [::1]:21" XS 'head -c 3000000 /dev/urandom >/tmp/v6.bin && curl -sS -g -T /tmp/v6.bin "ftp://alice:alicepw@[::1]/home/alice/v6.bin" && curl -sS -g -o /tmp/v6.back "ftp://alice:alicepw@[::1]/home/alice/v6.bin" && cmp /tmp/v6.bin /tmp/v6.back && journalctl -u qftpd --no-pager -o json | grep "\"MESSAGE\":\"login\"" | grep -q "\"CLIENT\":\"::1\""'
+check "qftpd-metrics.socket is shipped but neither enabled nor listening" XS 'systemctl cat qftpd-metrics.socket >/dev/null && ! systemctl is-enabled qftpd-metrics.socket && ! ss -ltn | grep -q ":9121 "'
+check "systemctl enable qftpd-metrics.socket, stop qftpd, start the socket: /health says ok on 127.0.0.1:9121" XS 'systemctl enable qftpd-metrics.socket && systemctl stop qftpd && systemctl start qftpd-metrics.socket && curl -sS -i --max-time 10 http://127.0.0.1:9121/health | tee /dev/stderr | tail -1 | grep -qx ok'
+check "/ready says ready" XS 'curl -sS -i --max-time 10 http://127.0.0.1:9121/ready | tee /dev/stderr | tail -1 | grep -qx ready'
+check "/metrics has the node up and the logins counter" XS 'curl -sS --max-time 10 http://127.0.0.1:9121/metrics | tee /dev/stderr >/tmp/metrics.txt && grep -q "^qftpd_cluster_node_up{node=.*} 1$" /tmp/metrics.txt && grep -q "^# TYPE qftpd_logins counter$" /tmp/metrics.txt'
+check "a login afterwards is counted in /metrics" XS 'python3 /e2e/ftp_smoke.py smoke alice alicepw && curl -sS --max-time 10 http://127.0.0.1:9121/metrics | grep -q "^qftpd_logins_total{result=\"success\"} [1-9]"'
 check "the service runs as a non-root user without capabilities" XS 'pid=$(systemctl show -p MainPID --value qftpd); test "$pid" -gt 0 && test "$(ps -o user= -p "$pid")" != root && grep -q "^CapEff:\s*0000000000000000" /proc/$pid/status && grep -q "^CapBnd:\s*0000000000000000" /proc/$pid/status'
 check "systemctl status shows the STATUS text" wait_for 'systemctl status qftpd --no-pager | grep -q "Status: \".*session(s)"' 20
 
@@ -176,7 +181,7 @@ check "FTP works after the restart" smoke
 step "systemd-analyze in the booted system"
 check "security exposure 2.0 or lower" XS 'systemd-analyze security qftpd.service --no-pager --threshold=20'
 X systemd-analyze security qftpd.service --no-pager | tail -1
-check "verify is clean" XS 'out=$(systemd-analyze verify /lib/systemd/system/qftpd.socket /lib/systemd/system/qftpd.service /usr/lib/systemd/system/qftpd.socket /usr/lib/systemd/system/qftpd.service 2>&1 | grep -v "No such file" | grep qftpd); echo "$out"; test -z "$out"'
+check "verify is clean" XS 'out=$(systemd-analyze verify /lib/systemd/system/qftpd.socket /lib/systemd/system/qftpd.service /usr/lib/systemd/system/qftpd.socket /usr/lib/systemd/system/qftpd.service /lib/systemd/system/qftpd-metrics.socket /usr/lib/systemd/system/qftpd-metrics.socket 2>&1 | grep -v "No such file" | grep qftpd); echo "$out"; test -z "$out"'
 
 step "upgrade to $DEB_NEW keeps the edited configuration"
 check "apt-get install of the new version" X env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /pkgs/"$DEB_NEW"
@@ -187,7 +192,7 @@ check "FTP works after the upgrade" smoke
 
 step "purge removes everything"
 check "apt-get purge" X env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q qftpd
-check "no unit left" XS '! systemctl cat qftpd.service qftpd.socket >/dev/null 2>&1 && ! ss -ltn | grep -q ":21 "'
+check "no unit left" XS '! systemctl cat qftpd.service qftpd.socket >/dev/null 2>&1 && ! ss -ltn | grep -q ":21 " && ! systemctl cat qftpd-metrics.socket >/dev/null 2>&1 && ! ss -ltn | grep -q ":9121 "'
 check "no file left" XS 'test ! -e /usr/bin/qftpd && test ! -e /etc/qftpd && test ! -e /usr/share/doc/qftpd'
 check "no qftpd process left" XS '! pgrep -x qftpd'
 

@@ -90,6 +90,13 @@ impl FailedLogins {
             .is_some_and(|r| r.banned(now))
     }
 
+    /// How many addresses are banned now.
+    pub fn bans_active(&self) -> usize {
+        let now = Instant::now();
+        let state = self.state();
+        state.addresses.values().filter(|r| r.banned(now)).count()
+    }
+
     /// Starts a login of `user` from `ip`: waits until the address may have one more login
     /// checked and, when the user name is under attack, for the login's delay or turn. The
     /// login counts against the address until the returned attempt is settled or dropped.
