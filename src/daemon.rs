@@ -313,10 +313,6 @@ async fn signals(service: Arc<Service>, handlers: Option<Signals>) {
         }
     }
     let sessions = service.stats.sessions.load(Ordering::Relaxed);
-    tracing::info!(
-        sessions,
-        "stopping: no new sessions; running transfers may finish"
-    );
     systemd::stopping(&format!("stopping: draining {sessions} session(s)"));
 }
 

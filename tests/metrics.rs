@@ -244,6 +244,44 @@ fn ready_says_draining_while_a_download_finishes_then_the_process_exits() {
     );
 }
 
+/// With `stop-delay`, a stop turns `/ready` 503 at once but the FTP port stays open, and new
+/// sessions are served, until the delay is over; then the port closes and the process exits.
+#[test]
+fn a_stop_delay_keeps_taking_sessions_while_ready_says_503() {
+    let (_sim, mut gw, metrics) = start("stop-delay = 3");
+    let mut before = Control::login(gw.addr, ALICE);
+    let stopped = std::time::Instant::now();
+    gw.signal("TERM");
+    wait_until(Duration::from_secs(5), "/ready says draining", || {
+        http(metrics, "GET", "/ready").status == 503
+    });
+    let mut during = Control::login(gw.addr, ALICE);
+    during.cmd("PWD").assert_code(257);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "the session during the delay came too late to show anything: {:?}",
+        stopped.elapsed()
+    );
+    // Both sessions are idle: the end of the delay closes them with 421.
+    for c in [&mut before, &mut during] {
+        c.set_read_timeout(Duration::from_secs(20));
+        assert!(c.reply_lenient().starts_with("421"));
+    }
+    let waited = stopped.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "closed after {waited:?}"
+    );
+    let exit = gw.wait_exit(Duration::from_secs(30));
+    assert!(exit.success(), "{exit}");
+    assert!(std::net::TcpStream::connect(gw.addr).is_err());
+    let log = gw.stderr_log();
+    assert!(
+        log.contains("new sessions are still taken for 3 s"),
+        "{log}"
+    );
+}
+
 #[test]
 fn a_changed_metrics_listen_waits_for_a_restart() {
     let (_sim, mut gw, metrics) = start("");

@@ -188,6 +188,7 @@ impl Topology {
              proxy-protocol-from = [\"{LB}\"]\n\
              max-connections = 100\n\
              shutdown-grace = 60\n\
+             stop-delay = 2\n\
              tls.certificate = \"{cert}\"\n\
              tls.key = \"{key}\"\n\
              [ftp.failed-logins]\n\

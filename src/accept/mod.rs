@@ -73,10 +73,26 @@ pub async fn run(
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut accept_failed: Option<Instant> = None;
     let mut next = 0;
+    // Set when the stop came with a `stop-delay`: new sessions are taken until it is over.
+    let mut delayed_stop: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown, if delayed_stop.is_none() => {
+                stats.draining.store(true, Ordering::Relaxed);
+                let delay = live.get().map_or(Duration::ZERO, |gateway| gateway.stop_delay());
+                if delay.is_zero() {
+                    break;
+                }
+                tracing::info!(
+                    delay_secs = delay.as_secs(),
+                    "stopping: /ready answers 503; new sessions are still taken for {} s",
+                    delay.as_secs()
+                );
+                delayed_stop = Some(Box::pin(tokio::time::sleep(delay)));
+                continue;
+            }
+            () = async { delayed_stop.as_mut().expect("guarded").await }, if delayed_stop.is_some() => break,
             _ = heartbeat.tick() => {
                 stats.beat();
                 continue;
@@ -145,8 +161,11 @@ pub async fn run(
             Err(refusal) => turn_away(&mut sessions, connection.stream, refusal),
         }
     }
-    stats.draining.store(true, Ordering::Relaxed);
     drop(listeners);
+    tracing::info!(
+        sessions = stats.sessions.load(Ordering::Relaxed),
+        "stopping: no new sessions; running transfers may finish"
+    );
     stop.cancel();
     let grace = live.get().map_or_else(
         || Duration::from_secs(crate::config::FtpConfig::default().shutdown_grace),

@@ -88,6 +88,14 @@ impl Config {
                  the gateway's sessions, logins and cluster nodes (keep it on a management network)"
             ));
         }
+        if self.ftp.stop_delay + self.ftp.shutdown_grace >= 30 {
+            warnings.push(format!(
+                "ftp.stop-delay ({}) + ftp.shutdown-grace ({}) is 30 s or more: qftpd.service \
+                 kills the service 30 s after it is told to stop (TimeoutStopSec=); raise that \
+                 too (systemctl edit qftpd.service)",
+                self.ftp.stop_delay, self.ftp.shutdown_grace
+            ));
+        }
         if self.qumulo.accept_invalid_certs {
             warnings.push(format!(
                 "qumulo.accept-invalid-certs is on: the certificate of {} is not verified",

@@ -110,6 +110,12 @@ pub struct FtpConfig {
     pub chroot_users: bool,
     /// Seconds running transfers may take to finish when the service stops.
     pub shutdown_grace: u64,
+    /// Seconds the service goes on taking new sessions after it is told to stop, with `/ready`
+    /// answering 503 meanwhile: time for a load balancer that checks `/ready` to send new
+    /// sessions elsewhere before this gateway's port closes (its check interval times its fall
+    /// count). Then running transfers have `shutdown-grace` to finish. 0: the port closes at
+    /// once.
+    pub stop_delay: u64,
     /// Seconds a session may stay idle (no command, no transfer) before it is closed.
     pub idle_timeout: u64,
     /// Seconds a data connection may stall (not connected yet, or no byte moving) before the
@@ -215,6 +221,7 @@ impl Default for FtpConfig {
             timezone: chrono_tz::UTC,
             chroot_users: false,
             shutdown_grace: 20,
+            stop_delay: 0,
             idle_timeout: 600,
             data_timeout: 120,
             login_timeout: 60,

@@ -241,6 +241,11 @@ impl Gateway {
         served.map_err(|e| e.to_string())
     }
 
+    /// How long the service goes on taking new sessions after it is told to stop.
+    pub fn stop_delay(&self) -> Duration {
+        Duration::from_secs(self.ftp.stop_delay)
+    }
+
     /// How long running transfers may take to finish when the service stops.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.ftp.shutdown_grace)

@@ -88,8 +88,10 @@ where
 }
 
 // qftpd patch: how long a session whose transfer a stop waited for may take to send QUIT after
-// the transfer's reply (clients send it at once), before it gets 421.
-const DRAIN_QUIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+// the transfer ended, before it gets 421. Clients send it as soon as they have read the
+// transfer's reply, but that comes after the end of the data, which may still be in socket
+// and load balancer buffers (megabytes: seconds for a slow client).
+const DRAIN_QUIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Does TCP processing when an FTP client connects
 #[tracing_attributes::instrument]
