@@ -1111,19 +1111,6 @@ const BOB: (&str, &str) = ("bob", "bobpw");
 /// Another client on the loopback network.
 const STRANGER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
-/// EPSV; the address of the reply (the host is the control connection's).
-fn epsv(c: &mut Control, host: IpAddr) -> SocketAddr {
-    let reply = c.cmd("EPSV");
-    reply.assert_code(229);
-    let text = reply.text();
-    let port = text
-        .split_once("(|||")
-        .and_then(|(_, rest)| rest.split_once("|)"))
-        .and_then(|(port, _)| port.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {text:?}"));
-    SocketAddr::new(host, port)
-}
-
 /// The server closed `stream` without sending anything on it.
 fn assert_closed_by_server(stream: &mut TcpStream, what: &str) {
     match stream.read(&mut [0u8; 64]) {
@@ -1157,7 +1144,7 @@ fn gateway_a_new_pasv_closes_the_previous_listener() {
             if i % 2 == 0 {
                 hog.pasv()
             } else {
-                epsv(&mut hog, host)
+                hog.epsv(host)
             }
         })
         .collect();

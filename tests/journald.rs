@@ -296,6 +296,86 @@ fn spawn_gateway(
     )
 }
 
+/// A gateway logging to a journald of its own (in a mount namespace of the test's) over a
+/// simulator, its FTP port answering. Fields drop in order: the processes, then their files.
+struct JournaledGateway {
+    children: Children,
+    dir: tempfile::TempDir,
+    _sim: Sim,
+    ns_pid: u32,
+    pid: u32,
+    port: u16,
+    stderr_path: PathBuf,
+}
+
+impl JournaledGateway {
+    /// `None`, said as `skipped: WHAT: why`, when journald cannot run here; `prefix` names the
+    /// temporary directory.
+    fn start(what: &str, prefix: &str) -> Option<JournaledGateway> {
+        let sim = Sim::start(&[(USER, PASSWORD)], None, &[]);
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("temp dir");
+        let mut children = Children::default();
+        let ns_pid = match start_journald(&mut children, dir.path()) {
+            Ok(pid) => pid,
+            Err(why) => {
+                println!("skipped: {what}: {why}");
+                return None;
+            }
+        };
+        // The gateway, in the same namespace, logging to journald only, on a fixed free port.
+        let port = free_port();
+        let qumulo = format!(
+            "url = \"{}\"\nca-file = \"{}\"",
+            sim.url,
+            sim.cert_pem_path.display()
+        );
+        let config = write_config(
+            dir.path(),
+            "qftpd.toml",
+            &format!("127.0.0.1:{port}"),
+            &qumulo,
+            "journald",
+        );
+        let stderr_path = dir.path().join("qftpd.stderr");
+        let ns = ns_pid.to_string();
+        let pid = spawn_gateway(
+            &mut children,
+            &nsenter(&ns),
+            &config,
+            &[],
+            File::create(&stderr_path).expect("gateway stderr"),
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let exited = wait_for(
+            "the gateway's FTP port",
+            || match children.exited(pid) {
+                Some(status) => Some(Some(status)),
+                None => TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                    .ok()
+                    .map(|_| None),
+            },
+            || read_lossy(&stderr_path),
+        );
+        assert!(
+            exited.is_none(),
+            "the gateway exited ({exited:?}); stderr:\n{}",
+            read_lossy(&stderr_path)
+        );
+        Some(JournaledGateway {
+            children,
+            dir,
+            _sim: sim,
+            ns_pid,
+            pid,
+            port,
+            stderr_path,
+        })
+    }
+}
+
 /// `nsenter` into the mount namespace of `ns_pid`.
 fn nsenter(ns_pid: &str) -> [&str; 5] {
     ["nsenter", "-t", ns_pid, "-m", "--"]
@@ -355,59 +435,19 @@ fn events_reach_the_journal_with_their_fields() {
         println!("skipped: journald end-to-end test: {why}");
         return;
     }
-    let sim = Sim::start(&[(USER, PASSWORD)], None, &[]);
-    let dir = tempfile::Builder::new()
-        .prefix("qftpd-journald-")
-        .tempdir()
-        .expect("temp dir");
-    let mut children = Children::default();
-    let ns_pid = match start_journald(&mut children, dir.path()) {
-        Ok(pid) => pid,
-        Err(why) => {
-            println!("skipped: journald end-to-end test: {why}");
-            return;
-        }
+    let Some(JournaledGateway {
+        children: _children,
+        _sim,
+        dir,
+        ns_pid,
+        pid,
+        port,
+        stderr_path,
+        ..
+    }) = JournaledGateway::start("journald end-to-end test", "qftpd-journald-")
+    else {
+        return;
     };
-
-    // The gateway, in the same namespace, logging to journald only, on a fixed free port.
-    let port = free_port();
-    let qumulo = format!(
-        "url = \"{}\"\nca-file = \"{}\"",
-        sim.url,
-        sim.cert_pem_path.display()
-    );
-    let config = write_config(
-        dir.path(),
-        "qftpd.toml",
-        &format!("127.0.0.1:{port}"),
-        &qumulo,
-        "journald",
-    );
-    let stderr_path = dir.path().join("qftpd.stderr");
-    let ns = ns_pid.to_string();
-    let pid = spawn_gateway(
-        &mut children,
-        &nsenter(&ns),
-        &config,
-        &[],
-        File::create(&stderr_path).expect("gateway stderr"),
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let exited = wait_for(
-        "the gateway's FTP port",
-        || match children.exited(pid) {
-            Some(status) => Some(Some(status)),
-            None => TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-                .ok()
-                .map(|_| None),
-        },
-        || read_lossy(&stderr_path),
-    );
-    assert!(
-        exited.is_none(),
-        "the gateway exited ({exited:?}); stderr:\n{}",
-        read_lossy(&stderr_path)
-    );
 
     let name = "journald-upload.bin";
     let data = ftp_traffic(port, dir.path(), name);
@@ -731,47 +771,19 @@ fn the_fail2ban_filter_finds_failed_logins_and_nothing_else() {
         "the filter reads qftpd.service's entries"
     );
 
-    let sim = Sim::start(&[(USER, PASSWORD)], None, &[]);
-    let dir = tempfile::Builder::new()
-        .prefix("qftpd-fail2ban-")
-        .tempdir()
-        .expect("temp dir");
-    let mut children = Children::default();
-    let ns_pid = match start_journald(&mut children, dir.path()) {
-        Ok(pid) => pid,
-        Err(why) => {
-            println!("skipped: fail2ban filter test: {why}");
-            return;
-        }
+    let Some(JournaledGateway {
+        children: _children,
+        _sim,
+        dir,
+        ns_pid,
+        pid,
+        port,
+        ..
+    }) = JournaledGateway::start("fail2ban filter test", "qftpd-fail2ban-")
+    else {
+        return;
     };
-    let port = free_port();
-    let qumulo = format!(
-        "url = \"{}\"\nca-file = \"{}\"",
-        sim.url,
-        sim.cert_pem_path.display()
-    );
-    let config = write_config(
-        dir.path(),
-        "qftpd.toml",
-        &format!("127.0.0.1:{port}"),
-        &qumulo,
-        "journald",
-    );
-    let stderr_path = dir.path().join("qftpd.stderr");
     let ns = ns_pid.to_string();
-    let pid = spawn_gateway(
-        &mut children,
-        &nsenter(&ns),
-        &config,
-        &[],
-        File::create(&stderr_path).expect("gateway stderr"),
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_for(
-        "the gateway's FTP port",
-        || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok(),
-        || read_lossy(&stderr_path),
-    );
     ftp_traffic(port, dir.path(), "fail2ban.bin");
     wait_for(
         "the failed login and the transfers in the journal",

@@ -77,19 +77,6 @@ fn relayed_v2(gw: &Gateway, client: &str) -> Control {
     c
 }
 
-/// The port of an EPSV reply, on the gateway's address.
-fn epsv(c: &mut Control, host: IpAddr) -> SocketAddr {
-    let reply = c.cmd("EPSV");
-    reply.assert_code(229);
-    let text = reply.text();
-    let port = text
-        .split_once("(|||")
-        .and_then(|(_, rest)| rest.split_once("|)"))
-        .and_then(|(port, _)| port.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {text:?}"));
-    SocketAddr::new(host, port)
-}
-
 /// STAT's line naming the client's address.
 fn stat_client(c: &mut Control) -> String {
     let reply = c.cmd("STAT");
@@ -128,7 +115,7 @@ fn relayed_sessions_are_their_clients_and_transfer_through_the_balancer() {
     c.user_pass(ADMIN);
     assert!(stat_client(&mut c).contains("[2001:db8::7]:50123"));
     let upload = pattern(2 << 20, 16);
-    let addr = epsv(&mut c, gw.addr.ip());
+    let addr = c.epsv(gw.addr.ip());
     let mut data = connect_data(addr);
     c.cmd("STOR /up.bin").assert_code(150);
     data.write_all(&upload).unwrap();

@@ -328,6 +328,20 @@ impl Control {
         Control::pasv_addr(&reply)
     }
 
+    /// EPSV; the address of the reply: its port on `host` (the control connection's host,
+    /// which EPSV does not name).
+    pub fn epsv(&mut self, host: IpAddr) -> SocketAddr {
+        let reply = self.cmd("EPSV");
+        reply.assert_code(229);
+        let text = reply.text();
+        let port = text
+            .split_once("(|||")
+            .and_then(|(_, rest)| rest.split_once("|)"))
+            .and_then(|(port, _)| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {text:?}"));
+        SocketAddr::new(host, port)
+    }
+
     /// The address of a 227 reply.
     pub fn pasv_addr(reply: &Reply) -> SocketAddr {
         let text = reply.text();
