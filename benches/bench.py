@@ -13,6 +13,7 @@ incomplete); in a full run also when a target is missed (never with --quick).
 import argparse
 import ftplib
 import http.client
+import io
 import json
 import os
 import platform
@@ -288,6 +289,7 @@ class Bench:
         self.sess_mib = int(env("BENCH_SESSION_MIB", 1 if self.quick else 16))
         self.rss_sessions = int(env("BENCH_RSS_SESSIONS", 10 if self.quick else 100))
         self.n_logins = int(env("BENCH_LOGINS", 100 if self.quick else 1000))
+        self.n_small = int(env("BENCH_SMALL_FILES", 30 if self.quick else 300))
         self.repeat = int(env("BENCH_REPEAT", 1 if self.quick else 5))
         self.work = tempfile.mkdtemp(prefix="qftpd-bench-",
                                      dir=env("BENCH_WORKDIR") or self.memory_dir())
@@ -756,6 +758,52 @@ class Bench:
                     fmt(q / b, prec=2) if (q and b) else "—", "—", None,
                     fmt(pct(ref, p), prec=2) if ref else "")
 
+    # ---- 7: small files, one session
+    def small_run(self, host, port, user, d, n):
+        """STOR, RETR and LIST of `n` 8 KiB files in `d` through one ftplib session: the
+        seconds each command took, by command."""
+        times = {"STOR": [], "RETR": [], "LIST": []}
+        data = bytes(range(256)) * 32
+        ftp = ftp_login(host, port, user, timeout=60)
+        try:
+            for i in range(n):
+                name = "%s/small-%d.bin" % (d, i)
+                t0 = time.perf_counter()
+                ftp.storbinary("STOR " + name, io.BytesIO(data))
+                times["STOR"].append(time.perf_counter() - t0)
+                got = bytearray()
+                t0 = time.perf_counter()
+                ftp.retrbinary("RETR " + name, got.extend)
+                times["RETR"].append(time.perf_counter() - t0)
+                if bytes(got) != data:
+                    fail("small file %s on port %d came back different" % (name, port))
+                t0 = time.perf_counter()
+                ftp.retrlines("LIST " + d, lambda line: None)
+                times["LIST"].append(time.perf_counter() - t0)
+            ftp.quit()
+        except Exception as e:
+            fail("small files on port %d: %s" % (port, e))
+        return times
+
+    def small_files(self):
+        n = self.n_small
+        gw, host, port = start_gateway(self.a.binary, self.work, self.sim)
+        os.makedirs(self.disk(self.sim, HOME + "/small"), exist_ok=True)
+        q = self.small_run(host, port, True, HOME + "/small", n)
+        gw.stop()
+        shutil.rmtree(self.disk(self.sim, HOME + "/small"), ignore_errors=True)
+        ref = None
+        if self.vs:
+            ref = self.small_run(self.vs["host"], self.vs["port"], False, "/up", n)
+            for f in os.listdir(self.vs["up"]):
+                os.unlink(os.path.join(self.vs["up"], f))
+        for cmd in ("STOR", "RETR", "LIST"):
+            p50 = statistics.median(q[cmd]) * 1000 if q[cmd] else None
+            r50 = statistics.median(ref[cmd]) * 1000 if ref and ref[cmd] else None
+            add_row("8 KiB %s, one session, p50 of %d (ms)" % (cmd, n), fmt(p50, prec=2), "—",
+                    "—", "≤ 3", p50 is not None and p50 <= 3,
+                    fmt(r50, prec=2) if r50 is not None else "")
+
     # ---- all
     def run(self):
         t_all = time.time()
@@ -774,6 +822,7 @@ class Bench:
         self.phase("3 RSS with %d sessions" % self.rss_sessions, self.concurrent_rss)
         self.phase("5 %d concurrent sessions" % self.sessions, self.concurrent)
         self.phase("6 %d logins" % self.n_logins, self.logins)
+        self.phase("7 %d small files" % self.n_small, self.small_files)
         total = time.time() - t_all
 
         cpu = "unknown"
