@@ -119,7 +119,7 @@ pub async fn run(
         };
         // Replies are short lines, and a transfer's 150 and 226 go out back to back: without
         // TCP_NODELAY the 226 waits for the client's delayed ACK of the 150 (40 ms on Linux).
-        // systemd's socket has it already (NoDelay=), a bound one does not.
+        // Set here whatever the listener (qftpd.socket asks for NoDelay= too).
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
