@@ -21,6 +21,8 @@ pub(super) struct Tally {
     pub(super) bytes: AtomicU64,
     /// The first failure: its kind, and its text for the reply and the log.
     pub(super) failure: OnceLock<(io::ErrorKind, String)>,
+    /// When an upload's data connection reached its end.
+    pub(super) ended: OnceLock<std::time::Instant>,
 }
 
 impl Tally {
@@ -80,9 +82,13 @@ impl<R: AsyncRead> AsyncRead for DataConnection<TimeoutReader<R>> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
+        let (before, room) = (buf.filled().len(), buf.remaining());
         let result = self.io.as_mut().poll_read(cx, buf);
-        self.tally.count(&result, buf.filled().len() - before);
+        let read = buf.filled().len() - before;
+        self.tally.count(&result, read);
+        if matches!(result, Poll::Ready(Ok(()))) && read == 0 && room > 0 {
+            self.tally.ended.get_or_init(std::time::Instant::now);
+        }
         result
     }
 }
