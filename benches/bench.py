@@ -804,6 +804,59 @@ class Bench:
                     "—", "≤ 3", p50 is not None and p50 <= 3,
                     fmt(r50, prec=2) if r50 is not None else "")
 
+    # ---- 8: cluster requests per FTP command
+    def sim_requests(self):
+        """API requests the simulator's nodes have received so far."""
+        return sum(n["requests"] for n in self.rest.request("GET", "/sim/nodes")["nodes"])
+
+    def calls_per_command(self):
+        """REST calls each FTP command costs, counted at the simulator: one session, one
+        command (or pair) at a time, after the gateway has learnt what it keeps."""
+        gw, host, port = start_gateway(self.a.binary, self.work, self.sim)
+        d = HOME + "/calls"
+        os.makedirs(self.disk(self.sim, d), exist_ok=True)
+        with open(self.disk(self.sim, d + "/old.bin"), "wb") as f:
+            f.write(b"old" * 1000)
+        for i in range(1000):
+            open(self.disk(self.sim, d + "/e%04d" % i), "wb").close()
+        data = b"n" * 8192
+        # A first session, so that what the gateway learns once (the cluster's name) is known.
+        ftp_login(host, port, True, timeout=60).quit()
+        counts = []
+        try:
+            before = self.sim_requests()
+            ftp = ftp_login(host, port, True, timeout=60)
+            counts.append(("login", self.sim_requests() - before, 2))
+
+            def count(what, target, fn):
+                b = self.sim_requests()
+                fn()
+                counts.append((what, self.sim_requests() - b, target))
+
+            count("CWD", 1, lambda: ftp.cwd(d))
+            count("LIST of 1,001 entries", 1, lambda: ftp.retrlines("LIST", lambda l: None))
+            count("NLST of 1,001 entries", 1, lambda: ftp.nlst())
+            count("MLSD of 1,001 entries", 1, lambda: list(ftp.mlsd()))
+            count("STOR (new)", 3, lambda: ftp.storbinary("STOR new.bin", io.BytesIO(data)))
+            count("STOR (overwrite)", 3,
+                  lambda: ftp.storbinary("STOR old.bin", io.BytesIO(data)))
+            count("APPE", 2, lambda: ftp.storbinary("APPE old.bin", io.BytesIO(data)))
+            count("RETR", 1, lambda: ftp.retrbinary("RETR old.bin", lambda b: None))
+            count("SIZE", 1, lambda: ftp.size("old.bin"))
+            count("MDTM", 1, lambda: ftp.voidcmd("MDTM old.bin"))
+            count("MLST", 1, lambda: ftp.voidcmd("MLST old.bin"))
+            count("RNFR+RNTO", 2, lambda: ftp.rename("new.bin", "moved.bin"))
+            count("DELE", 1, lambda: ftp.delete("moved.bin"))
+            count("MKD", 1, lambda: ftp.mkd("sub"))
+            count("RMD", 1, lambda: ftp.rmd("sub"))
+            ftp.quit()
+        except Exception as e:
+            fail("REST calls per command: %s" % e)
+        gw.stop()
+        shutil.rmtree(self.disk(self.sim, d), ignore_errors=True)
+        for what, n, target in counts:
+            add_row("REST calls: %s" % what, str(n), "—", "—", "≤ %d" % target, n <= target)
+
     # ---- all
     def run(self):
         t_all = time.time()
@@ -823,6 +876,7 @@ class Bench:
         self.phase("5 %d concurrent sessions" % self.sessions, self.concurrent)
         self.phase("6 %d logins" % self.n_logins, self.logins)
         self.phase("7 %d small files" % self.n_small, self.small_files)
+        self.phase("8 REST calls per FTP command", self.calls_per_command)
         total = time.time() - t_all
 
         cpu = "unknown"
