@@ -817,7 +817,7 @@ class Bench:
         os.makedirs(self.disk(self.sim, d), exist_ok=True)
         with open(self.disk(self.sim, d + "/old.bin"), "wb") as f:
             f.write(b"old" * 1000)
-        for i in range(1000):
+        for i in range(999):
             open(self.disk(self.sim, d + "/e%04d" % i), "wb").close()
         data = b"n" * 8192
         # A first session, so that what the gateway learns once (the cluster's name) is known.
@@ -834,9 +834,9 @@ class Bench:
                 counts.append((what, self.sim_requests() - b, target))
 
             count("CWD", 1, lambda: ftp.cwd(d))
-            count("LIST of 1,001 entries", 1, lambda: ftp.retrlines("LIST", lambda l: None))
-            count("NLST of 1,001 entries", 1, lambda: ftp.nlst())
-            count("MLSD of 1,001 entries", 1, lambda: list(ftp.mlsd()))
+            count("LIST of 1,000 entries", 1, lambda: ftp.retrlines("LIST", lambda l: None))
+            count("NLST of 1,000 entries", 1, lambda: ftp.nlst())
+            count("MLSD of 1,000 entries", 1, lambda: list(ftp.mlsd()))
             count("STOR (new)", 3, lambda: ftp.storbinary("STOR new.bin", io.BytesIO(data)))
             count("STOR (overwrite)", 3,
                   lambda: ftp.storbinary("STOR old.bin", io.BytesIO(data)))
