@@ -1235,11 +1235,19 @@ fn welcome_names_the_cluster_for_every_user_with_an_access_token() {
 }
 
 /// Without an access token, an administrator's login teaches the gateway the name, for every
-/// later user, and a reload that keeps the cluster keeps it.
+/// later user, and a reload that keeps the cluster keeps it. Until then a user the cluster
+/// refused the name to is not asked it again, and the version is read once: its logins are
+/// POST session/login and GET who-am-i.
 #[test]
 fn welcome_names_the_cluster_for_every_user_after_an_administrator_logged_in() {
-    let (_sim, gw) = start("");
+    let (sim, gw) = start("");
     assert_eq!(welcome_of(&gw, ALICE), UNNAMED);
+    let before = requests(&sim);
+    for _ in 0..5 {
+        assert_eq!(welcome_of(&gw, ALICE), UNNAMED);
+    }
+    let spent = requests(&sim) - before;
+    assert!(spent <= 5 * 2 + 2, "5 logins took {spent} REST requests");
     assert_eq!(welcome_of(&gw, ADMIN), NAMED);
     assert_eq!(welcome_of(&gw, ALICE), NAMED);
     assert_eq!(welcome_of(&gw, BOB), NAMED);

@@ -3,7 +3,9 @@
 //! gateway's own access token when it has one, else from such a user's login, and keeps it
 //! in the [`ClusterName`] shared by every gateway of the cluster (it survives a reload).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::qumulo::{Client, Error, ErrorKind, Session};
 
@@ -30,11 +32,52 @@ pub struct ClusterName {
     /// Held while the name is read with the access token, so that logins waiting for it
     /// find it read once rather than each reading it.
     learning: tokio::sync::Mutex<()>,
+    /// The cluster's version while its name is not known, and when it was read.
+    version: RwLock<Option<(String, Instant)>>,
+    /// Users the cluster refused its settings (the name) to, and when: not asked again for
+    /// `ASK_AGAIN`, so that their logins cost no call that cannot succeed.
+    refused: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a version read, or a user's refusal to read the name, is taken as still true.
+const ASK_AGAIN: Duration = Duration::from_secs(600);
+/// The most users whose refusal is remembered (beyond, the older half is forgotten).
+const REFUSALS_KEPT: usize = 10_000;
 
 impl ClusterName {
     fn get(&self) -> Option<Named> {
         self.known.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The version read last, if it is recent.
+    fn version(&self) -> Option<String> {
+        let version = self.version.read().unwrap_or_else(|p| p.into_inner());
+        version
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < ASK_AGAIN)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn set_version(&self, version: &str) {
+        *self.version.write().unwrap_or_else(|p| p.into_inner()) =
+            Some((version.to_string(), Instant::now()));
+    }
+
+    /// Whether `user` was refused the name lately.
+    fn refused_lately(&self, user: &str) -> bool {
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.get(user).is_some_and(|at| at.elapsed() < ASK_AGAIN)
+    }
+
+    fn refused_to(&self, user: &str) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.len() >= REFUSALS_KEPT {
+            let mut times: Vec<Instant> = refused.values().copied().collect();
+            times.sort_unstable();
+            let cut = times[times.len() / 2];
+            refused.retain(|_, at| *at > cut);
+        }
+        refused.insert(user.to_string(), Instant::now());
     }
 
     /// Keeps `named`; says so when it is new or changed.
@@ -67,6 +110,8 @@ impl ClusterNames {
                     urls: sorted,
                     known: RwLock::new(None),
                     learning: tokio::sync::Mutex::new(()),
+                    version: RwLock::new(None),
+                    refused: Mutex::new(HashMap::new()),
                 });
                 *current = Some(name.clone());
                 name
@@ -120,7 +165,9 @@ impl Welcome {
 
     /// The 230 text of a user logged in with `session`. Reads nothing when the name is known;
     /// otherwise reads it with the access token, or else with the user's own session (which
-    /// teaches it to every later login when the user may read it).
+    /// teaches it to every later login when the user may read it). A user the cluster refused
+    /// it to is not asked again for 10 minutes, and the version alone is kept as long, so that
+    /// those logins cost the cluster the login and who-am-i only.
     pub async fn text(&self, session: &Session) -> String {
         if let Some(named) = self.name.get() {
             return named.welcome();
@@ -128,17 +175,43 @@ impl Welcome {
         if let Some(named) = self.learn_with_token(Occasion::Login).await {
             return named.welcome();
         }
-        let (settings, version) = tokio::join!(session.cluster_settings(), session.version());
+        // The user's own session: its settings, unless it was refused them lately (only some
+        // users may read them); the version, unless it was read lately.
+        let user = session.username();
+        let ask_name = !self.name.refused_lately(user);
+        let known_version = self.name.version();
+        let (settings, version) = tokio::join!(
+            async {
+                match ask_name {
+                    true => Some(session.cluster_settings().await),
+                    false => None,
+                }
+            },
+            async {
+                match known_version {
+                    Some(v) => Ok(v),
+                    None => session.version().await.map(|v| v.revision_id),
+                }
+            },
+        );
         match (settings, version) {
-            (Ok(s), Ok(v)) => {
+            (Some(Ok(s)), Ok(v)) => {
                 let named = Named {
                     cluster: s.cluster_name,
-                    version: v.revision_id,
+                    version: v,
                 };
-                self.name.set(named.clone(), session.username());
+                self.name.set(named.clone(), user);
                 named.welcome()
             }
-            (Err(_), Ok(v)) => super::errors::welcome(None, Some(&v.revision_id)),
+            (settings, Ok(v)) => {
+                if let Some(Err(e)) = settings
+                    && matches!(e.kind(), ErrorKind::Denied | ErrorKind::Unauthorized)
+                {
+                    self.name.refused_to(user);
+                }
+                self.name.set_version(&v);
+                super::errors::welcome(None, Some(&v))
+            }
             (_, Err(_)) => super::errors::welcome(None, None),
         }
     }
