@@ -115,12 +115,26 @@ pub struct Gateway {
     passive_host: PassiveHost,
     chroot: bool,
     ftp: FtpConfig,
+    /// The load balancers of `ftp.proxy-protocol-from`, shared with the sessions they relay.
+    balancers: Balancers,
     /// FTPS, when configured: one rustls configuration for every connection.
     tls: Option<Arc<rustls::ServerConfig>>,
     /// The 230 text, naming the cluster.
     welcome: Arc<welcome::Welcome>,
     /// Failed logins and the cluster's name, shared with the gateways before and after.
     memory: Arc<LoginMemory>,
+}
+
+/// Load balancer addresses (`ftp.proxy-protocol-from`).
+#[derive(Debug, Clone)]
+struct Balancers(Arc<[ipnet::IpNet]>);
+
+impl Balancers {
+    /// Whether `ip` (IPv4-mapped IPv6 as IPv4) is one of them.
+    fn contain(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
 }
 
 impl Gateway {
@@ -178,6 +192,7 @@ impl Gateway {
                 data_timeout: Duration::from_secs(config.ftp.data_timeout),
             }),
             ftp: config.ftp.clone(),
+            balancers: Balancers(config.ftp.proxy_protocol_from.as_slice().into()),
             tls: files.tls,
             welcome,
             memory,
@@ -207,11 +222,7 @@ impl Gateway {
     /// Whether connections from `ip` come from a load balancer that begins them with a PROXY
     /// protocol header (`ftp.proxy-protocol-from`).
     pub fn relays(&self, ip: std::net::IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.ftp
-            .proxy_protocol_from
-            .iter()
-            .any(|net| net.contains(&ip))
+        self.balancers.contain(ip)
     }
 
     /// Serves the control connection `stream` with `server` (from [`Self::session_server`])
@@ -228,9 +239,8 @@ impl Gateway {
         let served = match relayed_client {
             None => server.service(stream).await,
             Some(client) => {
-                let balancers = self.ftp.proxy_protocol_from.clone();
-                let data_from =
-                    move |ip: std::net::IpAddr| balancers.iter().any(|net| net.contains(&ip));
+                let balancers = self.balancers.clone();
+                let data_from = move |ip: std::net::IpAddr| balancers.contain(ip);
                 let peer = ControlPeer {
                     client,
                     data_from: Some(Arc::new(data_from)),
