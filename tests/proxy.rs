@@ -35,6 +35,13 @@ fn start(extra_ftp: &str) -> (Sim, Gateway) {
 
 /// A control connection relayed for `client` with a v1 header; the greeting is read.
 fn relayed_v1(gw: &Gateway, client: &str) -> Control {
+    let mut c = open_relayed_v1(gw, client);
+    c.reply().assert_code(220);
+    c
+}
+
+/// A control connection relayed for `client` with a v1 header; nothing is read yet.
+fn open_relayed_v1(gw: &Gateway, client: &str) -> Control {
     let client: SocketAddr = client.parse().unwrap();
     let family = if client.is_ipv4() { "TCP4" } else { "TCP6" };
     let (dst_ip, dst_port) = (gw.addr.ip(), gw.addr.port());
@@ -52,7 +59,6 @@ fn relayed_v1(gw: &Gateway, client: &str) -> Control {
         )
         .as_bytes(),
     );
-    c.reply().assert_code(220);
     c
 }
 
@@ -152,9 +158,7 @@ fn bans_and_caps_count_the_client_not_the_balancer() {
         c.cmd("USER admin").assert_code(331);
         c.cmd("PASS wrong").assert_code(530);
     }
-    let mut banned = Control::open(gw.addr);
-    banned.send(b"PROXY TCP4 192.0.2.66 127.0.0.1 1001 21\r\n");
-    banned
+    open_relayed_v1(&gw, "192.0.2.66:1001")
         .reply()
         .assert_says(421, "Too many failed logins from your address");
     let mut other = relayed_v2(&gw, "192.0.2.67:1000");
@@ -170,9 +174,7 @@ fn bans_and_caps_count_the_client_not_the_balancer() {
     // Two connections of one client at most; another client still gets in.
     let _one = relayed_v1(&gw, "198.51.100.1:1");
     let _two = relayed_v1(&gw, "198.51.100.1:2");
-    let mut third = Control::open(gw.addr);
-    third.send(b"PROXY TCP4 198.51.100.1 127.0.0.1 3 21\r\n");
-    third
+    open_relayed_v1(&gw, "198.51.100.1:3")
         .reply()
         .assert_says(421, "Too many connections from your address");
     let mut elsewhere = relayed_v1(&gw, "198.51.100.2:1");
