@@ -186,3 +186,47 @@ impl<T> InForce<T> {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(value));
     }
 }
+
+/// The failed accepts of a listening socket (out of file descriptors and the like): the loop
+/// pauses after each instead of spinning, and says so once per burst, not ten times a second.
+#[derive(Debug, Default)]
+pub struct AcceptFailures {
+    /// The last failure.
+    last: Option<Instant>,
+}
+
+impl AcceptFailures {
+    /// How long a loop waits after a failed accept.
+    pub const PAUSE: Duration = Duration::from_millis(100);
+
+    /// Notes a failure; whether it begins a burst (nothing failed in the last 10 s), which is
+    /// worth a log line.
+    pub fn failed(&mut self) -> bool {
+        let now = Instant::now();
+        let first = self
+            .last
+            .is_none_or(|last| now - last > Duration::from_secs(10));
+        self.last = Some(now);
+        first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_failed_accepts_is_said_once() {
+        let mut failures = AcceptFailures::default();
+        assert!(failures.failed(), "the first failure begins a burst");
+        assert!(
+            !failures.failed() && !failures.failed(),
+            "the next ones belong to it"
+        );
+        failures.last = Some(Instant::now() - Duration::from_secs(11));
+        assert!(
+            failures.failed(),
+            "after 10 quiet seconds a new burst begins"
+        );
+    }
+}

@@ -23,14 +23,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ftp::Gateway;
-use crate::state::{HEARTBEAT, InForce, Stats};
+use crate::state::{AcceptFailures, HEARTBEAT, InForce, Stats};
 use admission::{Admission, Permit, Refusal, refuse, turn_away};
 use proxy::{HeaderError, Origin};
 
@@ -71,7 +71,7 @@ pub async fn run(
     let mut sessions = JoinSet::new();
     let stop = CancellationToken::new();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    let mut accept_failed: Option<Instant> = None;
+    let mut accept_failures = AcceptFailures::default();
     let mut next = 0;
     // Set when the stop came with a `stop-delay`: new sessions are taken until it is over.
     let mut delayed_stop: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
@@ -103,16 +103,14 @@ pub async fn run(
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning, and
                     // say so once per burst, not ten times a second.
-                    let now = Instant::now();
-                    if accept_failed.is_none_or(|last| now - last > Duration::from_secs(10)) {
+                    if accept_failures.failed() {
                         tracing::error!(
                             error = %e,
                             sessions = stats.sessions.load(Ordering::Relaxed),
                             "accept failed; new connections wait in the listen queue"
                         );
                     }
-                    accept_failed = Some(now);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(AcceptFailures::PAUSE).await;
                     continue;
                 }
             },

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::Metrics;
+use crate::state::AcceptFailures;
 
 /// Connections served at once; more are closed as soon as they are accepted.
 const MAX_CONNECTIONS: usize = 16;
@@ -78,12 +79,15 @@ pub async fn serve(listener: TcpListener, from_systemd: bool, metrics: Arc<Metri
     tracing::info!("metrics, /health and /ready on http://{at} ({how})");
     let app = router(metrics);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut failures = AcceptFailures::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "metrics listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                if failures.failed() {
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                }
+                tokio::time::sleep(AcceptFailures::PAUSE).await;
                 continue;
             }
         };
