@@ -11,270 +11,24 @@ incomplete); in a full run also when a target is missed (never with --quick).
 """
 
 import argparse
-import ftplib
-import http.client
 import io
-import json
 import os
 import platform
-import resource
 import shutil
 import signal
-import socket
-import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
-from harness import (HOME, PASSWORD, USER, Proc, free_port, start_gateway, start_sim,
-                     stop_procs)
-
-MIB = 1024 * 1024
-VSFTPD_PASV = (33000, 35999)
-VSFTPD_CONFS = []
-FAILURES = []   # correctness failures
-ROWS = []       # table rows
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def fail(msg):
-    FAILURES.append(msg)
-    log("   FAIL: " + msg)
-
-
-# --------------------------------------------------------------------------- processes
-
-def stop_all(*_):
-    stop_procs()
-    # vsftpd's per-session processes leave its process group: end those started with our
-    # own configuration file (by pid).
-    for conf in VSFTPD_CONFS:
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if conf.encode() in argv:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    pass
-
-
-def start_vsftpd(work):
-    exe = shutil.which("vsftpd") or ("/usr/sbin/vsftpd" if os.path.exists("/usr/sbin/vsftpd")
-                                      else None)
-    if not exe or os.geteuid() != 0:
-        return None
-    import pwd
-    try:
-        ftp_pw = pwd.getpwnam("ftp")
-    except KeyError:
-        return None
-    root = os.path.join(work, "vsftpd-root")
-    up = os.path.join(root, "up")
-    os.makedirs(up, exist_ok=True)
-    os.chmod(root, 0o755)
-    os.chown(up, ftp_pw.pw_uid, ftp_pw.pw_gid)
-    os.chmod(up, 0o777)
-    os.makedirs("/var/run/vsftpd/empty", exist_ok=True)
-    port = free_port()
-    conf = os.path.join(work, "vsftpd.conf")
-    with open(conf, "w") as f:
-        f.write("\n".join([
-            "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1",
-            "listen_port=%d" % port, "background=NO",
-            "anonymous_enable=YES", "no_anon_password=YES", "anon_root=" + root,
-            "local_enable=NO", "write_enable=YES", "anon_upload_enable=YES",
-            "anon_mkdir_write_enable=YES", "anon_other_write_enable=YES",
-            "anon_world_readable_only=NO", "anon_umask=022",
-            "pasv_enable=YES", "pasv_min_port=%d" % VSFTPD_PASV[0],
-            "pasv_max_port=%d" % VSFTPD_PASV[1], "pasv_address=127.0.0.1",
-            "max_clients=2000", "max_per_ip=2000", "seccomp_sandbox=NO",
-            "secure_chroot_dir=/var/run/vsftpd/empty", "xferlog_enable=NO",
-            "dirmessage_enable=NO", "use_localtime=NO", "connect_from_port_20=NO",
-            "idle_session_timeout=600", "data_connection_timeout=600",
-            "ftpd_banner=vsftpd bench", ""]))
-    VSFTPD_CONFS.append(conf)
-    p = Proc("vsftpd", [exe, conf])
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return {"proc": p, "host": "127.0.0.1", "port": port, "root": root, "up": up}
-        except OSError:
-            if p.p.poll() is not None:
-                break
-            time.sleep(0.1)
-    log("   vsftpd did not start:\n" + "\n".join(p.lines[-20:]))
-    p.stop()
-    return None
-
-
-# --------------------------------------------------------------------------- helpers
-
-def make_file(path, size):
-    """A file of `size` pseudo-random bytes (a 16 MiB random block repeated)."""
-    block = os.urandom(min(size, 16 * MIB)) if size else b""
-    with open(path, "wb") as f:
-        left = size
-        while left > 0:
-            n = min(left, len(block))
-            f.write(block[:n])
-            left -= n
-
-
-def curl(args, timeout=900):
-    """Runs curl; returns its exit status, output and error output (its CPU time shows in
-    children_cpu(), see curl_w)."""
-    r = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + args,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
-
-
-def children_cpu():
-    """CPU seconds of all reaped children so far."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def proc_cpu(pid):
-    """CPU seconds (user + system, all threads) a running process has used."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
-    except OSError:
-        return 0.0
-
-
-def curl_w(args, what):
-    """Runs curl with -w; returns a dict of the written variables (and `cpu`, curl's own CPU
-    seconds), or None on failure."""
-    fmt = " ".join("%%{%s}" % w for w in what)
-    before = children_cpu()
-    rc, out, err = curl(args + ["-w", fmt])
-    cpu = children_cpu() - before
-    if rc != 0:
-        return None, "curl exit %d: %s" % (rc, err.strip()[:300])
-    vals = out.strip().split()[-len(what):]
-    r = dict(zip(what, (float(v) for v in vals)))
-    r["cpu"] = cpu
-    return r, None
-
-
-def ftp_login(host, port, user, timeout):
-    """An ftplib session logged in as the benchmark user (`user`) or anonymously."""
-    ftp = ftplib.FTP()
-    ftp.connect(host, port, timeout=timeout)
-    if user:
-        ftp.login(USER, PASSWORD)
-    else:
-        ftp.login()
-    return ftp
-
-
-def ftp_url(host, port, path):
-    return "ftp://%s:%d%s" % (host, port, urllib.parse.quote(path))
-
-
-def ref(path):
-    return urllib.parse.quote(path, safe="")
-
-
-class Rest:
-    def __init__(self, sim):
-        self.sim = sim
-        u = urllib.parse.urlsplit(sim["url"])
-        self.https = u.scheme == "https"
-        self.host, self.port = u.hostname, u.port
-        self.ctx = ssl.create_default_context(cafile=sim["cert"]) if self.https else None
-        if self.ctx:
-            self.ctx.check_hostname = False
-        self.token = None
-        self.token = self.login()
-
-    def conn(self):
-        if self.https:
-            return http.client.HTTPSConnection(self.host, self.port, context=self.ctx,
-                                               timeout=600)
-        return http.client.HTTPConnection(self.host, self.port, timeout=600)
-
-    def request(self, method, path, body=None, conn=None):
-        c = conn or self.conn()
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = "Bearer " + self.token
-        c.request(method, path, body=json.dumps(body) if body is not None else None,
-                  headers=headers)
-        r = c.getresponse()
-        data = r.read()
-        if conn is None:
-            c.close()
-        if r.status >= 300:
-            raise RuntimeError("%s %s: HTTP %d %s" % (method, path, r.status, data[:300]))
-        return json.loads(data) if data else None
-
-    def login(self, conn=None):
-        return self.request("POST", "/v1/session/login",
-                            {"username": USER, "password": PASSWORD}, conn)["bearer_token"]
-
-    def curl_auth(self):
-        a = ["-H", "Authorization: Bearer " + self.token]
-        if self.sim["cert"]:
-            a += ["--cacert", self.sim["cert"]]
-        return a
-
-
-def rss_mib(kib):
-    return kib / 1024.0
-
-
-# --------------------------------------------------------------------------- table
-
-def add_row(measure, qftpd, baseline, ratio, target, ok, reference="", unit=""):
-    ROWS.append({"measure": measure, "qftpd": qftpd, "baseline": baseline,
-                 "ratio": ratio, "target": target, "ok": ok, "ref": reference})
-
-
-def fmt(v, unit="", prec=1):
-    if v is None:
-        return "—"
-    if isinstance(v, str):
-        return v
-    return ("%.*f %s" % (prec, v, unit)).strip()
-
-
-def verdict(ok):
-    return "—" if ok is None else ("pass" if ok else "FAIL")
-
-
-def render(header, markdown):
-    cols = ["measure", "qftpd", "baseline", "ratio", "target", "pass/fail", "vsftpd (ref)"]
-    rows = [[r["measure"], r["qftpd"], r["baseline"], r["ratio"], r["target"], verdict(r["ok"]),
-             r["ref"] or "—"] for r in ROWS]
-    if markdown:
-        out = header + ["", "| " + " | ".join(cols) + " |",
-                        "|" + "|".join("---" for _ in cols) + "|"]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-        return "\n".join(out) + "\n"
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-              for i, c in enumerate(cols)]
-    line = lambda cells: "  ".join(c.ljust(widths[i]) for i, c in enumerate(cells))
-    out = header + ["", line(cols), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out) + "\n"
-
+import latency
+import relay
+import sessions
+from harness import (FAILURES, HOME, MIB, PASSWORD, ROWS, USER, Rest, add_row, curl_w, fail,
+                     fmt, ftp_login, ftp_url, log,
+                     make_file, proc_cpu, ref, render, rss_mib, start_gateway, start_sim,
+                     start_vsftpd, stop_all)
 
 # --------------------------------------------------------------------------- phases
 
@@ -593,7 +347,6 @@ class Bench:
         errors = []
         barrier = threading.Barrier(n + 1)
         ramp = threading.Semaphore(8)
-        elapsed = {}
 
         def one(i):
             off = (i * 4099) % 4096
@@ -877,6 +630,9 @@ class Bench:
         self.phase("6 %d logins" % self.n_logins, self.logins)
         self.phase("7 %d small files" % self.n_small, self.small_files)
         self.phase("8 REST calls per FTP command", self.calls_per_command)
+        for module in (latency, relay, sessions):
+            for name, fn in module.phases(self):
+                self.phase(name, fn)
         total = time.time() - t_all
 
         cpu = "unknown"
