@@ -114,13 +114,16 @@ def start_sim(binary, work, name, plain):
             "cert": None if plain else cert, "name": name}
 
 
-def start_gateway(binary, work, sim):
+def start_gateway(binary, work, sim, extra=()):
+    """`qftpd serve` in front of `sim`; `extra` configuration lines go at the end (e.g. an
+    `[ftp.tls]` table)."""
     cfg = os.path.join(work, "qftpd-%s.toml" % sim["name"])
     lines = ["[ftp]", 'listen = "127.0.0.1:0"', 'passive-ports = "%s"' % QFTPD_PASV,
              "max-connections = 1000", "max-connections-per-ip = 1000",
              "[qumulo]", "url = %s" % json.dumps(sim["url"])]
     if sim["cert"]:
         lines.append("ca-file = %s" % json.dumps(sim["cert"]))
+    lines += list(extra)
     with open(cfg, "w") as f:
         f.write("\n".join(lines) + "\n")
     p = Proc("qftpd serve (%s)" % sim["name"], [binary, "serve", "--config", cfg],
