@@ -100,13 +100,16 @@ def clean_env():
     return {k: v for k, v in os.environ.items() if not k.startswith("QFTPD_")}
 
 
-def start_sim(binary, work, name, plain):
+def start_sim(binary, work, name, plain, extra_args=()):
+    """`qftpd sim` on a free port; `extra_args` go at the end of its command line (e.g.
+    `--latency-ms 2`)."""
     data = os.path.join(work, name + "-data")
     os.makedirs(data, exist_ok=True)
     cert = os.path.join(work, name + "-cert.pem")
     argv = [binary, "sim", "--listen", "127.0.0.1:0", "--data-dir", data,
             "--user", "%s:%s" % (USER, PASSWORD), "--home", "%s:%s" % (USER, HOME)]
     argv += ["--plain-http"] if plain else ["--cert-out", cert]
+    argv += list(extra_args)
     p = Proc("sim " + name, argv, env=clean_env())
     url = p.wait_ready()
     os.makedirs(os.path.join(data, HOME.lstrip("/")), exist_ok=True)
