@@ -29,12 +29,20 @@ impl ControlLink {
 
     /// Whether the client closes (or resets) the control connection within `limit`. Bytes
     /// waiting to be read (a command) mean it is still there, at once; silence for `limit`
-    /// too.
+    /// too. The kernel is asked once more at the end (a zero `limit` asks it only): what it
+    /// knows may not have reached the runtime's reactor yet, and a timer would round up.
     pub async fn closed_within(&self, limit: Duration) -> bool {
         let mut byte = [0u8; 1];
-        match tokio::time::timeout(limit, self.0.peek(&mut byte)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => true,
-            Ok(Ok(_)) | Err(_) => false,
+        if !limit.is_zero()
+            && let Ok(peeked) = tokio::time::timeout(limit, self.0.peek(&mut byte)).await
+        {
+            return matches!(peeked, Ok(0) | Err(_));
+        }
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        match rustix::net::recv(&*self.0, &mut byte, flags) {
+            Ok((0, _)) => true,
+            Ok(_) => false,
+            Err(e) => e != rustix::io::Errno::AGAIN && e != rustix::io::Errno::INTR,
         }
     }
 

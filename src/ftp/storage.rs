@@ -25,7 +25,7 @@ use super::errors::{Abort, aborted, bad_path, cluster, failure, refusal};
 use super::listing::{Entry, FACT_NAMES, FactSelection, Facts, NameCache, display_name, entry};
 use super::path::{split, to_cluster};
 use super::stall::DataConnection;
-use super::upload::upload;
+use super::upload::{Start, upload};
 use super::user::User;
 use super::xferlog::Transfer;
 use crate::qumulo::{Download, ErrorKind, FileAttr};
@@ -257,8 +257,26 @@ impl StorageBackend<User> for QumuloStorage {
         start_pos: u64,
     ) -> Result<u64> {
         let path = path.as_ref();
-        let transfer = Transfer::start(&self.shared, user, path, "upload", start_pos);
-        let result = upload(self, user, input, path, start_pos).await;
+        let mut transfer = Transfer::start(&self.shared, user, path, "upload", start_pos);
+        let result = upload(self, user, input, path, Start::At(start_pos), &mut transfer).await;
+        transfer.finish(&result);
+        result
+    }
+
+    /// APPE: the check of the write answers with the file's size, the data goes on from there
+    /// (two calls); a file that does not exist is stored like a STOR.
+    async fn append<
+        P: AsRef<Path> + Send + Sync + Debug,
+        R: AsyncRead + Send + Sync + Unpin + 'static,
+    >(
+        &self,
+        user: &User,
+        input: R,
+        path: P,
+    ) -> Result<u64> {
+        let path = path.as_ref();
+        let mut transfer = Transfer::start(&self.shared, user, path, "upload", 0);
+        let result = upload(self, user, input, path, Start::End, &mut transfer).await;
         transfer.finish(&result);
         result
     }

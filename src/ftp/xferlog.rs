@@ -51,6 +51,11 @@ impl<'a> Transfer<'a> {
         }
     }
 
+    /// The offset the transfer starts from, once known (APPE learns it from the cluster).
+    pub(super) fn set_offset(&mut self, offset: u64) {
+        self.offset = offset;
+    }
+
     /// Counts the transfer in the service's tally (`bytes` when it completed).
     fn tally(&self, bytes: Option<u64>) {
         let direction = match self.direction {

@@ -27,7 +27,8 @@ use super::errors::{Abort, abort_kind, aborted, cluster, failure, refusal, reply
 use super::stall::{DataConnection, Tally};
 use super::storage::{QumuloStorage, dir_and_name};
 use super::user::User;
-use crate::qumulo::{Acl, AttrPatch, ErrorKind, FileAttr};
+use super::xferlog::Transfer;
+use crate::qumulo::{AttrPatch, ErrorKind, FileAttr};
 
 mod temp;
 
@@ -37,16 +38,26 @@ pub(super) use temp::is_temp_name;
 /// How long after the end of a STOR's data the control connection may still close and show a
 /// killed client, before the target is replaced: the gap between the kernel closing a killed
 /// client's data and control connections. Measured with `benches/killed-client-gap.py` (2
-/// cores, a client SIGKILLed while sending, 300 runs): p99 under 40 µs, at most 3.0 ms, idle or
-/// with six busy processes. The
-/// time the cluster takes to finish the write counts towards it, so at a real cluster's
-/// latency a live client waiting for its 226 pays little or nothing; one that sent a command
-/// meanwhile, nothing.
-const KILLED_CLIENT_GRACE: Duration = Duration::from_millis(5);
+/// cores, a client SIGKILLed while sending, 300 runs, idle or with six busy processes): the
+/// control connection ends first in a quarter of the runs, at most 43 µs after the data in the
+/// others (p99 35 µs); this is twenty times that. The time the cluster takes to finish the
+/// write counts towards it, so at a real cluster's latency a live client waiting for its 226
+/// pays nothing; one that sent a command meanwhile, nothing either.
+const KILLED_CLIENT_GRACE: Duration = Duration::from_millis(1);
 
-/// An upload: REST+STOR and APPE (`start_pos > 0`) extend the file in place from the offset;
-/// STOR replaces the file through a temporary file, or in place without `atomic_uploads`. STOU
-/// arrives here as a STOR of a new name.
+/// Where an upload writes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Start {
+    /// From an offset: STOR and STOU from 0, REST+STOR from the restart offset.
+    At(u64),
+    /// At the end of the file (APPE): the check of the write tells its size.
+    End,
+}
+
+/// An upload: REST+STOR (`Start::At` an offset) and APPE (`Start::End`) extend the file in
+/// place; STOR replaces the file through a temporary file, or in place without
+/// `atomic_uploads`. STOU arrives here as a STOR of a new name; APPE to a file that does not
+/// exist, as a STOR. `transfer` learns the offset.
 ///
 /// Writing into an existing file needs the right to write it, however the data gets there:
 /// the cluster is asked first, with the user's own token ([`Session::check_write`]), before a
@@ -57,7 +68,8 @@ pub(super) async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
     user: &User,
     input: R,
     path: &Path,
-    start_pos: u64,
+    start: Start,
+    transfer: &mut Transfer<'_>,
 ) -> Result<u64> {
     // Under chroot, the target's directory as the cluster names it, checked to be in the home.
     let cp = super::confine::target(user, path).await?;
@@ -69,48 +81,50 @@ pub(super) async fn upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
         cp: &cp,
         tally,
     };
-    let target = upload.target().await?;
-    if start_pos > 0 {
-        return match target {
-            Target::File(_) => upload.in_place(Some(start_pos), input).await,
-            Target::None => {
-                let (kind, text) = reply(ErrorKind::NotFound);
-                Err(failure(kind, path, text))
-            }
-            Target::Other => Err(not_a_file(path)),
-        };
-    }
-    let (dir, name) = dir_and_name(user, &cp, path)?;
-    if !storage.shared.atomic_uploads {
-        return match target {
-            Target::File(_) => upload.in_place(None, input).await,
-            Target::None => {
-                // The file must exist before its data is written: it is created empty first.
-                match user.session.create_file(dir, name).await {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::Exists => {}
-                    Err(e) => return Err(cluster(path, &e)),
+    match start {
+        Start::At(0) => {}
+        Start::At(offset) => {
+            return match upload.target().await? {
+                Target::File(_) => upload.in_place(Some(offset), input).await,
+                Target::None => {
+                    let (kind, text) = reply(ErrorKind::NotFound);
+                    Err(failure(kind, path, text))
                 }
-                upload.in_place(None, input).await
+                Target::Other => Err(not_a_file(path)),
+            };
+        }
+        Start::End => match upload.target().await? {
+            Target::File(attr) => {
+                transfer.set_offset(attr.size);
+                return upload.in_place(Some(attr.size), input).await;
             }
-            Target::Other => Err(not_a_file(path)),
-        };
+            Target::None => {}
+            Target::Other => return Err(not_a_file(path)),
+        },
     }
-    match target {
-        Target::File(attr) if attr.owner != user.uid => {
-            // A new file would be the uploader's: only the owner's own replacement keeps the
-            // owner (giving a file away takes an administrator, who may write in place too).
-            tracing::info!(
-                user = %user.name, client = %user.client, path = %path.display(),
-                owner = %attr.owner_details.id_value,
-                "the file belongs to another user; overwriting it in place"
-            );
+    let Ok((dir, name)) = dir_and_name(user, &cp, path) else {
+        // The user's root, a directory.
+        return Err(failure(
+            Ftp::PermanentFileNotAvailable,
+            path,
+            refusal::IS_A_DIRECTORY,
+        ));
+    };
+    if storage.shared.atomic_uploads {
+        return upload.atomic(dir, name, input).await;
+    }
+    match upload.target().await? {
+        Target::File(_) => upload.in_place(None, input).await,
+        Target::None => {
+            // The file must exist before its data is written: it is created empty first.
+            match user.session.create_file(dir, name).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Exists => {}
+                Err(e) => return Err(cluster(path, &e)),
+            }
             upload.in_place(None, input).await
         }
-        Target::File(attr) => upload.replace(dir, name, Some(&attr), input).await,
-        // A link (or a device) is replaced like a name that is taken, never written through.
-        Target::Other => upload.replace(dir, name, None, input).await,
-        Target::None => upload.replace(dir, name, None, input).await,
+        Target::Other => Err(not_a_file(path)),
     }
 }
 
@@ -202,33 +216,49 @@ impl Upload<'_> {
 
     /// STOR through a hidden temporary file in the target's directory (so that the rename is
     /// atomic, and quota and permissions are those of the target's directory), renamed over
-    /// the target once all the data arrived and the client is still there. The new file gets
-    /// the group and the ACL (hence the mode) of the file it replaces before any data goes into
-    /// it; its owner is the uploader, who owns the target. A user who may write the target but
-    /// not add names to its directory, or not give the new file the target's group and ACL,
-    /// overwrites it in place.
-    async fn replace<R>(
-        &self,
-        dir: &str,
-        name: &str,
-        target: Option<&FileAttr>,
-        input: Input<R>,
-    ) -> Result<u64>
+    /// the target once all the data arrived and the client is still there. The target is asked
+    /// about while the temporary file is created (one round trip for both); a refused upload
+    /// deletes it again.
+    ///
+    /// The new file gets the group and the ACL (hence the mode) of the file it replaces before
+    /// any data goes into it; its owner is the uploader. Another user's file, or one the user
+    /// may write but not replace (no right to add names to its directory, or to give the new
+    /// file the target's group and ACL), is overwritten in place.
+    async fn atomic<R>(&self, dir: &str, name: &str, input: Input<R>) -> Result<u64>
     where
         R: AsyncRead + Send + Sync + Unpin + 'static,
     {
-        let replacing = target.is_some();
-        // The target's ACL is read while the temporary file is created.
-        let acl = async {
-            match target {
-                Some(_) => Some(self.user.session.get_acl(self.cp).await),
-                None => None,
+        let (target, created) = tokio::join!(self.target(), TempFile::create(self, dir, name));
+        let target = match target {
+            Ok(Target::File(attr)) if attr.owner != self.user.uid => {
+                // A new file would be the uploader's: only the owner's own replacement keeps
+                // the owner (giving a file away takes an administrator, who may write in place
+                // too).
+                tracing::info!(
+                    user = %self.user.name, client = %self.user.client,
+                    path = %self.path.display(), owner = %attr.owner_details.id_value,
+                    "the file belongs to another user; overwriting it in place"
+                );
+                None
+            }
+            Ok(Target::File(attr)) => Some(Some(attr)),
+            // A link (or a device) is replaced like a name that is taken, never written through.
+            Ok(Target::Other | Target::None) => Some(None),
+            Err(e) => {
+                if let Ok((mut temp, _)) = created {
+                    temp.remove().await;
+                }
+                return Err(e);
             }
         };
-        let (created, acl) = tokio::join!(TempFile::create(self, dir, name, replacing), acl);
-        let (mut temp, created) = match created {
-            Ok(temp) => temp,
-            Err(e) if e.kind() == ErrorKind::Denied && replacing => {
+        let (mut temp, created) = match (created, &target) {
+            (Ok(temp), Some(_)) => temp,
+            (Ok((mut temp, _)), None) => {
+                temp.remove().await;
+                return self.in_place(None, input).await;
+            }
+            (Err(_), None) => return self.in_place(None, input).await,
+            (Err(e), Some(Some(_))) if e.kind() == ErrorKind::Denied => {
                 tracing::info!(
                     user = %self.user.name, client = %self.user.client, path = %self.path.display(),
                     "no permission to create a temporary file next to the target; overwriting \
@@ -236,10 +266,11 @@ impl Upload<'_> {
                 );
                 return self.in_place(None, input).await;
             }
-            Err(e) => return Err(cluster(self.path, &e)),
+            (Err(e), Some(_)) => return Err(cluster(self.path, &e)),
         };
-        if let (Some(target), Some(acl)) = (target, acl) {
-            match self.like_target(&temp.path, &created, target, acl).await {
+        if let Some(Some(target)) = target {
+            temp.replacing();
+            match self.like_target(&temp.path, &created, &target).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Denied => {
                     temp.remove().await;
@@ -266,17 +297,16 @@ impl Upload<'_> {
         result
     }
 
-    /// Gives the empty temporary file `temp` (`created`) the group of `target`, then `acl`,
-    /// the target's ACL (as `qq fs_copy` keeps a file's attributes). Special permissions
-    /// (setuid, setgid, sticky) are not copied: new content does not inherit them.
+    /// Gives the empty temporary file `temp` (`created`) the group of `target`, then the
+    /// target's ACL (as `qq fs_copy` keeps a file's attributes). Special permissions (setuid,
+    /// setgid, sticky) are not copied: new content does not inherit them.
     async fn like_target(
         &self,
         temp: &str,
         created: &FileAttr,
         target: &FileAttr,
-        acl: std::result::Result<Acl, crate::qumulo::Error>,
     ) -> std::result::Result<(), crate::qumulo::Error> {
-        let mut acl = acl?;
+        let mut acl = self.user.session.get_acl(self.cp).await?;
         if created.group != target.group {
             let patch = AttrPatch {
                 group: Some(target.group),

@@ -31,13 +31,12 @@ pub(super) struct TempFile {
 }
 
 impl TempFile {
-    /// Creates a new hidden file for `name` in `dir` (`replacing` an existing file or not),
-    /// never an existing one: a name taken by chance is tried again with new random digits.
+    /// Creates a new hidden file for `name` in `dir`, never an existing one: a name taken by
+    /// chance is tried again with new random digits.
     pub(super) async fn create(
         up: &Upload<'_>,
         dir: &str,
         name: &str,
-        replacing: bool,
     ) -> std::result::Result<(Self, FileAttr), crate::qumulo::Error> {
         let mut tries = 0;
         loop {
@@ -73,7 +72,7 @@ impl TempFile {
                             client: up.user.client,
                             path: up.path.display().to_string(),
                             tally: up.tally.clone(),
-                            replacing,
+                            replacing: false,
                             logged: false,
                         },
                     };
@@ -87,6 +86,11 @@ impl TempFile {
                 }
             }
         }
+    }
+
+    /// The upload replaces an existing file (which its log line says when it is given up).
+    pub(super) fn replacing(&mut self) {
+        self.report.replacing = true;
     }
 
     /// The file was renamed over the target: nothing to delete.

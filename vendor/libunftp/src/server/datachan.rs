@@ -241,13 +241,13 @@ where
             }
             DataChanCmd::Stor { path } => {
                 let preliminary = Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data");
-                self.exec_stor(path, start_pos, "STOR", preliminary).await;
+                self.exec_stor(path, Upload::From(start_pos), "STOR", preliminary).await;
             }
             DataChanCmd::Stou { path } => {
                 // RFC 1123, 4.1.2.9: the preliminary reply names the file.
                 let name = Path::new(&path).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
                 let preliminary = Reply::new_with_string(ReplyCode::FileStatusOkay, format!("FILE: {}", name));
-                self.exec_stor(path, 0, "STOU", preliminary).await;
+                self.exec_stor(path, Upload::From(0), "STOU", preliminary).await;
             }
             DataChanCmd::Appe { path } => {
                 self.exec_appe(path).await;
@@ -361,7 +361,7 @@ where
     // for before they read the transfer's reply. An upload refused before it read anything
     // is answered without a 150, and nothing of its data is read.
     #[tracing_attributes::instrument]
-    async fn exec_stor(self, path: String, start_pos: u64, command: &'static str, preliminary: Reply) {
+    async fn exec_stor(self, path: String, upload: Upload, command: &'static str, preliminary: Reply) {
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
         let conn = DataConn::new(self.socket, self.ftps_mode, self.handshake, tx.clone(), preliminary);
@@ -370,7 +370,11 @@ where
         let input = MeasuringReader::new(input, "stor", self.input_ended.clone());
 
         let start_time = Instant::now();
-        let put_result = self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos).await;
+        let user = (*self.user).as_ref().unwrap();
+        let (put_result, start_pos) = match upload {
+            Upload::From(start_pos) => (self.storage.put(user, input, path.clone(), start_pos).await, start_pos),
+            Upload::Append => (self.storage.append(user, input, path.clone()).await, 0),
+        };
         if let Some(err) = status.failure() {
             return Self::data_connection_failed(&self.logger, &tx, command, &path, err).await;
         }
@@ -433,24 +437,11 @@ where
         }
     }
 
+    // qftpd patch: APPE goes through the storage back-end's `append` (see exec_stor).
     #[tracing_attributes::instrument]
     async fn exec_appe(self, path: String) {
-        let full = self.cwd.join(&path);
-        // Get current file size, or 0 if file doesn't exist
-        let start_pos = match self.storage.metadata((*self.user).as_ref().unwrap(), &full).await {
-            // qftpd patch: a directory cannot be appended to; refused before any 150.
-            Ok(meta) if meta.is_dir() => {
-                let err = Error::new(ErrorKind::PermanentFileNotAvailable, format!("{}: is a directory", full.display()));
-                if let Err(err) = self.control_msg_tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(self.logger, "Could not notify control channel of error with APPE: {:?}", err);
-                }
-                return;
-            }
-            Ok(meta) => meta.len(),
-            Err(_) => 0,
-        };
         let preliminary = Reply::new(ReplyCode::FileStatusOkay, "Ready to receive data");
-        self.exec_stor(path, start_pos, "APPE", preliminary).await;
+        self.exec_stor(path, Upload::Append, "APPE", preliminary).await;
     }
 
     // qftpd patch: LIST, NLST and MLSD. A listing the storage back-end streams is sent as it
@@ -1048,4 +1039,12 @@ impl ListCommand {
             ListCommand::Mlsd => "mlsd",
         }
     }
+}
+
+// qftpd patch: where an upload writes: from an offset (STOR, REST+STOR, STOU), or at the end
+// of the file (APPE, through the storage back-end's `append`).
+#[derive(Debug, Clone, Copy)]
+enum Upload {
+    From(u64),
+    Append,
 }

@@ -382,6 +382,28 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
         start_pos: u64,
     ) -> Result<u64>;
 
+    /// qftpd patch: APPE. Writes all bytes from `input` at the end of the file at `path`
+    /// (creating it when there is none) and returns the number of bytes written. An error
+    /// returned before `input` is read is the reply to APPE, without a 150. The default asks
+    /// [`metadata`](Self::metadata) for the size (a directory is refused) and calls
+    /// [`put`](Self::put) from there; a backend that learns the size while it checks the write
+    /// can do both in fewer round trips.
+    async fn append<P: AsRef<Path> + Send + Sync + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &User,
+        input: R,
+        path: P,
+    ) -> Result<u64> {
+        let start_pos = match self.metadata(user, &path).await {
+            Ok(meta) if meta.is_dir() => {
+                return Err(Error::new(ErrorKind::PermanentFileNotAvailable, format!("{}: is a directory", path.as_ref().display())));
+            }
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        };
+        self.put(user, input, path, start_pos).await
+    }
+
     /// Deletes the file at `path`.
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()>;
 
