@@ -29,21 +29,38 @@ impl ControlLink {
 
     /// Whether the client closes (or resets) the control connection within `limit`. Bytes
     /// waiting to be read (a command) mean it is still there, at once; silence for `limit`
-    /// too. The kernel is asked once more at the end (a zero `limit` asks it only): what it
-    /// knows may not have reached the runtime's reactor yet, and a timer would round up.
+    /// too. The wait is the kernel's own (`ppoll`, on a blocking thread): the runtime's timers
+    /// round a sub-millisecond wait up to one or two milliseconds, which every upload would
+    /// pay.
     pub async fn closed_within(&self, limit: Duration) -> bool {
-        let mut byte = [0u8; 1];
-        if !limit.is_zero()
-            && let Ok(peeked) = tokio::time::timeout(limit, self.0.peek(&mut byte)).await
-        {
-            return matches!(peeked, Ok(0) | Err(_));
+        let link = self.0.clone();
+        let wait = move || {
+            let timeout =
+                rustix::event::Timespec::try_from(limit.min(Duration::from_secs(60))).ok();
+            let mut fds = [rustix::event::PollFd::new(
+                &*link,
+                rustix::event::PollFlags::IN | rustix::event::PollFlags::RDHUP,
+            )];
+            loop {
+                match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => return true,
+                    Ok(0) => return false,
+                    Ok(_) => break,
+                }
+            }
+            let mut byte = [0u8; 1];
+            let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+            match rustix::net::recv(&*link, &mut byte, flags) {
+                Ok((0, _)) => true,
+                Ok(_) => false,
+                Err(e) => e != rustix::io::Errno::AGAIN,
+            }
+        };
+        if limit.is_zero() {
+            return wait();
         }
-        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-        match rustix::net::recv(&*self.0, &mut byte, flags) {
-            Ok((0, _)) => true,
-            Ok(_) => false,
-            Err(e) => e != rustix::io::Errno::AGAIN && e != rustix::io::Errno::INTR,
-        }
+        tokio::task::spawn_blocking(wait).await.unwrap_or(false)
     }
 
     /// Shuts the connection down, for when the session is over: the duplicate would otherwise
