@@ -116,9 +116,9 @@ mod tests {
             raised_from: None,
         };
         let text = shortfall(low, 500).expect("1024 cannot serve 500 sessions");
-        assert!(text.contains("needs up to 3064"), "{text}");
+        assert!(text.contains("needs up to 2564"), "{text}");
         assert!(text.contains("may open 1024 (hard limit 4096)"), "{text}");
-        assert!(text.contains("about 160 sessions"), "{text}");
+        assert!(text.contains("about 192 sessions"), "{text}");
         assert!(text.contains("LimitNOFILE="), "{text}");
         let enough = Limits { soft: 65536, ..low };
         assert_eq!(shortfall(enough, 500), None);
