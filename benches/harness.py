@@ -114,16 +114,17 @@ def start_sim(binary, work, name, plain):
             "cert": None if plain else cert, "name": name}
 
 
-def start_gateway(binary, work, sim, ftp_lines=None, nofile=None, tag=None):
-    """`qftpd serve` in front of `sim`. `ftp_lines` replace the benchmark's own [ftp] keys
-    (passive ports, connection caps) when given; `nofile` runs it under `prlimit` with that
-    open-file limit (soft and hard); `tag` names its configuration file."""
+def start_gateway(binary, work, sim, ftp_lines=None, nofile=None, tag=None,
+                  listen="127.0.0.1:0"):
+    """`qftpd serve` in front of `sim`, on `listen`. `ftp_lines` replace the benchmark's own
+    [ftp] keys (passive ports, connection caps) when given; `nofile` runs it under `prlimit`
+    with that open-file limit (soft and hard); `tag` names its configuration file."""
     name = sim["name"] + ("-" + tag if tag else "")
     cfg = os.path.join(work, "qftpd-%s.toml" % name)
     if ftp_lines is None:
         ftp_lines = ['passive-ports = "%s"' % QFTPD_PASV,
                      "max-connections = 1000", "max-connections-per-ip = 1000"]
-    lines = ["[ftp]", 'listen = "127.0.0.1:0"'] + list(ftp_lines) + [
+    lines = ["[ftp]", "listen = %s" % json.dumps(listen)] + list(ftp_lines) + [
         "[qumulo]", "url = %s" % json.dumps(sim["url"])]
     if sim["cert"]:
         lines.append("ca-file = %s" % json.dumps(sim["cert"]))

@@ -21,6 +21,7 @@ import asyncio
 import os
 import re
 import resource
+import socket
 import time
 
 from harness import HOME, MIB, PASSWORD, USER, add_row, fail, log, start_gateway
@@ -35,6 +36,10 @@ LOGINS_AT_ONCE = 64
 # Seconds any one reply or transfer may take before the session counts as failed.
 TIMEOUT = 120
 TARGET_RSS_MIB = 512
+# The packaged passive ports (packaging/qftpd.toml), and the address the busy phase's gateway
+# serves on (see busy_sessions).
+PASSIVE_DEFAULT = (50000, 50999)
+BUSY_IP = "127.0.1.1"
 
 PASV_RE = re.compile(rb"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
 
@@ -71,14 +76,15 @@ def raise_own_nofile(need):
         log("   the benchmark may open %d files, fewer than the %d it needs" % (soft, need))
 
 
-def start(b, sessions, tag):
+def start(b, sessions, tag, listen="127.0.0.1:0"):
     """The gateway for `sessions` sessions (and the one the idle phase opens first)."""
     nofile, why = gateway_nofile()
     log("   gateway open-file limit: %d (%s)" % (nofile, why))
     # max-connections: the packaged default (500) is below the sessions measured; every other
     # [ftp] key keeps its packaged default (passive ports 50000-50999, 50 per address).
     lines = ["max-connections = %d" % (sessions + 1)]
-    return start_gateway(b.a.binary, b.work, b.sim, ftp_lines=lines, nofile=nofile, tag=tag)
+    return start_gateway(b.a.binary, b.work, b.sim, ftp_lines=lines, nofile=nofile, tag=tag,
+                         listen=listen)
 
 
 def address(i, sessions):
@@ -305,12 +311,39 @@ async def idle_run(b, gw, host, port, n):
 
 # --------------------------------------------------------------------------- 10: transfers
 
+def ports_taken(ip, low, high):
+    """Ports of low-high a passive listener on `ip` cannot have now: each is bound and listened
+    on for an instant, as the gateway does (SO_REUSEADDR)."""
+    taken = 0
+    for port in range(low, high + 1):
+        s = socket.socket()
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((ip, port))
+            s.listen(1)
+        except OSError:
+            taken += 1
+        finally:
+            s.close()
+    return taken
+
+
 def busy_sessions(b, n):
     raise_own_nofile(3 * n + 1024)
-    gw, host, port = start(b, n, "busy")
+    # The passive listeners bind the address the client dialled. 1,000 sessions asking for a
+    # port at the same moment need the whole default range (50000-50999, inside the kernel's
+    # ephemeral range 32768-60999): on 127.0.0.1 this shared machine's own loopback
+    # connections (earlier phases' clients in TIME_WAIT, other users' tests) hold some of those
+    # ports, and PASV then gets "425 No passive port free" (README: reserve the range with
+    # net.ipv4.ip_local_reserved_ports). The gateway serves on an address of its own,
+    # 127.0.1.1, where only its sessions' sockets are; what it avoids is logged.
+    log("   ports of 50000-50999 a passive listener cannot have now: %d on 127.0.0.1, %d on %s"
+        % (ports_taken("127.0.0.1", *PASSIVE_DEFAULT), ports_taken(BUSY_IP, *PASSIVE_DEFAULT),
+           BUSY_IP))
+    gw, host, port = start(b, n, "busy", listen=BUSY_IP + ":0")
     disk = os.path.join(b.sim["data"], HOME.lstrip("/"))
     try:
-        errors, took, moved = asyncio.run(busy_run(host, port, n))
+        errors, took, moved, peak_fds = asyncio.run(busy_run(host, port, n, gw.pid))
         peak = gw.status("VmHWM")
     finally:
         gw.stop()
@@ -324,9 +357,24 @@ def busy_sessions(b, n):
             "%.1f (%.1f s)" % (moved / took / 1e6, took), "—", "—", "—", None)
     add_row("peak RSS of qftpd, %d sessions transferring" % n, "%.1f MiB" % (peak / 1024.0),
             "—", "—", "—", None)
+    add_row("peak descriptors of qftpd, %d sessions transferring" % n, str(peak_fds),
+            "—", "—", "—", None)
 
 
-async def busy_run(host, port, n):
+async def sample_descriptors(pid, peak, done):
+    """Keeps the highest descriptor count of `pid` in peak[0] until `done` is set."""
+    while not done.is_set():
+        try:
+            peak[0] = max(peak[0], descriptors(pid))
+        except OSError:
+            return
+        try:
+            await asyncio.wait_for(done.wait(), 0.05)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def busy_run(host, port, n, pid):
     sessions, errors = await log_in_all(host, port, n)
     live = [(i, s) for i, s in enumerate(sessions) if s]
     for _, s in live:
@@ -353,8 +401,13 @@ async def busy_run(host, port, n):
         await s.quit()
 
     tasks = [asyncio.ensure_future(one(i, s)) for i, s in live]
+    peak, done = [0], asyncio.Event()
+    sampler = asyncio.ensure_future(sample_descriptors(pid, peak, done))
     await asyncio.sleep(0)
     t0 = time.time()
     go.set()
     await asyncio.gather(*tasks)
-    return errors, time.time() - t0, moved[0]
+    took = time.time() - t0
+    done.set()
+    await sampler
+    return errors, took, moved[0], peak[0]
