@@ -117,20 +117,28 @@ def start_sim(binary, work, name, plain, extra_args=()):
             "cert": None if plain else cert, "name": name}
 
 
-def start_gateway(binary, work, sim, extra=()):
-    """`qftpd serve` in front of `sim`; `extra` configuration lines go at the end (e.g. an
-    `[ftp.tls]` table)."""
-    cfg = os.path.join(work, "qftpd-%s.toml" % sim["name"])
-    lines = ["[ftp]", 'listen = "127.0.0.1:0"', 'passive-ports = "%s"' % QFTPD_PASV,
-             "max-connections = 1000", "max-connections-per-ip = 1000",
-             "[qumulo]", "url = %s" % json.dumps(sim["url"])]
+def start_gateway(binary, work, sim, extra=(), ftp_lines=None, nofile=None, tag=None,
+                  listen="127.0.0.1:0"):
+    """`qftpd serve` in front of `sim`, on `listen`. `extra` configuration lines go at the end
+    (e.g. an `[ftp.tls]` table); `ftp_lines` replace the benchmark's own [ftp] keys (passive
+    ports, connection caps) when given; `nofile` runs it under `prlimit` with that open-file
+    limit (soft and hard); `tag` names its configuration file."""
+    name = sim["name"] + ("-" + tag if tag else "")
+    cfg = os.path.join(work, "qftpd-%s.toml" % name)
+    if ftp_lines is None:
+        ftp_lines = ['passive-ports = "%s"' % QFTPD_PASV,
+                     "max-connections = 1000", "max-connections-per-ip = 1000"]
+    lines = ["[ftp]", "listen = %s" % json.dumps(listen)] + list(ftp_lines) + [
+        "[qumulo]", "url = %s" % json.dumps(sim["url"])]
     if sim["cert"]:
         lines.append("ca-file = %s" % json.dumps(sim["cert"]))
     lines += list(extra)
     with open(cfg, "w") as f:
         f.write("\n".join(lines) + "\n")
-    p = Proc("qftpd serve (%s)" % sim["name"], [binary, "serve", "--config", cfg],
-             env=clean_env())
+    argv = [binary, "serve", "--config", cfg]
+    if nofile:
+        argv = ["prlimit", "--nofile=%d" % nofile, "--"] + argv
+    p = Proc("qftpd serve (%s)" % name, argv, env=clean_env())
     addr = p.wait_ready()
     host, port = addr.rsplit(":", 1)
     return p, host.strip("[]"), int(port)

@@ -1,8 +1,8 @@
 //! Open-file limits: how many descriptors `max-connections` needs, and what the process may
 //! open.
 //!
-//! Every session holds its control connection and a duplicate of it (`ftp::ControlLink`);
-//! a transfer adds a passive listener (until its connection is accepted), the data connection
+//! Every session holds its control connection (one descriptor, shared with the storage
+//! back-end through `ftp::ControlLink`); a transfer adds a passive listener (until its connection is accepted), the data connection
 //! and the cluster connection that carries its bytes. Listings and metadata calls share pooled
 //! cluster connections. The accept loop, the runtime, the journal and the pool's idle
 //! connections take a few dozen more.
@@ -13,10 +13,10 @@
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
-/// Descriptors one session may hold at once: control, its duplicate, passive listener, data
+/// Descriptors one session may hold at once: control connection, passive listener, data
 /// connection, the transfer's cluster connection, and one spare for a pooled cluster
 /// connection opened while the others are busy.
-pub const PER_SESSION: u64 = 6;
+pub const PER_SESSION: u64 = 5;
 /// Descriptors the process holds besides its sessions.
 pub const BASE: u64 = 64;
 
@@ -116,9 +116,9 @@ mod tests {
             raised_from: None,
         };
         let text = shortfall(low, 500).expect("1024 cannot serve 500 sessions");
-        assert!(text.contains("needs up to 3064"), "{text}");
+        assert!(text.contains("needs up to 2564"), "{text}");
         assert!(text.contains("may open 1024 (hard limit 4096)"), "{text}");
-        assert!(text.contains("about 160 sessions"), "{text}");
+        assert!(text.contains("about 192 sessions"), "{text}");
         assert!(text.contains("LimitNOFILE="), "{text}");
         let enough = Limits { soft: 65536, ..low };
         assert_eq!(shortfall(enough, 500), None);

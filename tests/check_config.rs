@@ -502,7 +502,7 @@ fn the_open_file_limit_is_checked_against_max_connections() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("ftp.max-connections = 500 needs up to 3064 open files")
+        stderr.contains("ftp.max-connections = 500 needs up to 2564 open files")
             && stderr.contains("may open 512")
             && stderr.contains("LimitNOFILE="),
         "{stderr}"
@@ -549,10 +549,10 @@ fn the_open_file_limit_is_checked_against_max_connections() {
         "{log}"
     );
     let fields: Vec<&str> = open_files.split_whitespace().collect();
-    assert_eq!(fields[3..5], ["3064", "8192"], "{open_files}");
+    assert_eq!(fields[3..5], ["2564", "8192"], "{open_files}");
     let (log, _) = started("512:512");
     assert!(
-        log.contains("needs up to 3064 open files, but the process may open 512"),
+        log.contains("needs up to 2564 open files, but the process may open 512"),
         "{log}"
     );
 }

@@ -318,6 +318,39 @@ fn brute_force_from_one_address_is_banned_while_others_log_in() {
     assert!(!log.contains("guess") && !log.contains(ALICE.1), "{log}");
 }
 
+/// The gateway's open descriptors (`/proc/PID/fd`).
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/<pid>/fd")
+        .count()
+}
+
+/// An idle logged-in session holds one descriptor in the gateway, its control connection (the
+/// open-file limit bounds how many sessions one gateway can hold). The first session opens the
+/// pooled cluster connection the logins then share; later logins, one after the other, reuse it.
+#[test]
+fn an_idle_logged_in_session_holds_one_descriptor() {
+    const SESSIONS: usize = 40;
+    let sim = start_sim();
+    let gw = Gateway::start(&sim, "");
+    let mut first = Control::login(gw.addr, ALICE);
+    first.cmd("NOOP").assert_code(200);
+    let before = open_descriptors(gw.pid());
+    let mut sessions: Vec<Control> = (0..SESSIONS)
+        .map(|_| Control::login(gw.addr, ALICE))
+        .collect();
+    for session in &mut sessions {
+        session.cmd("NOOP").assert_code(200);
+    }
+    let added = open_descriptors(gw.pid()) - before;
+    // A pooled cluster connection may come or go meanwhile: a little slack, far below two
+    // per session.
+    assert!(
+        (SESSIONS..=SESSIONS + 3).contains(&added),
+        "{SESSIONS} idle sessions added {added} descriptors"
+    );
+}
+
 #[test]
 fn connections_are_capped_per_address_and_in_all() {
     let sim = start_sim();

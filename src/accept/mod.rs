@@ -252,27 +252,25 @@ async fn serve(
         client: peer,
         balancer,
     } = connection;
-    let control = crate::ftp::ControlLink::new(&stream)
-        .inspect_err(|e| tracing::warn!(%peer, error = %e, "cannot watch the control connection"))
-        .ok();
-    let (server, logged_in) = match gateway.session_server(stop.cancelled_owned(), control.clone())
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::error!(error = %e, %peer, "cannot serve the connection");
-            return;
-        }
-    };
+    let control = crate::ftp::ControlLink::new(stream);
+    let (server, logged_in) =
+        match gateway.session_server(stop.cancelled_owned(), Some(control.clone())) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::error!(error = %e, %peer, "cannot serve the connection");
+                return;
+            }
+        };
     tracing::debug!(%peer, ?balancer, "connection");
     let backstop = login_backstop(gateway.login_timeout());
-    let serve = gateway.serve(server, stream, balancer.map(|_| peer));
+    let serve = gateway.serve(server, control.socket(), balancer.map(|_| peer));
     tokio::pin!(serve);
     let served = tokio::select! {
         served = &mut serve => served,
         () = tokio::time::sleep(backstop) => {
             // The session enforces the login deadline itself (421, then close), unless it is
             // stuck writing replies its client does not read: shut the connection down under it.
-            if !logged_in.get() && let Some(control) = &control {
+            if !logged_in.get() {
                 tracing::info!(%peer, "closing a connection that did not log in in time and does not read its replies");
                 control.close();
             }
@@ -282,8 +280,6 @@ async fn serve(
     if let Err(e) = served {
         tracing::warn!(%peer, error = %e, "session ended with an error");
     }
-    if let Some(control) = control {
-        control.close();
-    }
+    control.close();
     drop(permit);
 }

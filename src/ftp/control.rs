@@ -1,4 +1,4 @@
-//! A second handle on a session's control connection, so that the end of an upload can be
+//! A handle on a session's control connection, so that the end of an upload can be
 //! told apart from the client going away.
 //!
 //! In stream mode an FTP upload ends when the client closes the data connection, so a client
@@ -9,22 +9,28 @@
 //! process may be preempted in between, so an upload waits a moment for the control
 //! connection to close ([`ControlLink::closed_within`]) before it replaces the target file.
 
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A duplicate of the control connection's socket (never read from, only peeked at).
+use tokio::net::TcpStream;
+
+/// The session's control socket, shared with libunftp's control loop (`Server::service` takes
+/// it as an `Arc`): never read from here, only peeked at, so an idle session holds one
+/// descriptor. Holding it keeps the socket open after the control loop has ended, so a
+/// transfer still running can look at it: [`ControlLink::close`] shuts it down when the
+/// session is over.
 #[derive(Debug, Clone)]
-pub struct ControlLink(Arc<tokio::net::TcpStream>);
+pub struct ControlLink(Arc<TcpStream>);
 
 impl ControlLink {
-    /// Duplicates the socket of `stream` (inside the runtime: the duplicate is registered with
-    /// it to be waited on).
-    pub fn new(stream: &tokio::net::TcpStream) -> std::io::Result<Self> {
-        let fd = stream.as_fd().try_clone_to_owned()?;
-        let std = std::net::TcpStream::from(fd);
-        std.set_nonblocking(true)?;
-        Ok(Self(Arc::new(tokio::net::TcpStream::from_std(std)?)))
+    /// Shares `stream`, the accepted control connection.
+    pub fn new(stream: TcpStream) -> Self {
+        Self(Arc::new(stream))
+    }
+
+    /// The socket, for libunftp to serve the session on.
+    pub fn socket(&self) -> Arc<TcpStream> {
+        self.0.clone()
     }
 
     /// Whether the client closes (or resets) the control connection within `limit`. Bytes
@@ -63,8 +69,9 @@ impl ControlLink {
         tokio::task::spawn_blocking(wait).await.unwrap_or(false)
     }
 
-    /// Shuts the connection down, for when the session is over: the duplicate would otherwise
-    /// keep it open as long as any clone of this link lives.
+    /// Shuts the connection down, for when the session is over (or is stuck writing to a
+    /// client that does not read): a clone of this link would otherwise keep it open as long
+    /// as it lives.
     pub fn close(&self) {
         let _ = rustix::net::shutdown(&*self.0, rustix::net::Shutdown::Both);
     }

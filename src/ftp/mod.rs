@@ -233,7 +233,7 @@ impl Gateway {
     pub async fn serve(
         &self,
         server: Server<QumuloStorage, User>,
-        stream: tokio::net::TcpStream,
+        stream: Arc<tokio::net::TcpStream>,
         relayed_client: Option<std::net::SocketAddr>,
     ) -> Result<(), String> {
         let served = match relayed_client {

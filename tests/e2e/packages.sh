@@ -138,7 +138,7 @@ check "no password anywhere in the journal" sh -c '! grep -v qumulo-sim | grep -
 
 step "500 sessions at once through the installed service, with its default limits"
 # (This machine may cap a process's open files below 65536: the service then gets the cap.)
-check "the unit sets LimitNOFILE=65536, and the service may open the 3064 files max-connections needs" XS 'test "$(systemctl show -p LimitNOFILE --value qftpd)" = 65536 && pid=$(systemctl show -p MainPID --value qftpd) && grep "^Max open files" /proc/$pid/limits && test "$(awk "/^Max open files/ {print \$4}" /proc/$pid/limits)" -ge 3064'
+check "the unit sets LimitNOFILE=65536, and the service may open the 2564 files max-connections needs" XS 'test "$(systemctl show -p LimitNOFILE --value qftpd)" = 65536 && pid=$(systemctl show -p MainPID --value qftpd) && grep "^Max open files" /proc/$pid/limits && test "$(awk "/^Max open files/ {print \$4}" /proc/$pid/limits)" -ge 2564'
 echo "  $(X sh -c 'grep "^Max open files" /proc/$(systemctl show -p MainPID --value qftpd)/limits')"
 check "the journal has no open-file warning" XS '! journalctl -u qftpd --no-pager | grep -q "open files"'
 XS 'pid=$(systemctl show -p MainPID --value qftpd); peak=0; while kill -0 $pid 2>/dev/null && test ! -e /tmp/load.done; do n=$(ls /proc/$pid/fd | wc -l); [ $n -gt $peak ] && peak=$n && echo $peak > /tmp/load.peak; sleep 0.05; done' &

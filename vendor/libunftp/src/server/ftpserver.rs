@@ -1056,21 +1056,29 @@ where
     ///
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
-    pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
-        self.serve_connection(tcp_stream, None).await
+    ///
+    /// qftpd patch: the connection may be shared (`Arc<TcpStream>`): the caller then keeps a
+    /// handle on the very socket the session reads and writes (to `peek` whether the client is
+    /// still there, or to shut it down), without a duplicate descriptor.
+    pub async fn service(self, tcp_stream: impl Into<std::sync::Arc<tokio::net::TcpStream>>) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.serve_connection(tcp_stream.into(), None).await
     }
 
     /// Like [`service`](Server::service), for a connection whose client is not the socket's peer
     /// (it comes through a load balancer that told the client's address): the session takes
     /// `peer.client` as the client's address, and accepts passive data connections from the
     /// addresses `peer.data_from` allows too. (qftpd patch)
-    pub async fn service_for(self, tcp_stream: tokio::net::TcpStream, peer: options::ControlPeer) -> std::result::Result<(), crate::server::ControlChanError> {
-        self.serve_connection(tcp_stream, Some(peer)).await
+    pub async fn service_for(
+        self,
+        tcp_stream: impl Into<std::sync::Arc<tokio::net::TcpStream>>,
+        peer: options::ControlPeer,
+    ) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.serve_connection(tcp_stream.into(), Some(peer)).await
     }
 
     async fn serve_connection(
         mut self,
-        tcp_stream: tokio::net::TcpStream,
+        tcp_stream: std::sync::Arc<tokio::net::TcpStream>,
         peer: Option<options::ControlPeer>,
     ) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));

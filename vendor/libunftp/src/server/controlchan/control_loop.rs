@@ -34,12 +34,10 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use rustls::ServerConnection;
-use std::io::{Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::{collections::HashMap, net::SocketAddr, ops::RangeInclusive, sync::Arc, time::Duration};
 use tokio::io::ReadBuf;
-use tokio::io::unix::AsyncFd;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
@@ -97,7 +95,9 @@ const DRAIN_QUIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 #[tracing_attributes::instrument]
 pub(crate) async fn spawn<Storage, User>(
     config: Config<Storage, User>,
-    tcp_stream: TcpStream,
+    // qftpd patch: shared with the embedder (see Server::service); other callers pass their
+    // TcpStream.
+    tcp_stream: impl Into<Arc<TcpStream>> + std::fmt::Debug,
     control_connection: Option<SocketAddrPair>,
     // qftpd patch: see Server::service_for.
     peer: Option<crate::options::ControlPeer>,
@@ -143,6 +143,7 @@ where
     let tls_configured = matches!(ftps_config, FtpsConfig::On { .. });
     let storage_features = storage.supported_features();
     let (control_msg_tx, mut control_msg_rx): (Sender<ControlChanMsg>, Receiver<ControlChanMsg>) = channel(1);
+    let tcp_stream: Arc<TcpStream> = tcp_stream.into();
     let local_addr = tcp_stream.local_addr()?;
     // qftpd patch: the client's address, when the embedder knows it better (Server::service_for).
     let (client, data_from) = match peer {
@@ -221,7 +222,7 @@ where
 
     let codec = ControlCodec::new();
     // qftpd patch: see ControlStream.
-    let control_stream: Box<dyn AsyncReadAsyncWriteSendUnpin> = Box::new(ControlStream::new(tcp_stream)?);
+    let control_stream: Box<dyn AsyncReadAsyncWriteSendUnpin> = Box::new(ControlStream(tcp_stream));
     let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, ControlCodec> = codec.framed(control_stream);
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
@@ -535,30 +536,22 @@ impl Encoder<Reply> for ControlCodec {
 // qftpd patch: the control connection as the control loop reads it. Tokio's TcpStream takes a
 // short read for a drained socket and waits for new data, but a read also stops short at TCP's
 // urgent mark (the Synch of an urgent ABOR), with the ABOR line queued behind it, and no new
-// data comes while the client waits for the reply. Through AsyncFd the socket is taken as
-// drained only when a read would block.
-struct ControlStream(AsyncFd<std::net::TcpStream>);
-
-impl ControlStream {
-    fn new(stream: TcpStream) -> std::io::Result<Self> {
-        // AsyncFd::new is deprecated for descriptors it does not own; a std TcpStream owns its
-        // descriptor, which stays open as long as the AsyncFd holds it.
-        #[allow(deprecated)]
-        Ok(ControlStream(AsyncFd::new(stream.into_std()?)?))
-    }
-}
+// data comes while the client waits for the reply. Through `try_read` the socket is taken as
+// drained only when a read would block. The socket is shared (`Arc`): the embedder may hold it
+// too (Server::service), and reads and writes need only `&TcpStream`.
+struct ControlStream(Arc<TcpStream>);
 
 impl AsyncRead for ControlStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         loop {
-            let mut guard = ready!(self.0.poll_read_ready(cx))?;
-            match guard.try_io(|socket| (&*socket.get_ref()).read(buf.initialize_unfilled())) {
-                Ok(Ok(n)) => {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
-                Ok(Err(err)) => return Poll::Ready(Err(err)),
-                Err(_would_block) => continue,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(err) => return Poll::Ready(Err(err)),
             }
         }
     }
@@ -567,9 +560,10 @@ impl AsyncRead for ControlStream {
 impl AsyncWrite for ControlStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         loop {
-            let mut guard = ready!(self.0.poll_write_ready(cx))?;
-            if let Ok(result) = guard.try_io(|socket| (&*socket.get_ref()).write(buf)) {
-                return Poll::Ready(result);
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
             }
         }
     }
@@ -579,7 +573,7 @@ impl AsyncWrite for ControlStream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(self.0.get_ref().shutdown(std::net::Shutdown::Write))
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
     }
 }
 
