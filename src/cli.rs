@@ -95,6 +95,9 @@ fn check_config(file: Option<&Path>) -> ExitCode {
              the hard one; the packaged service sets LimitNOFILE=65536)"
         );
     }
+    if let Some(exposed) = crate::ephemeral::warning(&config.ftp.passive_ports) {
+        eprintln!("qftpd: warning: on this machine, {exposed}");
+    }
     match toml::to_string_pretty(&config) {
         Ok(text) => {
             println!("# effective qftpd configuration (defaults, file, QFTPD_* environment)");

@@ -267,6 +267,9 @@ fn gateway(
     if let Some(short) = crate::descriptors::shortfall(limits, max) {
         tracing::warn!("{short}");
     }
+    if let Some(exposed) = crate::ephemeral::warning(&config.ftp.passive_ports) {
+        tracing::warn!("{exposed}");
+    }
     Gateway::with_files(config, loaded.files.clone(), stats.clone(), memory.clone())
 }
 

@@ -37,6 +37,7 @@ pub mod daemon;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod descriptors;
+pub mod ephemeral;
 pub mod exit;
 pub mod ftp;
 pub mod listener;

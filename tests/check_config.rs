@@ -43,6 +43,37 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// What check-config says on stderr about the configuration: all but what it says of the
+/// machine it runs on (the passive ports the kernel may give away, see
+/// `a_passive_range_the_kernel_may_give_away_is_warned_about`).
+fn config_warnings(out: &Output) -> String {
+    text(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("qftpd: warning: on this machine,"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Ports of `range` in this machine's ephemeral range and not reserved, read from the kernel.
+fn ephemeral_exposed(range: std::ops::RangeInclusive<u16>) -> usize {
+    let eph = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let eph: Vec<u16> = eph.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let reserved = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports").unwrap();
+    let reserved: Vec<(u16, u16)> = reserved
+        .trim()
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
+            None => (p.parse().unwrap(), p.parse().unwrap()),
+        })
+        .collect();
+    range
+        .filter(|p| (eph[0]..=eph[1]).contains(p))
+        .filter(|p| !reserved.iter().any(|(a, b)| (a..=b).contains(&p)))
+        .count()
+}
+
 /// Asserts exit 78 and that stderr contains every needle; returns stderr.
 fn refused(out: &Output, needles: &[&str]) -> String {
     let stderr = text(&out.stderr);
@@ -100,7 +131,7 @@ fn valid_file_prints_the_effective_configuration_with_defaults() {
 fn a_passive_range_smaller_than_max_connections_is_warned_about() {
     let out = check_config("valid.toml", &[]);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
-    assert!(out.stderr.is_empty(), "stderr:\n{}", text(&out.stderr));
+    assert_eq!(config_warnings(&out), "", "stderr:\n{}", text(&out.stderr));
 
     let out = check_config("valid.toml", &[("QFTPD_FTP__PASSIVE_PORTS", "50000-50040")]);
     let stderr = text(&out.stderr);
@@ -120,7 +151,37 @@ fn a_passive_range_smaller_than_max_connections_is_warned_about() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
-    assert!(out.stderr.is_empty(), "stderr:\n{}", text(&out.stderr));
+    assert_eq!(config_warnings(&out), "", "stderr:\n{}", text(&out.stderr));
+}
+
+/// Passive ports that outgoing connections of the machine may take (in the kernel's ephemeral
+/// range, not reserved) are said, with the sysctl that reserves them; a range outside it is not.
+#[test]
+fn a_passive_range_the_kernel_may_give_away_is_warned_about() {
+    let out = check_config("valid.toml", &[("QFTPD_FTP__PASSIVE_PORTS", "50000-50999")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let exposed = ephemeral_exposed(50000..=50999);
+    let said = format!(
+        "qftpd: warning: on this machine, {exposed} of the 1000 ports of ftp.passive-ports \
+         (50000-50999) are in the kernel's ephemeral range"
+    );
+    assert_eq!(stderr.contains(&said), exposed > 0, "{stderr}");
+    if exposed > 0 {
+        assert!(
+            stderr.contains("sysctl net.ipv4.ip_local_reserved_ports=50000-50999"),
+            "{stderr}"
+        );
+    }
+    // The top of the port space is outside the ephemeral range of a default Linux.
+    let out = check_config("valid.toml", &[("QFTPD_FTP__PASSIVE_PORTS", "65000-65535")]);
+    let said = text(&out.stderr).contains("warning: on this machine,");
+    assert_eq!(
+        said,
+        ephemeral_exposed(65000..=65535) > 0,
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// `[metrics]` is empty by default; its address shows when set, with a warning when it is not
@@ -133,7 +194,7 @@ fn metrics_listen_shows_and_is_warned_about_off_loopback() {
 
     let out = check_config("valid.toml", &[("QFTPD_METRICS__LISTEN", "127.0.0.1:9121")]);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
-    assert!(out.stderr.is_empty(), "stderr:\n{}", text(&out.stderr));
+    assert_eq!(config_warnings(&out), "", "stderr:\n{}", text(&out.stderr));
     let parsed: toml::Table = toml::from_str(&text(&out.stdout)).expect("stdout is TOML");
     assert_eq!(parsed["metrics"]["listen"].as_str(), Some("127.0.0.1:9121"));
 
@@ -447,7 +508,7 @@ fn proxy_protocol_without_passive_host_is_warned_about() {
             ("QFTPD_FTP__PASSIVE_HOST", "192.0.2.100"),
         ],
     );
-    assert!(out.stderr.is_empty(), "stderr:\n{}", text(&out.stderr));
+    assert_eq!(config_warnings(&out), "", "stderr:\n{}", text(&out.stderr));
     let out = check_config(
         "valid.toml",
         &[("QFTPD_FTP__PROXY_PROTOCOL_FROM", "[\"10.0.0.1/24\"]")],
