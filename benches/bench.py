@@ -309,6 +309,7 @@ class Bench:
         out = os.path.join(self.work, "list.txt")
         r, err = curl_w([ftp_url(host, port, d + "/"), "--user", "%s:%s" % (USER, PASSWORD),
                          "-o", out], ["time_starttransfer", "time_total"])
+        first_byte = self.list_first_byte(host, port, d)
         rss = gw.status("VmHWM")
         gw.stop()
         if r is None:
@@ -331,16 +332,23 @@ class Bench:
             count += len(page["files"])
             nxt = page["paging"]["next"]
         total = time.time() - t0
+        # The first page alone, as the first byte is measured: the best of three.
+        for _ in range(3):
+            t0 = time.perf_counter()
+            self.rest.request("GET", "/v1/files/%s/entries/?limit=1000" % ref(d), conn=conn)
+            first = min(first, time.perf_counter() - t0)
         conn.close()
         if count != self.list_n:
             fail("REST listing: %d entries, expected %d" % (count, self.list_n))
         ratio = r["time_total"] / total
         # The first line goes out once the first page is in: what qftpd adds to it is its own.
-        added = r["time_starttransfer"] - first
-        add_row("LIST %d entries: first byte (s)" % self.list_n,
-                fmt(r["time_starttransfer"], prec=3),
-                "%s (first REST page)" % fmt(first, prec=3), "+%.3f" % added,
-                "≤ +0.050", added <= 0.050)
+        if first_byte is not None:
+            added = first_byte - first
+            add_row("LIST %d entries: LIST to first byte (s)" % self.list_n,
+                    fmt(first_byte, prec=3), "%s (first REST page, best of 3)" % fmt(first, prec=3),
+                    "%+.3f" % added, "≤ +0.050", added <= 0.050)
+        add_row("LIST %d entries: curl's first byte (s), with login and CWD" % self.list_n,
+                fmt(r["time_starttransfer"], prec=3), "—", "—", "—", None)
         add_row("LIST %d entries: total (s), %d lines" % (self.list_n, lines),
                 fmt(r["time_total"], prec=3),
                 "%s (paged REST, %d entries)" % (fmt(total, prec=3), count),
@@ -348,6 +356,31 @@ class Bench:
         add_row("peak RSS of qftpd, LIST %d" % self.list_n, fmt(rss_mib(rss), "MiB"),
                 "—", "—", "—", None)
         shutil.rmtree(disk, ignore_errors=True)
+
+    def list_first_byte(self, host, port, d):
+        """Seconds from EPSV and LIST to the first byte of the listing, in a logged-in session
+        (the 150 goes out once the first page is in): the best of three (the simulator's first page of a large
+        directory sorts all its names each time)."""
+        best = None
+        try:
+            ftp = ftp_login(host, port, True, timeout=120)
+            for _ in range(3):
+                ftp.sendcmd("TYPE A")
+                t0 = time.perf_counter()
+                conn = ftp.transfercmd("LIST " + d)
+                first = conn.recv(1)
+                t = time.perf_counter() - t0
+                while conn.recv(1 << 16):
+                    pass
+                conn.close()
+                ftp.voidresp()
+                if not first:
+                    raise RuntimeError("empty listing")
+                best = t if best is None else min(best, t)
+            ftp.quit()
+        except Exception as e:
+            fail("LIST first byte: %s" % e)
+        return best
 
     # ---- 3b and 5: concurrent sessions
     def sessions_run(self, host, port, n, size, prefix, user, upload_dir):
