@@ -96,7 +96,7 @@ pub(super) async fn list(
     Caller(user): Caller,
     P(r): P<String>,
     Q(q): Q<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::sim::store::Listing>> {
     no_snapshots(q.snapshot.as_ref())?;
     if q.smb_pattern.is_some() {
         return Err(ApiError::new(

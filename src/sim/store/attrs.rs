@@ -10,8 +10,9 @@ use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::super::error::{ApiError, ApiResult};
 use super::super::users::{FIRST_USER_ID, USERS_GROUP, group_name};
@@ -70,8 +71,7 @@ pub(super) fn write_xattr(path: &Path, name: &str, value: u64) -> std::io::Resul
 pub fn format_time(secs: i64, nanos: i64) -> String {
     DateTime::<Utc>::from_timestamp(secs, nanos.clamp(0, 999_999_999) as u32)
         .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S.%9fZ")
-        .to_string()
+        .to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 /// Qumulo's name for a file type.
@@ -131,8 +131,14 @@ impl Store {
             .map_err(|e| ApiError::io(&e, &format!("{} (owner attributes)", obj.path)))
     }
 
-    /// Qumulo's `api_files_attributes` object of `obj`.
+    /// Qumulo's `api_files_attributes` object of `obj`, as JSON.
     pub fn attributes(&self, obj: &Obj) -> Value {
+        serde_json::to_value(self.attrs(obj)).unwrap_or(Value::Null)
+    }
+
+    /// Qumulo's `api_files_attributes` object of `obj` (a listing serializes a page of them
+    /// straight to its answer).
+    pub fn attrs(&self, obj: &Obj) -> Attributes {
         let m = &obj.meta;
         let is_dir = m.is_dir();
         let id = self.id_of(m.ino()).to_string();
@@ -163,39 +169,103 @@ impl Store {
             0
         };
         let rdev = m.rdev();
-        json!({
-            "path": path,
-            "name": obj.name(),
-            "num_links": m.nlink(),
-            "type": type_name(m),
-            "major_minor_numbers": {"major": rustix::fs::major(rdev), "minor": rustix::fs::minor(rdev)},
-            "symlink_target_type": "FS_FILE_TYPE_UNKNOWN",
-            "file_number": id,
-            "id": id,
-            "mode": format!("{:04o}", m.mode() & 0o7777),
-            "owner": obj.owner.to_string(),
-            "owner_details": {"id_type": "LOCAL_USER", "id_value": owner_name},
-            "group": obj.group.to_string(),
-            "group_details": {"id_type": "LOCAL_GROUP", "id_value": group_name},
-            "blocks": (datablocks + 1).to_string(),
-            "datablocks": datablocks.to_string(),
-            "metablocks": "1",
-            "size": size.to_string(),
-            "access_time": format_time(m.atime(), m.atime_nsec()),
-            "modification_time": format_time(m.mtime(), m.mtime_nsec()),
-            "change_time": format_time(m.ctime(), m.ctime_nsec()),
-            "creation_time": btime,
-            "child_count": child_count,
-            "extended_attributes": {
-                "read_only": false, "hidden": false, "system": false, "archive": false,
-                "temporary": false, "compressed": false, "not_content_indexed": false,
-                "sparse_file": false, "offline": false,
+        Attributes {
+            path,
+            name: obj.name().to_string(),
+            num_links: m.nlink(),
+            file_type: type_name(m),
+            major_minor_numbers: MajorMinor {
+                major: rustix::fs::major(rdev),
+                minor: rustix::fs::minor(rdev),
             },
-            "directory_entry_hash_policy": "FS_DIRECTORY_HASH_VERSION_FOLDED",
-            "data_revision": if is_dir { Value::Null } else { Value::from(data_revision(m)) },
-            "user_metadata_revision": "0",
-        })
+            symlink_target_type: "FS_FILE_TYPE_UNKNOWN",
+            file_number: id.clone(),
+            id,
+            mode: format!("{:04o}", m.mode() & 0o7777),
+            owner: obj.owner.to_string(),
+            owner_details: IdDetails {
+                id_type: "LOCAL_USER",
+                id_value: owner_name,
+            },
+            group: obj.group.to_string(),
+            group_details: IdDetails {
+                id_type: "LOCAL_GROUP",
+                id_value: group_name,
+            },
+            blocks: (datablocks + 1).to_string(),
+            datablocks: datablocks.to_string(),
+            metablocks: "1",
+            size: size.to_string(),
+            access_time: format_time(m.atime(), m.atime_nsec()),
+            modification_time: format_time(m.mtime(), m.mtime_nsec()),
+            change_time: format_time(m.ctime(), m.ctime_nsec()),
+            creation_time: btime,
+            child_count,
+            extended_attributes: ExtendedAttributes::default(),
+            directory_entry_hash_policy: "FS_DIRECTORY_HASH_VERSION_FOLDED",
+            data_revision: (!is_dir).then(|| data_revision(m)),
+            user_metadata_revision: "0",
+        }
     }
+}
+
+/// Qumulo's `api_files_attributes`.
+#[derive(Debug, Serialize)]
+pub struct Attributes {
+    path: String,
+    name: String,
+    num_links: u64,
+    #[serde(rename = "type")]
+    file_type: &'static str,
+    major_minor_numbers: MajorMinor,
+    symlink_target_type: &'static str,
+    file_number: String,
+    id: String,
+    mode: String,
+    owner: String,
+    owner_details: IdDetails,
+    group: String,
+    group_details: IdDetails,
+    blocks: String,
+    datablocks: String,
+    metablocks: &'static str,
+    size: String,
+    access_time: String,
+    modification_time: String,
+    change_time: String,
+    creation_time: String,
+    child_count: usize,
+    extended_attributes: ExtendedAttributes,
+    directory_entry_hash_policy: &'static str,
+    /// `null` for a directory.
+    data_revision: Option<String>,
+    user_metadata_revision: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct MajorMinor {
+    major: u32,
+    minor: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct IdDetails {
+    id_type: &'static str,
+    id_value: String,
+}
+
+/// The SMB attributes, none of which the simulator sets.
+#[derive(Debug, Default, Serialize)]
+struct ExtendedAttributes {
+    read_only: bool,
+    hidden: bool,
+    system: bool,
+    archive: bool,
+    temporary: bool,
+    compressed: bool,
+    not_content_indexed: bool,
+    sparse_file: bool,
+    offline: bool,
 }
 
 /// A revision that changes whenever the data does (size and modification time), also used as

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 pub use acl::{Ace, Acl};
 pub use attrs::Obj;
-pub use ops::{CreateRequest, ReadPlan};
+pub use ops::{CreateRequest, Listing, ReadPlan};
 pub use patch::AttrPatch;
 
 use super::error::{ApiError, ApiResult, ErrorClass};

@@ -6,12 +6,12 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rustix::fs::{CWD, RenameFlags};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::super::error::{ApiError, ApiResult, ErrorClass};
 use super::super::users::{USERS_GROUP, User};
-use super::attrs::{data_revision, write_xattr};
+use super::attrs::{Attributes, data_revision, write_xattr};
 use super::{Access, Obj, Store, child_path, components, validate_name};
 
 /// Mode of a file created through the API (Qumulo's default for POSIX-style creation).
@@ -63,7 +63,7 @@ impl Store {
         reference: &str,
         after: Option<&str>,
         limit: Option<usize>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Listing> {
         let dir = self.resolve(reference, user)?;
         if !dir.meta.is_dir() {
             return Err(ApiError::new(
@@ -78,10 +78,10 @@ impl Store {
         let start = after.map_or(0, |a| all.partition_point(|n| n.as_str() <= a));
         let names = &all[start..(start + limit).min(total)];
         let more = start + limit < total;
-        let files: Vec<Value> = names
+        let files: Vec<Attributes> = names
             .iter()
             .filter_map(|n| self.load_child(&dir, n).ok())
-            .map(|o| self.attributes(&o))
+            .map(|o| self.attrs(&o))
             .collect();
         let id = self.id_of(dir.meta.ino());
         let next = match names.last() {
@@ -96,9 +96,13 @@ impl Store {
         } else {
             format!("{}/", dir.path)
         };
-        Ok(
-            json!({"path": path, "id": id.to_string(), "child_count": total, "files": files, "paging": {"next": next}}),
-        )
+        Ok(Listing {
+            path,
+            id: id.to_string(),
+            child_count: total,
+            files,
+            paging: Paging { next },
+        })
     }
 
     /// The directory at `reference` and the caller's right to add or remove entries in it.
@@ -354,4 +358,20 @@ impl Store {
             "snapshot_size_bytes": "0",
         }))
     }
+}
+
+/// A page of a directory listing (`GET /v1/files/{ref}/entries/`).
+#[derive(Debug, Serialize)]
+pub struct Listing {
+    path: String,
+    id: String,
+    child_count: usize,
+    files: Vec<Attributes>,
+    paging: Paging,
+}
+
+/// Where the next page is (empty after the last).
+#[derive(Debug, Serialize)]
+struct Paging {
+    next: String,
 }
