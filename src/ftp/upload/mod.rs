@@ -233,6 +233,8 @@ impl Upload<'_> {
         R: AsyncRead + Send + Sync + Unpin + 'static,
     {
         let (target, created) = tokio::join!(self.target(), TempFile::create(self, dir, name));
+        // None: written in place; Some(None): a new name (or one a link or a device takes);
+        // Some(Some(attr)): the user's own file, replaced.
         let target = match target {
             Ok(Target::File(attr)) if attr.owner != self.user.uid => {
                 // A new file would be the uploader's: only the owner's own replacement keeps
