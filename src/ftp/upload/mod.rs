@@ -233,9 +233,8 @@ impl Upload<'_> {
         R: AsyncRead + Send + Sync + Unpin + 'static,
     {
         let (target, created) = tokio::join!(self.target(), TempFile::create(self, dir, name));
-        // None: written in place; Some(None): a new name (or one a link or a device takes);
-        // Some(Some(attr)): the user's own file, replaced.
-        let target = match target {
+        // The user's own file it replaces, if any.
+        let replaced = match target {
             Ok(Target::File(attr)) if attr.owner != self.user.uid => {
                 // A new file would be the uploader's: only the owner's own replacement keeps
                 // the owner (giving a file away takes an administrator, who may write in place
@@ -245,11 +244,14 @@ impl Upload<'_> {
                     path = %self.path.display(), owner = %attr.owner_details.id_value,
                     "the file belongs to another user; overwriting it in place"
                 );
-                None
+                if let Ok((mut temp, _)) = created {
+                    temp.remove().await;
+                }
+                return self.in_place(None, input).await;
             }
-            Ok(Target::File(attr)) => Some(Some(attr)),
+            Ok(Target::File(attr)) => Some(attr),
             // A link (or a device) is replaced like a name that is taken, never written through.
-            Ok(Target::Other | Target::None) => Some(None),
+            Ok(Target::Other | Target::None) => None,
             Err(e) => {
                 if let Ok((mut temp, _)) = created {
                     temp.remove().await;
@@ -257,14 +259,9 @@ impl Upload<'_> {
                 return Err(e);
             }
         };
-        let (mut temp, created) = match (created, &target) {
-            (Ok(temp), Some(_)) => temp,
-            (Ok((mut temp, _)), None) => {
-                temp.remove().await;
-                return self.in_place(None, input).await;
-            }
-            (Err(_), None) => return self.in_place(None, input).await,
-            (Err(e), Some(Some(_))) if e.kind() == ErrorKind::Denied => {
+        let (mut temp, created) = match created {
+            Ok(temp) => temp,
+            Err(e) if e.kind() == ErrorKind::Denied && replaced.is_some() => {
                 tracing::info!(
                     user = %self.user.name, client = %self.user.client, path = %self.path.display(),
                     "no permission to create a temporary file next to the target; overwriting \
@@ -272,9 +269,9 @@ impl Upload<'_> {
                 );
                 return self.in_place(None, input).await;
             }
-            (Err(e), Some(_)) => return Err(cluster(self.path, &e)),
+            Err(e) => return Err(cluster(self.path, &e)),
         };
-        if let Some(Some(target)) = target {
+        if let Some(target) = replaced {
             temp.replacing();
             match self.like_target(&temp.path, &created, &target).await {
                 Ok(()) => {}
