@@ -195,6 +195,24 @@ fn assert_fields(entry: &BTreeMap<String, Value>, what: &str, want: &[(&str, &st
     }
 }
 
+/// A temporary directory named by `prefix` and a journald in a namespace of its own (see
+/// [`start_journald`]): the directory, the children to end first, the namespace's pid; `None`,
+/// said as `skipped: WHAT: why`, when journald cannot run here.
+fn journald_in_temp_dir(what: &str, prefix: &str) -> Option<(tempfile::TempDir, Children, u32)> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    let mut children = Children::default();
+    match start_journald(&mut children, dir.path()) {
+        Ok(ns_pid) => Some((dir, children, ns_pid)),
+        Err(why) => {
+            println!("skipped: {what}: {why}");
+            None
+        }
+    }
+}
+
 /// Starts `systemd-journald` in a new private mount namespace (tmpfs on /run/systemd/journal,
 /// /run/log and /var/log/journal, so nothing reaches the host's journal) and waits for its
 /// socket; returns the pid that holds the namespace, or why no namespace can be made here.
@@ -313,18 +331,7 @@ impl JournaledGateway {
     /// temporary directory.
     fn start(what: &str, prefix: &str) -> Option<JournaledGateway> {
         let sim = Sim::start(&[(USER, PASSWORD)], None, &[]);
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir()
-            .expect("temp dir");
-        let mut children = Children::default();
-        let ns_pid = match start_journald(&mut children, dir.path()) {
-            Ok(pid) => pid,
-            Err(why) => {
-                println!("skipped: {what}: {why}");
-                return None;
-            }
-        };
+        let (dir, mut children, ns_pid) = journald_in_temp_dir(what, prefix)?;
         // The gateway, in the same namespace, logging to journald only, on a fixed free port.
         let port = free_port();
         let qumulo = format!(
@@ -598,17 +605,10 @@ fn auto_target_follows_journal_stream() {
         println!("skipped: journald auto-target test: {why}");
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("qftpd-journald-auto-")
-        .tempdir()
-        .expect("temp dir");
-    let mut children = Children::default();
-    let ns_pid = match start_journald(&mut children, dir.path()) {
-        Ok(pid) => pid,
-        Err(why) => {
-            println!("skipped: journald auto-target test: {why}");
-            return;
-        }
+    let Some((dir, mut children, ns_pid)) =
+        journald_in_temp_dir("journald auto-target test", "qftpd-journald-auto-")
+    else {
+        return;
     };
     // No cluster is needed to start; the gateways listen on port 0.
     let config = write_config(
