@@ -78,6 +78,25 @@ impl QumuloStorage {
         Ok(attr_of(user, path).await?.0)
     }
 
+    /// An upload (STOR, APPE), counted and logged as one transfer.
+    async fn logged_upload<R: AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &User,
+        input: R,
+        path: &Path,
+        start: Start,
+    ) -> Result<u64> {
+        // APPE's offset is known once the cluster has said the file's size (`upload` sets it).
+        let offset = match start {
+            Start::At(offset) => offset,
+            Start::End => 0,
+        };
+        let mut transfer = Transfer::start(&self.shared, user, path, "upload", offset);
+        let result = upload(self, user, input, path, start, &mut transfer).await;
+        transfer.finish(&result);
+        result
+    }
+
     /// Whether the client closes its control connection within `limit` (see
     /// [`super::ControlLink`]).
     pub(super) async fn client_gone(&self, limit: std::time::Duration) -> bool {
@@ -256,11 +275,8 @@ impl StorageBackend<User> for QumuloStorage {
         path: P,
         start_pos: u64,
     ) -> Result<u64> {
-        let path = path.as_ref();
-        let mut transfer = Transfer::start(&self.shared, user, path, "upload", start_pos);
-        let result = upload(self, user, input, path, Start::At(start_pos), &mut transfer).await;
-        transfer.finish(&result);
-        result
+        self.logged_upload(user, input, path.as_ref(), Start::At(start_pos))
+            .await
     }
 
     /// APPE: the check of the write answers with the file's size, the data goes on from there
@@ -274,11 +290,8 @@ impl StorageBackend<User> for QumuloStorage {
         input: R,
         path: P,
     ) -> Result<u64> {
-        let path = path.as_ref();
-        let mut transfer = Transfer::start(&self.shared, user, path, "upload", 0);
-        let result = upload(self, user, input, path, Start::End, &mut transfer).await;
-        transfer.finish(&result);
-        result
+        self.logged_upload(user, input, path.as_ref(), Start::End)
+            .await
     }
 
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()> {
